@@ -1,0 +1,327 @@
+"""The invariant catalogue: every oracle the fuzzer judges a model kernel by, in one place.
+
+Each :class:`Invariant` has a stable ``name`` (used in reproducer files, on the command line and
+in CI), the kernel assumption it encodes, and a check.  State invariants run after every step;
+``merge-superset`` judges the merge events the model records where a merge happens.  A broken
+invariant becomes a :class:`Violation`, the one exception type the model and the checks raise;
+it names the mm, VMAs (with their ranges), anon_vmas and pages involved.
+
+The catalogue is ordered cheapest and earliest first (kernel-rmap.md §7.1): when one step breaks
+several invariants, the first in this order is the one reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from rmapfuzz.model.core import KernelCore
+    from rmapfuzz.model.objects import AnonVma, Page, Vma
+
+
+class Violation(Exception):
+    """A broken invariant: its name, the 0-based step (set by the replayer), a message and the objects."""
+
+    def __init__(self, invariant: str, message: str, objects: Sequence[str] = (), step: int | None = None) -> None:
+        super().__init__(message)
+        self.invariant = invariant
+        self.message = message
+        self.objects = tuple(objects)
+        self.step = step
+
+    def __str__(self) -> str:
+        where = "" if self.step is None else f" at step {self.step}"
+        return f"{self.invariant}{where}: {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"invariant": self.invariant, "step": self.step, "message": self.message, "objects": list(self.objects)}
+
+
+def _names(objs: Iterable[object]) -> list[str]:
+    return [getattr(o, "name", repr(o)) for o in objs]
+
+
+def use_after_free(message: str, *objs: object) -> Violation:
+    """What the model raises when its own code dereferences a freed anon_vma or VMA."""
+    return Violation("no-dangling", "use-after-free: " + message, _names(objs))
+
+
+Finding = tuple[str, Sequence[object]]  # message, objects involved
+Check = Callable[["KernelCore"], Iterator[Finding]]
+
+
+@attrs.frozen
+class Invariant:
+    name: str
+    ref: str  # where it comes from: the thread, or kernel-rmap.md's I-number
+    assumption: str
+    check: Check
+    on_events: bool = False
+
+
+def _live_vmas(k: KernelCore) -> Iterator[Vma]:
+    for mm in k.mms.values():
+        if mm.alive:
+            yield from mm.vmas
+
+
+def _chain_str(vma: Vma) -> str:
+    return "[" + ", ".join(av.name for av in vma.chain_anon_vmas()) + "]"
+
+
+# ---- the checks ----
+
+
+def check_merge_superset(k: KernelCore) -> Iterator[Finding]:
+    for ev in k.events:
+        missing = [av for av in ev.taken_chain if av not in ev.taker_chain]
+        if missing:
+            yield (
+                f"{ev.where}: {ev.taker.name} took over {ev.taken_name} (chain "
+                f"[{', '.join(a.name for a in ev.taken_chain)}]) but its chain "
+                f"[{', '.join(a.name for a in ev.taker_chain)}] lacks {', '.join(a.name for a in missing)}",
+                [ev.taker, *missing],
+            )
+
+
+def check_chain_consistency(k: KernelCore) -> Iterator[Finding]:
+    for vma in _live_vmas(k):
+        for avc in vma.anon_vma_chain:
+            if avc.vma is not vma or avc not in avc.anon_vma.head:
+                yield (
+                    f"{vma.name}'s chain entry for {avc.anon_vma.name} is not on that anon_vma's list",
+                    [vma, avc.anon_vma],
+                )
+    for av in k.anon_vmas:
+        if av.freed:
+            continue
+        for avc in av.head:
+            vma = avc.vma
+            if vma.freed or not vma.mm.alive:
+                yield (f"{av.name}'s list links freed VMA {vma.name}", [av, vma])
+            elif avc not in vma.anon_vma_chain:
+                yield (f"{av.name}'s list entry for {vma.name} is not in that VMA's chain", [av, vma])
+
+
+def check_primary_linked(k: KernelCore) -> Iterator[Finding]:
+    for vma in _live_vmas(k):
+        av = vma.anon_vma
+        if av is not None and av not in vma.chain_anon_vmas():
+            yield (f"{vma.name} has anon_vma {av.name} but its chain {_chain_str(vma)} does not link it", [vma, av])
+
+
+def check_unfaulted_empty(k: KernelCore) -> Iterator[Finding]:
+    for vma in _live_vmas(k):
+        if (vma.anon_vma is None) != (not vma.anon_vma_chain):
+            state = "no anon_vma" if vma.anon_vma is None else f"anon_vma {vma.anon_vma.name}"
+            yield (f"{vma.name} has {state} but chain {_chain_str(vma)}", [vma])
+
+
+def check_no_dangling(k: KernelCore) -> Iterator[Finding]:
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        for vma in mm.vmas:
+            if vma.anon_vma is not None and vma.anon_vma.freed:
+                yield (f"{vma.name}'s anon_vma {vma.anon_vma.name} is freed", [vma, vma.anon_vma])
+            for av in vma.chain_anon_vmas():
+                if av.freed:
+                    yield (f"{vma.name}'s chain links freed {av.name}", [vma, av])
+        for addr, pte in mm.ptes.items():
+            page = pte.page
+            if pte.swap is not None or page is None:
+                continue
+            if page.freed:
+                yield (f"P{mm.pid} page {addr} maps freed {page.name}", [page])
+            elif page.mapping is not None and page.mapping.freed:
+                yield (
+                    f"P{mm.pid} page {addr} maps {page.name} (index {page.index}) "
+                    f"whose anon_vma {page.mapping.name} is freed",
+                    [page, page.mapping],
+                )
+
+
+def _groups_by_anon_vma(k: KernelCore) -> Iterator[tuple[AnonVma, list[Vma]]]:
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        groups: dict[int, tuple[AnonVma, list[Vma]]] = {}
+        for vma in mm.vmas:
+            if vma.anon_vma is not None:
+                groups.setdefault(id(vma.anon_vma), (vma.anon_vma, []))[1].append(vma)
+        for av, vmas in groups.values():
+            if len(vmas) > 1:
+                yield av, vmas
+
+
+def check_same_chain(k: KernelCore) -> Iterator[Finding]:
+    for av, vmas in _groups_by_anon_vma(k):
+        first = vmas[0]
+        ref = set(map(id, first.chain_anon_vmas()))
+        for other in vmas[1:]:
+            if set(map(id, other.chain_anon_vmas())) != ref:
+                yield (
+                    f"{first.name} and {other.name} share anon_vma {av.name} but their chains differ: "
+                    f"{_chain_str(first)} vs {_chain_str(other)}",
+                    [first, other, av],
+                )
+
+
+def check_singleton(k: KernelCore) -> Iterator[Finding]:
+    for av, vmas in _groups_by_anon_vma(k):
+        for i, a in enumerate(vmas):
+            for b in vmas[i + 1 :]:
+                ca, cb = a.chain_anon_vmas(), b.chain_anon_vmas()
+                if set(map(id, ca)) == set(map(id, cb)):
+                    continue
+                if ca == [av] or cb == [av]:
+                    continue
+                yield (
+                    f"{a.name} and {b.name} share anon_vma {av.name}, neither chain is the singleton [{av.name}], "
+                    f"and they differ: {_chain_str(a)} vs {_chain_str(b)}",
+                    [a, b, av],
+                )
+
+
+def _mapped_pages(k: KernelCore) -> dict[int, tuple[Page, list[tuple[int, int]]]]:
+    """Ground truth from the page tables: page -> every (pid, address) whose present pte maps it."""
+    truth: dict[int, tuple[Page, list[tuple[int, int]]]] = {}
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        for addr, pte in mm.ptes.items():
+            page = pte.page
+            if pte.swap is None and page is not None:
+                truth.setdefault(id(page), (page, []))[1].append((mm.pid, addr))
+    return truth
+
+
+def check_page_index(k: KernelCore) -> Iterator[Finding]:
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        for addr, pte in mm.ptes.items():
+            page = pte.page
+            if pte.swap is not None or page is None:
+                continue
+            vma = k.find_vma(mm, addr)
+            if vma is None or vma.vm_start > addr:
+                yield (f"P{mm.pid} page {addr} maps {page.name} outside any VMA", [page])
+                continue
+            expected = vma.vm_pgoff + (addr - vma.vm_start)
+            if page.index != expected:
+                yield (
+                    f"{vma.name} (pgoff {vma.vm_pgoff}) maps {page.name} at page {addr}: index {page.index}, "
+                    f"linear_page_index {expected}",
+                    [vma, page],
+                )
+
+
+def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
+    for page, where in _mapped_pages(k).values():
+        found = {(vma.mm.pid, addr) for vma, addr in k.rmap_walk_anon(page)}  # type: ignore[attr-defined]
+        for pid, addr in where:
+            if (pid, addr) in found:
+                continue
+            vma = k.find_vma(k.mms[pid], addr)
+            vname = vma.name if vma is not None else f"P{pid}:(no VMA)"
+            chain = _chain_str(vma) if vma is not None else "[]"
+            yield (
+                f"rmap walk of {page.name} from {page.mapping!r} misses P{pid} page {addr}: "
+                f"{vname} chain {chain} does not link {page.mapping!r}",
+                [page, *([vma] if vma is not None else []), *([page.mapping] if page.mapping is not None else [])],
+            )
+
+
+CATALOGUE: tuple[Invariant, ...] = (
+    Invariant(
+        "merge-superset",
+        "LKML 2010-04-09 (Linus)",
+        "A VMA that takes over another VMA's range or pages (merge, boundary shift, mremap move) ends up "
+        "with a chain containing every anon_vma of the chain it took over; anon_vma_merge() just drops "
+        "the other chain.",
+        check_merge_superset,
+        on_events=True,
+    ),
+    Invariant(
+        "chain-consistency",
+        "anon_vma_chain",
+        "Both directions of every anon_vma_chain link agree: the entry is on the VMA's same_vma list and "
+        "on the anon_vma's same_anon_vma list, and no anon_vma links a freed VMA.",
+        check_chain_consistency,
+    ),
+    Invariant(
+        "primary-linked",
+        "I2",
+        "If vma->anon_vma is set, the VMA's chain links it.",
+        check_primary_linked,
+    ),
+    Invariant(
+        "unfaulted-empty",
+        "I7",
+        "vma->anon_vma is NULL exactly when the VMA's chain is empty.",
+        check_unfaulted_empty,
+    ),
+    Invariant(
+        "no-dangling",
+        "I4",
+        "No mapped page, no VMA and no chain link points at a freed anon_vma (an anon_vma is freed when "
+        "its last link goes, so this holds as long as rmap-complete does).",
+        check_no_dangling,
+    ),
+    Invariant(
+        "same-chain",
+        "I3",
+        "Two VMAs of one mm with the same non-NULL anon_vma have identical chains (Linus' design rule "
+        "since d0e9fe1758f2; merging relies on it).",
+        check_same_chain,
+    ),
+    Invariant(
+        "singleton",
+        "LKML 2010-04-09 (Johannes)",
+        "Two VMAs of one mm that share a non-NULL anon_vma have equivalent chains, unless one of the two "
+        "chains is exactly that single anon_vma.",
+        check_singleton,
+    ),
+    Invariant(
+        "page-index",
+        "I1'",
+        "A mapped page's index equals linear_page_index() at every address that maps it.",
+        check_page_index,
+    ),
+    Invariant(
+        "rmap-complete",
+        "I1",
+        "Every present pte mapping an anonymous page is found by an rmap walk from the page's anon_vma.",
+        check_rmap_complete,
+    ),
+)
+
+BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in CATALOGUE}
+DEFAULT: tuple[str, ...] = tuple(inv.name for inv in CATALOGUE)
+
+
+def select(names: Iterable[str] | None) -> tuple[Invariant, ...]:
+    """The invariants to check, in catalogue order; unknown names raise ValueError."""
+    if names is None:
+        return CATALOGUE
+    wanted = set(names)
+    unknown = wanted - BY_NAME.keys()
+    if unknown:
+        raise ValueError(f"unknown invariant {sorted(unknown)[0]!r} (known: {', '.join(DEFAULT)})")
+    return tuple(inv for inv in CATALOGUE if inv.name in wanted)
+
+
+def check(k: KernelCore, invariants: Sequence[Invariant]) -> list[Violation]:
+    """Run the given invariants on ``k``: every finding, in catalogue order."""
+    found: list[Violation] = []
+    for inv in invariants:
+        try:
+            for message, objs in inv.check(k):
+                found.append(Violation(inv.name, message, _names(objs)))
+        except Violation as uaf:  # a walk inside a check dereferenced a freed object
+            found.append(uaf)
+    return found

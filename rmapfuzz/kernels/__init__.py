@@ -1,0 +1,45 @@
+"""The kernel generations, by name.  Each is an overlay on the one it names as ``base``.
+
+A catalogued bug's letter is kernel-rmap.md §6's; ``M`` is the mremap hole the model found in the
+2.6.34-era code (a faulted range merged into an unfaulted neighbour without an anon_vma import).
+"""
+
+from __future__ import annotations
+
+from rmapfuzz.kernels.hannes_v2 import HannesV2
+from rmapfuzz.kernels.v2_6_34 import Linux2634
+from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
+from rmapfuzz.model.syscalls import SyscallMixin
+
+KERNELS: dict[str, type[SyscallMixin]] = {cls.name: cls for cls in (Linux2634rc3, HannesV2, Linux2634)}
+ALIASES: dict[str, str] = {}
+
+BUGS: dict[str, str] = {
+    "A": "vma_adjust imports the anon_vma but clones the importer's own chain (fixed by 287d97ac0321)",
+    "B": "anon_vma_prepare borrows a neighbour's anon_vma whatever its chain (fixed by d0e9fe1758f2)",
+    "S": "swap-in gives a page shared by a fork tree the first faulter's own anon_vma (fixed late April 2010)",
+    "C": "anon_vma_fork's error path leaves links to the freed child VMA (needs fail_alloc; fixed by 2.6.35)",
+    "M": "mremap merges a faulted range into an unfaulted neighbour without importing the anon_vma "
+    "(latent until 965f55dea0e3, 3.0)",
+}
+
+
+class UnknownKernel(KeyError):
+    def __str__(self) -> str:
+        return f"unknown kernel {self.args[0]!r} (known: {', '.join(names())})"
+
+
+def names() -> list[str]:
+    return [*KERNELS, *ALIASES]
+
+
+def resolve(name: str) -> type[SyscallMixin]:
+    cls = KERNELS.get(ALIASES.get(name, name))
+    if cls is None:
+        raise UnknownKernel(name)
+    return cls
+
+
+def boot(name: str, window: int = 8) -> SyscallMixin:
+    """A fresh model kernel of that generation with process 0 and an empty window."""
+    return resolve(name)(window=window)

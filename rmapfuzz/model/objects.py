@@ -1,0 +1,199 @@
+"""The objects of the anonymous reverse map: mm, VMA, anon_vma, anon_vma_chain, page, swap slot, pte.
+
+Field names follow the kernel's (``vm_start``, ``vm_pgoff``, ``anon_vma_chain`` ...), see
+``include/linux/mm_types.h`` and ``include/linux/rmap.h`` (2.6.34).  Addresses are page numbers
+inside the model's window, so ``vm_pgoff`` of a fresh anonymous mapping equals its first page
+(the kernel's ``addr >> PAGE_SHIFT`` minus a constant window base).
+
+Freed objects are never dropped: they stay reachable from whatever still points at them with
+``freed = True`` (a tombstone), so that a dangling pointer is detected instead of silently
+collected.  All classes compare by identity (``eq=False``): two anon_vmas with equal fields are
+still two anon_vmas.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+# vm_flags bits (include/linux/mm.h); only the ones that decide merging or forking.
+VM_READ = 0x1
+VM_WRITE = 0x2
+VM_EXEC = 0x4
+VM_MAYREAD = 0x10
+VM_MAYWRITE = 0x20
+VM_MAYEXEC = 0x40
+VM_DONTCOPY = 0x20000  # MADV_DONTFORK
+VM_ACCOUNT = 0x100000  # private writable memory charged to overcommit
+VM_WIPEONFORK = 0x2000000  # MADV_WIPEONFORK (4.14+)
+
+VM_PROT_MASK = VM_READ | VM_WRITE | VM_EXEC
+VM_MAY_ALL = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+
+_FLAG_NAMES = (
+    (VM_ACCOUNT, "ac"),
+    (VM_DONTCOPY, "dc"),
+    (VM_WIPEONFORK, "wf"),
+)
+
+
+def prot_to_flags(prot: str) -> int:
+    """calc_vm_prot_bits(): "rwx" subset to VM_READ|VM_WRITE|VM_EXEC."""
+    flags = 0
+    if "r" in prot:
+        flags |= VM_READ
+    if "w" in prot:
+        flags |= VM_WRITE
+    if "x" in prot:
+        flags |= VM_EXEC
+    return flags
+
+
+def flags_to_prot(flags: int) -> str:
+    return "".join(c for bit, c in ((VM_READ, "r"), (VM_WRITE, "w"), (VM_EXEC, "x")) if flags & bit)
+
+
+def describe_flags(flags: int) -> str:
+    """smaps-like rendering: prot as ``rw-`` plus the merge-relevant VmFlags (``ac``, ``dc``, ``wf``)."""
+    prot = "".join(c if flags & bit else "-" for bit, c in ((VM_READ, "r"), (VM_WRITE, "w"), (VM_EXEC, "x")))
+    extra = [name for bit, name in _FLAG_NAMES if flags & bit]
+    return prot + ("" if not extra else " " + ",".join(extra))
+
+
+@attrs.define(eq=False, repr=False)
+class AnonVma:
+    """struct anon_vma.
+
+    ``head`` is the same_anon_vma list (2.6.34) of the chains linking this anon_vma; later
+    generations use ``root``, ``parent``, ``refcount`` and the fork-reuse counters.
+    """
+
+    ident: int
+    head: list[AnonVmaChain] = attrs.field(factory=list)
+    freed: bool = False
+    root: AnonVma | None = None
+    parent: AnonVma | None = None
+    refcount: int = 1
+    degree: int = 1
+    num_children: int = 0
+    num_active_vmas: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"AV{self.ident}" + ("(freed)" if self.freed else "")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(eq=False, repr=False)
+class AnonVmaChain:
+    """struct anon_vma_chain: one link between one VMA and one anon_vma."""
+
+    vma: Vma
+    anon_vma: AnonVma
+
+    def __repr__(self) -> str:
+        return f"AVC({self.vma.name}->{self.anon_vma.name})"
+
+
+@attrs.define(eq=False, repr=False)
+class Vma:
+    """struct vm_area_struct: [vm_start, vm_end) in pages, private anonymous.
+
+    ``anon_vma_chain`` is the same_vma list, head first: index 0 is the most recently added
+    link, as the kernel's ``list_add`` leaves it.
+    """
+
+    ident: int
+    mm: Mm
+    vm_start: int
+    vm_end: int
+    vm_pgoff: int
+    vm_flags: int
+    anon_vma: AnonVma | None = None
+    anon_vma_chain: list[AnonVmaChain] = attrs.field(factory=list)
+    freed: bool = False
+
+    @property
+    def pages(self) -> int:
+        """vma_pages()"""
+        return self.vm_end - self.vm_start
+
+    @property
+    def name(self) -> str:
+        return f"P{self.mm.pid}:[{self.vm_start},{self.vm_end})" + ("(freed)" if self.freed else "")
+
+    def chain_anon_vmas(self) -> list[AnonVma]:
+        return [avc.anon_vma for avc in self.anon_vma_chain]
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(eq=False, repr=False)
+class SwapSlot:
+    """A swap entry: ``count`` swap ptes refer to it (swap_map); ``page`` is its swap-cache page."""
+
+    ident: int
+    count: int = 0
+    page: Page | None = None
+
+    def __repr__(self) -> str:
+        return f"swap{self.ident}"
+
+
+@attrs.define(eq=False, repr=False)
+class Page:
+    """An anonymous struct page: ``mapping`` (the anon_vma, PAGE_MAPPING_ANON), ``index``.
+
+    ``mapcount`` counts present ptes (the kernel's ``_mapcount + 1``); ``swapcache`` is the slot
+    while the page is in the swap cache (PageSwapCache); ``exclusive`` is PageAnonExclusive
+    (5.19+; unused by older generations).
+    """
+
+    ident: int
+    mapping: AnonVma | None
+    index: int
+    mapcount: int = 0
+    swapcache: SwapSlot | None = None
+    freed: bool = False
+    exclusive: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"page{self.ident}"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+@attrs.define(eq=False, repr=False)
+class Pte:
+    """A page table entry: present (``page``; None is the shared zero page) or a swap entry."""
+
+    page: Page | None = None
+    swap: SwapSlot | None = None
+    writable: bool = False
+
+    @property
+    def present(self) -> bool:
+        return self.swap is None
+
+    def __repr__(self) -> str:
+        if self.swap is not None:
+            return f"<{self.swap!r}>"
+        target = "zero" if self.page is None else self.page.name
+        return target + ("(w)" if self.writable else "(ro)")
+
+
+@attrs.define(eq=False, repr=False)
+class Mm:
+    """struct mm_struct: the VMA list sorted by address (mm->mmap) and the page tables."""
+
+    pid: int
+    vmas: list[Vma] = attrs.field(factory=list)
+    ptes: dict[int, Pte] = attrs.field(factory=dict)
+    alive: bool = True
+
+    def __repr__(self) -> str:
+        return f"P{self.pid}"
