@@ -121,7 +121,8 @@ class MmapMixin(MemoryMixin):
         """
         mm = vma.mm
         nxt = self.vma_next(vma)
-        while True:  # the kernel's "goto again" for case 6
+        again = False  # the kernel's "goto again" for case 6 lands inside the remove branch
+        while True:
             remove_next = 0
             adjust_next = 0
             importer: Vma | None = None
@@ -129,7 +130,7 @@ class MmapMixin(MemoryMixin):
             taken: tuple[AnonVma, ...] = ()
             taken_name = ""
             if nxt is not None and insert is None:
-                if end >= nxt.vm_end:
+                if again or end >= nxt.vm_end:
                     remove_next = 1 + (end > nxt.vm_end)
                     end = nxt.vm_end
                     importer, exporter = vma, nxt
@@ -164,6 +165,7 @@ class MmapMixin(MemoryMixin):
             if remove_next != 2:
                 return None
             nxt = self.vma_next(vma)
+            again = True
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
         """The anon_vma import in vma_adjust() (2.6.34-rc3, bug A).

@@ -1,0 +1,464 @@
+"""The ``rmapfuzz`` command line.
+
+Each subcommand is one ``add_<name>_command(subparsers)`` function that builds its parser and
+sets ``func`` (``args -> exit code``); :data:`COMMANDS` lists them, so adding a subcommand is
+writing one such function and appending it.  Exit codes: 0 clean / passed, 1 a violation or a
+failed check, 2 bad input (reported as one ``rmapfuzz: error: ...`` line on stderr).
+
+Human output goes through rich (plain when stdout is not a terminal or NO_COLOR is set);
+``--json`` prints JSON for machines.  No command ever modifies a corpus file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from rmapfuzz import campaign, corpus, ops, render, strategy
+from rmapfuzz import invariants as inv
+from rmapfuzz.campaign import Config
+from rmapfuzz.kernels import BUGS, KERNELS, UnknownKernel, resolve
+from rmapfuzz.live import LiveView, summary
+from rmapfuzz.replay import replay
+from rmapfuzz.strategy import StrategyError
+
+PROG = "rmapfuzz"
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CliError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _emit_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+
+
+def _kernel(name: str | None) -> str | None:
+    if name is not None:
+        resolve(name)  # raises UnknownKernel
+    return name
+
+
+def _invariants(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if not names:
+        raise CliError("--invariants: give at least one invariant name")
+    try:
+        inv.select(names)
+    except ValueError as exc:  # names the unknown invariant
+        raise CliError(str(exc)) from None
+    return names
+
+
+def _violation_json(v: inv.Violation | None) -> dict[str, Any] | None:
+    return None if v is None else {"invariant": v.invariant, "step": v.step, "message": v.message}
+
+
+# ---- kernels ----
+
+
+def kernel_info(name: str) -> dict[str, Any]:
+    cls = KERNELS[name]
+    return {
+        "name": name,
+        "base": cls.base,
+        "summary": cls.summary,
+        "commits": [{"id": cid, "title": title} for cid, title in cls.commits],
+        "bugs": [{"letter": letter, "description": BUGS.get(letter, "")} for letter in cls.bugs],
+    }
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    infos = [kernel_info(name) for name in KERNELS]
+    if args.json:
+        _emit_json(infos)
+        return 0
+    console = _console()
+    for info in infos:
+        title = Text.assemble((info["name"], "bold cyan"), f"  (on {info['base']})" if info["base"] else "")
+        console.print(title)
+        console.print(Text(f"  {info['summary']}"))
+        for commit in info["commits"]:
+            console.print(Text.assemble("  commit ", (commit["id"], "yellow"), f" {commit['title']}"))
+        for bug in info["bugs"]:
+            console.print(Text.assemble("  bug ", (bug["letter"], "bold red"), f"  {bug['description']}"))
+        if not info["bugs"]:
+            console.print(Text("  no catalogued bugs", style="green"))
+        console.print()
+    return 0
+
+
+def add_kernels_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("kernels", help="list the model kernels, their commits and catalogued bugs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_kernels)
+
+
+# ---- invariants ----
+
+
+def cmd_invariants(args: argparse.Namespace) -> int:
+    if args.json:
+        _emit_json(
+            [
+                {"name": i.name, "ref": i.ref, "assumption": i.assumption, "on_events": i.on_events}
+                for i in inv.CATALOGUE
+            ]
+        )
+        return 0
+    table = Table("name", "ref", "assumption", title="invariants (catalogue order)")
+    for i in inv.CATALOGUE:
+        table.add_row(Text(i.name, style="bold"), Text(i.ref), Text(i.assumption))
+    _console().print(table)
+    return 0
+
+
+def add_invariants_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("invariants", help="list the invariant catalogue")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_invariants)
+
+
+# ---- replay ----
+
+
+def _load_all(files: Sequence[str]) -> list[corpus.Reproducer]:
+    return [corpus.load(f) for f in files]
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    kernel = _kernel(args.kernel)
+    names = _invariants(args.invariants)
+    reps = _load_all(args.files)
+    console = _console()
+    status = 0
+    for rep in reps:
+        target = kernel or rep.kernel
+        if args.trace and not args.json:
+            steps = render.print_reproducer_steps(console, rep, kernel=target, invariants=names)
+            bad = next((s.violations[0] for s in steps if s.violations), None)
+        else:
+            verdict = replay(rep.steps, target, rep.window, names)
+            bad = verdict.violation
+        if bad is not None:
+            status = 1
+        if args.json:
+            out: dict[str, Any] = {"file": str(rep.path), "kernel": target, "violation": _violation_json(bad)}
+            if args.trace:
+                out["trace"] = [s.to_json() for s in render.trace(rep.steps, target, rep.window, names)]
+            _emit_json(out)
+            continue
+        head = Text.assemble((str(rep.path), "bold"), f" on {target}: ")
+        if bad is None:
+            head.append("clean", style="green")
+            head.append(f" ({len(rep.steps)} steps)")
+        else:
+            head.append(f"{bad.invariant} at step {bad.step}", style="bold red")
+            head.append(f": {bad.message}")
+        if rep.violation is not None and target == rep.kernel:
+            same = bad is not None and bad.invariant == rep.invariant
+            head.append(f"  [recorded {rep.invariant} at step {rep.failing_step}]", style="dim" if same else "yellow")
+        console.print(head)
+    return status
+
+
+def add_replay_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("replay", help="replay reproducer files on the model (no Hypothesis)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="reproducer files")
+    p.add_argument("--kernel", help="replay on this model instead of each file's own kernel")
+    p.add_argument("--invariants", help="comma-separated invariants to judge (default: the whole catalogue)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.add_argument("--trace", action="store_true", help="print each step, its result and the state after it")
+    p.set_defaults(func=cmd_replay)
+
+
+# ---- show ----
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    kernel = _kernel(args.kernel)
+    rep = corpus.load(args.file)
+    target = kernel or rep.kernel
+    if args.json:
+        steps = render.trace(rep.steps, target, rep.window)
+        bad = next((s.violations[0] for s in steps if s.violations), None)
+        _emit_json(
+            {
+                "file": str(rep.path),
+                "kernel": target,
+                "window": rep.window,
+                "signature": rep.signature,
+                "violation": _violation_json(bad),
+                "steps": [s.to_json() for s in steps],
+            }
+        )
+    elif args.svg is not None:
+        recorder = Console(record=True, file=io.StringIO(), force_terminal=True, width=110, highlight=False)
+        steps = render.print_reproducer_steps(recorder, rep, kernel=target)
+        try:
+            recorder.save_svg(args.svg, title=f"rmapfuzz show {rep.path.name if rep.path else ''}")
+        except OSError as exc:
+            raise CliError(f"{args.svg}: cannot write: {exc.strerror}") from None
+        _console().print(Text(f"wrote {args.svg}"))
+    else:
+        steps = render.print_reproducer_steps(_console(), rep, kernel=target)
+    return 1 if any(s.violations for s in steps) else 0
+
+
+def add_show_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser("show", help="show a reproducer step by step with the state after each step")
+    p.add_argument("file", metavar="FILE", help="a reproducer file")
+    p.add_argument("--kernel", help="run on this model instead of the file's own kernel")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--svg", metavar="OUT", help="write the same view as an SVG file")
+    out.add_argument("--json", action="store_true", help="print the per-step state as JSON")
+    p.set_defaults(func=cmd_show)
+
+
+# ---- check ----
+
+
+def junit_xml(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str, str]]) -> ET.ElementTree:
+    """JUnit XML: one testcase per (file, case); failures for stale/changed/fail, errors for bad files."""
+    failures = sum(r.status in ("stale", "changed", "fail") for r in results)
+    model_errors = sum(r.status == "error" for r in results)
+    skipped = sum(r.status == "skipped" for r in results)
+    suite = ET.Element(
+        "testsuite",
+        name="rmapfuzz.check",
+        tests=str(len(results) + len(errors)),
+        failures=str(failures),
+        errors=str(model_errors + len(errors)),
+        skipped=str(skipped),
+    )
+    for r in results:
+        classname = "rmapfuzz.own-kernel" if r.case == "own" else f"rmapfuzz.clean-on.{r.case}"
+        case = ET.SubElement(suite, "testcase", classname=classname, name=r.name)
+        if r.status in ("stale", "changed", "fail"):
+            ET.SubElement(case, "failure", type=r.status, message=r.detail).text = r.detail
+        elif r.status == "error":
+            ET.SubElement(case, "error", type="error", message=r.detail).text = r.detail
+        elif r.status == "skipped":
+            ET.SubElement(case, "skipped", message=r.detail)
+        else:
+            ET.SubElement(case, "system-out").text = r.detail
+    for name, message in errors:
+        case = ET.SubElement(suite, "testcase", classname="rmapfuzz.load", name=name)
+        ET.SubElement(case, "error", type="CorpusError", message=message).text = message
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+_STYLE = {"ok": "green", "skipped": "dim", "stale": "bold yellow", "changed": "bold red", "fail": "bold red"}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    kernels: list[str] = args.kernel or []
+    for k in kernels:
+        _kernel(k)
+    paths = corpus.iter_corpus(args.directory)
+    console = _console()
+    results: list[corpus.CheckResult] = []
+    errors: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            rep = corpus.load(path)
+        except corpus.CorpusError as exc:
+            _error(str(exc))
+            errors.append((path.name, str(exc)))
+            continue
+        for r in corpus.check_reproducer(rep, kernels):
+            results.append(r)
+            style = _STYLE.get(r.status, "bold red")
+            console.print(Text.assemble((f"{r.status.upper():8}", style), f"{r.name}  {r.detail}"))
+    if args.junit is not None:
+        try:
+            junit_xml(results, errors).write(args.junit, encoding="utf-8", xml_declaration=True)
+        except OSError as exc:
+            raise CliError(f"{args.junit}: cannot write: {exc.strerror}") from None
+    failed = [r for r in results if not r.ok]
+    summary = f"{len(paths)} reproducers, {len(results)} checks, {len(failed)} failed"
+    if errors:
+        summary += f", {len(errors)} unreadable"
+    console.print(Text(summary, style="bold red" if failed or errors else "bold green"))
+    if errors:
+        return 2
+    return 1 if failed else 0
+
+
+def add_check_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "check",
+        help="regression gate: recorded violations still reproduce, fixed kernels replay the corpus clean",
+    )
+    p.add_argument("directory", nargs="?", default="corpus", metavar="DIR", help="corpus directory (default: corpus)")
+    p.add_argument(
+        "--kernel", action="append", metavar="K", help="a fixed kernel that must replay every entry clean (repeatable)"
+    )
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    p.set_defaults(func=cmd_check)
+
+
+# ---- fuzz ----
+
+
+def _seed(value: str | None) -> int:
+    if value is None:
+        return random.SystemRandom().randrange(2**32)
+    try:
+        return int(value)
+    except ValueError:
+        raise CliError(f"--seed must be an integer, got {value!r}") from None
+
+
+def fuzz_config(args: argparse.Namespace) -> Config:
+    kernel = _kernel(args.kernel) or args.kernel
+    strat = strategy.load(args.strategy)
+    if args.budget is not None and args.examples is not None:
+        raise CliError("give --budget or --examples, not both")
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    budget = args.budget if args.examples is None else None
+    if budget is None and args.examples is None:
+        budget = 60.0
+    if budget is not None and budget <= 0:
+        raise CliError(f"--budget must be positive, got {budget}")
+    if args.examples is not None and args.examples < 1:
+        raise CliError(f"--examples must be at least 1, got {args.examples}")
+    names = _invariants(args.invariants)
+    return Config(
+        kernel=kernel,
+        strategy=strat,
+        seed=_seed(args.seed),
+        budget=budget,
+        examples=args.examples,
+        workers=args.workers,
+        corpus_dir=Path(args.corpus),
+        database=None if args.no_database else Path(args.database),
+        invariants=tuple(names) if names else None,
+        keep_going=args.keep_going,
+        shrink_seconds=args.shrink_seconds,
+    )
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    try:
+        config = fuzz_config(args)
+    except StrategyError as exc:
+        raise CliError(str(exc)) from None
+    console = _console()
+    with LiveView(console, config) as view:
+        result = campaign.run(config, on_progress=view.update)
+    if args.json:
+        _emit_json(
+            {
+                "kernel": config.kernel,
+                "strategy": config.strategy.name,
+                "seed": config.seed,
+                "seconds": round(result.seconds, 3),
+                "interrupted": result.interrupted,
+                "stats": result.stats,
+                "finds": [campaign.find_to_json(f) for f in result.finds],
+            }
+        )
+        return result.exit_code
+    summary(console, result)
+    for find in result.finds:
+        rep = (
+            corpus.load(find.path)
+            if find.path
+            else corpus.Reproducer(config.kernel, config.strategy.window, find.steps)
+        )
+        console.print(Text(f"{find.signature}: {find.status or 'not saved'} {find.path or ''}", style="bold red"))
+        render.print_reproducer_steps(console, rep, invariants=config.invariants, states=False)
+    return result.exit_code
+
+
+def add_fuzz_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "fuzz",
+        help="run a fuzz campaign against a kernel model",
+        description="Drive random op sequences against a kernel model with Hypothesis; every failure is "
+        "shrunk and saved in the corpus. Exit 1 if a violation was found, 0 if the budget ran out clean.",
+    )
+    p.add_argument("--kernel", default="2.6.34-rc3", help="kernel model (see `rmapfuzz kernels`)")
+    p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
+    p.add_argument("--seed", default=None, help="campaign seed (default: random, printed in the summary)")
+    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--corpus", default="corpus", help="corpus directory for reproducers (default ./corpus)")
+    p.add_argument("--database", default=str(campaign.default_database()), help="Hypothesis example database")
+    p.add_argument("--no-database", action="store_true", help="run without a Hypothesis database")
+    p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
+    p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
+    p.add_argument("--shrink-seconds", type=float, default=10.0, help="Hypothesis shrinking per find")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_fuzz)
+
+
+# ---- main ----
+
+COMMANDS: list[Callable[[Subparsers], None]] = [
+    add_kernels_command,
+    add_invariants_command,
+    add_replay_command,
+    add_show_command,
+    add_check_command,
+    add_fuzz_command,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A stateful property-based fuzzer for dangling anon_vma bugs in models of Linux's rmap.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error (argparse prints it)
+        return exc.code if isinstance(exc.code, int) else 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel) as exc:
+        _error(str(exc))
+    except BrokenPipeError:
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

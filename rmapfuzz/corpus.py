@@ -1,0 +1,383 @@
+"""Reproducer files: a versioned, diff-friendly JSON record of a step sequence and what it broke.
+
+A reproducer names the model kernel it was found on, the window, the steps (op language, see
+:mod:`rmapfuzz.ops`) and the violation it produced there; ``found`` says how (seed, strategy,
+versions, ...).  Files are data only (the :mod:`json` module, never pickle or eval) and a
+hand-written file holding just ``kernel``, ``window`` and ``steps`` is valid.  The format is
+described in ``docs/reproducer-format.md``.
+
+:func:`save` keeps one file per :attr:`Reproducer.signature` (kernel, invariant, shape of the
+failing step) and replaces it only by a shorter reproducer, atomically and under a lock, so that
+several fuzzing workers can save into one directory at once.  :func:`check_reproducer` is the
+regression check shared by ``rmapfuzz check`` and the pytest plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from rmapfuzz import invariants as inv
+from rmapfuzz import ops
+from rmapfuzz.kernels import UnknownKernel, resolve
+from rmapfuzz.replay import Runner, replay
+
+FORMAT = "rmapfuzz-reproducer"
+FORMAT_VERSION = 1
+KINDS = ("violation", "divergence")
+LOCK_NAME = ".rmapfuzz-corpus.lock"
+
+_FIELDS = ("format", "version", "kernel", "window", "kind", "signature", "violation", "found", "minimal", "steps")
+
+
+class CorpusError(ValueError):
+    """A reproducer file that cannot be used; the message is one line naming the file."""
+
+
+def _violation_dict(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, inv.Violation):
+        value = value.to_json()
+    out = {key: value[key] for key in ("invariant", "step", "message") if key in value}
+    out.update({key: val for key, val in value.items() if key not in out})
+    return out
+
+
+def step_shape(op: ops.Op) -> str:
+    """The failing step's shape for a signature: op name, plus mremap flags or madvise advice."""
+    if isinstance(op, ops.Mremap):
+        return "mremap-" + ("-".join(op.flags) or "inplace")
+    if isinstance(op, ops.Madvise):
+        return f"madvise-{op.advice}"
+    return op.op
+
+
+@attrs.define
+class Reproducer:
+    """One reproducer: the steps, where they run, what they broke there, and how they were found."""
+
+    kernel: str
+    window: int
+    steps: list[ops.Op]
+    violation: dict[str, Any] | None = attrs.field(default=None, converter=_violation_dict)
+    found: dict[str, Any] = attrs.field(factory=dict)
+    kind: str = "violation"
+    minimal: dict[str, Any] | None = None
+    path: Path | None = attrs.field(default=None, eq=False)
+
+    @property
+    def invariant(self) -> str | None:
+        return None if self.violation is None else str(self.violation.get("invariant"))
+
+    @property
+    def failing_step(self) -> int | None:
+        """The 0-based index of the violating step, if one is recorded."""
+        step = None if self.violation is None else self.violation.get("step")
+        return step if isinstance(step, int) and 0 <= step < len(self.steps) else None
+
+    @property
+    def signature(self) -> str:
+        """``kernel:invariant:shape``, e.g. ``2.6.34-rc3:merge-superset:mprotect``.
+
+        Without a recorded violation the invariant part is the kind (``violation`` for a clean
+        hand-written file) and the shape is the last step's.
+        """
+        what = self.invariant or ("clean" if self.kind == "violation" else self.kind)
+        index = self.failing_step
+        if index is None:
+            index = len(self.steps) - 1
+        shape = step_shape(self.steps[index]) if self.steps else "empty"
+        return f"{self.kernel}:{what}:{shape}"
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path is not None else self.signature
+
+
+def filename(signature: str) -> str:
+    """The file a signature is saved under: ``2.6.34-rc3--merge-superset--mprotect.json``."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", signature.replace(":", "--")) + ".json"
+
+
+# ---- writing ----
+
+
+def dumps(rep: Reproducer) -> str:
+    """The reproducer as versioned JSON: fixed key order, one step per line."""
+    head = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "kernel": rep.kernel,
+        "window": rep.window,
+        "kind": rep.kind,
+        "signature": rep.signature,
+        "violation": rep.violation,
+        "found": rep.found,
+        "minimal": rep.minimal,
+    }
+    lines = [f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}," for key, value in head.items()]
+    steps = [json.dumps(ops.to_json(op), ensure_ascii=False) for op in rep.steps]
+    if steps:
+        lines.append('  "steps": [')
+        lines.extend(f"    {step}," for step in steps[:-1])
+        lines.append(f"    {steps[-1]}")
+        lines.append("  ]")
+    else:
+        lines.append('  "steps": []')
+    return "{\n" + "\n".join(lines) + "\n}\n"
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def save(directory: Path | str, rep: Reproducer) -> tuple[Path, str]:
+    """Save ``rep`` under its signature's file name in ``directory``; safe across processes.
+
+    Returns the path and ``"new"`` (no file had that signature), ``"shorter"`` (it replaced a
+    longer reproducer) or ``"duplicate"`` (the file already holds one at most as long: unchanged).
+    A file that does not load is replaced.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / filename(rep.signature)
+    with _locked(directory):
+        status = "new"
+        if target.exists():
+            try:
+                old = load(target)
+            except CorpusError:
+                old = None
+            if old is not None and len(old.steps) <= len(rep.steps):
+                return target, "duplicate"
+            status = "shorter"
+        _write_atomic(target, dumps(rep))
+    rep.path = target
+    return target, status
+
+
+# ---- reading ----
+
+
+def _fail(path: Path | str, what: str) -> CorpusError:
+    return CorpusError(f"{path}: {what}")
+
+
+def _parse_json(path: Path | str, text: str) -> Any:
+    if not text.strip():
+        raise _fail(path, "empty file (truncated?)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
+            raise _fail(path, f"truncated: the JSON ends early (line {exc.lineno})") from None
+        raise _fail(path, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def loads(text: str, path: Path | str = "<string>") -> Reproducer:
+    """Parse a reproducer from JSON text; raises :class:`CorpusError` naming ``path``."""
+    data = _parse_json(path, text)
+    if not isinstance(data, dict):
+        raise _fail(path, f"not a reproducer: the top level is a JSON {type(data).__name__}, expected an object")
+    fmt = data.get("format", FORMAT)
+    if fmt != FORMAT:
+        raise _fail(path, f"not a reproducer: format is {fmt!r}, expected {FORMAT!r}")
+    version = data.get("version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _fail(path, f"bad field 'version': {version!r}")
+    if version > FORMAT_VERSION:
+        raise _fail(
+            path, f"format version {version} was written by a newer rmapfuzz (this one reads up to {FORMAT_VERSION})"
+        )
+    for key in ("kernel", "window", "steps"):
+        if key not in data:
+            raise _fail(path, f"missing field {key!r}")
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise _fail(path, f"unknown field {unknown[0]!r}")
+    kernel = data["kernel"]
+    if not isinstance(kernel, str):
+        raise _fail(path, f"bad field 'kernel': {kernel!r}")
+    try:
+        resolve(kernel)
+    except UnknownKernel as exc:
+        raise _fail(path, str(exc)) from None
+    window = data["window"]
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise _fail(path, f"bad field 'window': {window!r} (a positive number of pages)")
+    try:
+        steps = ops.parse_steps(data["steps"], window)
+    except ops.OpError as exc:
+        raise _fail(path, f"bad step: {exc}") from None
+    kind = data.get("kind", "violation")
+    if kind not in KINDS:
+        raise _fail(path, f"bad field 'kind': {kind!r} (one of {', '.join(KINDS)})")
+    violation = data.get("violation")
+    if violation is not None:
+        _check_violation(path, violation, len(steps))
+    found = data.get("found") or {}
+    if not isinstance(found, dict):
+        raise _fail(path, "bad field 'found': expected an object")
+    minimal = data.get("minimal")
+    if minimal is not None and not isinstance(minimal, dict):
+        raise _fail(path, "bad field 'minimal': expected an object or null")
+    return Reproducer(
+        kernel=kernel,
+        window=window,
+        steps=steps,
+        violation=violation,
+        found=found,
+        kind=kind,
+        minimal=minimal,
+        path=Path(path) if not isinstance(path, Path) else path,
+    )
+
+
+def _check_violation(path: Path | str, violation: object, nsteps: int) -> None:
+    if not isinstance(violation, dict):
+        raise _fail(path, "bad field 'violation': expected an object or null")
+    name = violation.get("invariant")
+    if name not in inv.BY_NAME:
+        raise _fail(path, f"bad field 'violation': unknown invariant {name!r} (known: {', '.join(inv.DEFAULT)})")
+    step = violation.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < nsteps:
+        raise _fail(path, f"bad field 'violation': step {step!r} is not a step index (0..{nsteps - 1})")
+    if not isinstance(violation.get("message", ""), str):
+        raise _fail(path, "bad field 'violation': message must be a string")
+
+
+def load(path: Path | str) -> Reproducer:
+    """Read one reproducer file; raises :class:`CorpusError` (one line naming the file)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except IsADirectoryError:
+        raise _fail(path, "is a directory, not a reproducer file") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _fail(path, "not JSON: not UTF-8 text") from None
+    return loads(text, path)
+
+
+def iter_corpus(directory: Path | str) -> list[Path]:
+    """Every ``*.json`` file in ``directory``, sorted; raises :class:`CorpusError` if it is not a directory."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CorpusError(f"{directory}: no such corpus directory")
+    return sorted(p for p in directory.glob("*.json") if p.is_file())
+
+
+# ---- the regression check ----
+
+
+@attrs.frozen
+class CheckResult:
+    """The outcome of one check of one reproducer.
+
+    ``case`` is ``"own"`` (the recorded verdict on the reproducer's own kernel) or the name of a
+    fixed kernel it must replay clean on.  ``status`` is ``ok``, ``stale`` (the recorded violation
+    no longer happens), ``changed`` (another verdict), ``fail`` (a fixed kernel is not clean),
+    ``skipped`` (a divergence entry on a fixed kernel) or ``error`` (the model raised).
+    """
+
+    name: str
+    case: str
+    status: str
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "skipped")
+
+
+def _own_verdict(rep: Reproducer) -> tuple[str, str]:
+    """Replay on the own kernel; the recorded invariant must be broken (at any step).
+
+    The replay goes on past other violations (the fuzzer may have judged fewer invariants than
+    the whole catalogue); if the model fails on the state a violation left, the replay stops there.
+    """
+    runner = Runner(rep.kernel, rep.window)
+    wanted = rep.invariant
+    seen: list[inv.Violation] = []
+    for op in rep.steps:
+        try:
+            _result, found = runner.step(op)
+        except Exception:
+            if not seen:
+                raise
+            break
+        if wanted is None and found:
+            first = found[0]
+            return "changed", f"recorded clean, now {first.invariant} at step {first.step}: {first.message}"
+        for v in found:
+            if v.invariant == wanted:
+                moved = "" if v.step == rep.failing_step else f" (recorded at step {rep.failing_step})"
+                return "ok", f"{wanted} at step {v.step}{moved}"
+        seen.extend(found)
+    if wanted is None:
+        return "ok", "clean"
+    if not seen:
+        return "stale", f"recorded {wanted} at step {rep.failing_step}, now clean"
+    first = seen[0]
+    return "changed", f"recorded {wanted}, now {first.invariant} at step {first.step}: {first.message}"
+
+
+def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[CheckResult]:
+    """Check ``rep``: its recorded verdict on its own kernel, then clean on every fixed kernel."""
+    results = []
+    try:
+        status, detail = _own_verdict(rep)
+    except Exception as exc:  # the model itself failed: report it, do not crash the gate
+        status, detail = "error", f"the model raised {type(exc).__name__}: {exc}"
+    results.append(CheckResult(rep.name, "own", status, f"on {rep.kernel}: {detail}"))
+    for kernel in kernels:
+        if rep.kind == "divergence":
+            results.append(CheckResult(rep.name, kernel, "skipped", "divergence entries are not replayed clean"))
+            continue
+        try:
+            verdict = replay(rep.steps, kernel, rep.window)
+        except UnknownKernel:
+            raise
+        except Exception as exc:
+            results.append(CheckResult(rep.name, kernel, "error", f"the model raised {type(exc).__name__}: {exc}"))
+            continue
+        if verdict.violation is None:
+            results.append(CheckResult(rep.name, kernel, "ok", f"clean on {kernel}"))
+        else:
+            results.append(CheckResult(rep.name, kernel, "fail", f"not clean on {kernel}: {verdict.violation}"))
+    return results

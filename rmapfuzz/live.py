@@ -1,0 +1,83 @@
+"""The live view of a fuzz campaign (rich), and its closing summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from rmapfuzz.campaign import Config, Find, Result
+
+
+def _mix(counts: Mapping[str, int]) -> str:
+    total = sum(counts.values()) or 1
+    return "  ".join(f"{op} {100 * n / total:.0f}%" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def stats_table(config: Config, stats: Mapping[str, Any], finds: list[Find], elapsed: float) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    rate = stats.get("steps", 0) / elapsed if elapsed > 0 else 0.0
+    budget = f"{config.budget:.0f} s" if config.budget is not None else f"{config.examples} examples"
+    table.add_row("kernel", f"{config.kernel}   strategy {config.strategy.name}   seed {config.seed}")
+    table.add_row("elapsed", f"{elapsed:6.1f} s of {budget}   workers {config.workers}")
+    table.add_row("examples", str(stats.get("examples", 0)))
+    table.add_row("steps", f"{stats.get('steps', 0)}   ({rate:,.0f} steps/s)")
+    table.add_row("invariant checks", str(stats.get("checks", 0)))
+    table.add_row("ops mix", _mix(stats.get("ops", {})) or "-")
+    table.add_row("results", _mix(stats.get("results", {})) or "-")
+    found = Text(str(len(finds)), style="bold red" if finds else "green")
+    table.add_row("bugs found", found)
+    for f in finds:
+        table.add_row("", Text(f"{f.signature}  after {f.seconds:.2f} s, {len(f.steps)} steps", style="red"))
+    return table
+
+
+class LiveView:
+    """A rich Live panel refreshed from the campaign's progress callback (plain terminals and
+    pipes get nothing until the summary)."""
+
+    def __init__(self, console: Console, config: Config) -> None:
+        self.console = console
+        self.config = config
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveView:
+        if self.console.is_terminal:
+            self._live = Live(self._panel({}, []), console=self.console, refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def _panel(self, stats: Mapping[str, Any], finds: list[Find]) -> Panel:
+        body = stats_table(self.config, stats, finds, time.monotonic() - self.started)
+        return Panel(body, title="rmapfuzz fuzz", border_style="blue")
+
+    def update(self, stats: Mapping[str, Any], finds: list[Find]) -> None:
+        if self._live is None:
+            return
+        with self._lock:
+            self._live.update(self._panel(stats, list(finds)))
+
+
+def summary(console: Console, result: Result) -> None:
+    console.print(
+        Panel(
+            Group(stats_table(result.config, result.stats, result.finds, result.seconds)),
+            title="interrupted" if result.interrupted else "campaign summary",
+            border_style="red" if result.finds else "green",
+        )
+    )

@@ -1,0 +1,268 @@
+"""The Hypothesis state machine: draw an op, apply it to the model, check the invariants.
+
+One rule per op of the language.  Hypothesis picks rules uniformly and does swarm testing by
+filtering on per-rule feature flags, which costs several choices per step; the op mix of a
+strategy and the per-step cost of generation decide what a campaign finds, so the machine replaces
+the rule choice with :class:`WeightedRules`: swarm flags drawn once per test case, then one weighted
+integer per step picks a rule in proportion to the strategy's weights.  Arguments are small integers that
+shrink towards page 0, pid 0 and the first prot of the strategy; pids index the list of live
+processes, and fault addresses index the mapped pages of the process, so faults seldom hit holes.
+
+The machine judges with :class:`rmapfuzz.replay.Runner`, exactly as ``replay`` does, and records
+every executed step as an op; an :class:`Observer` (the campaign) sees each step and each failure.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from hypothesis import HealthCheck, reject, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.strategies import SearchStrategy
+
+from rmapfuzz import ops
+from rmapfuzz.invariants import Violation
+from rmapfuzz.replay import Runner
+from rmapfuzz.strategy import Strategy
+
+
+class Observer:
+    """Hooks a campaign uses to watch the machine; the default does nothing."""
+
+    def on_start(self) -> None:
+        """A new test case (a fresh model kernel) starts."""
+
+    def on_step(self, op: ops.Op, result: str) -> None:
+        """A step ran clean."""
+
+    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
+        """A step broke an invariant.  Return False to discard the test case (a bug already found)."""
+        return True
+
+
+class RmapMachine(RuleBasedStateMachine):
+    """The base machine; :func:`make_machine` binds a kernel, a strategy and the rules."""
+
+    kernel_name: ClassVar[str] = "2.6.34-rc3"
+    strategy: ClassVar[Strategy]
+    invariant_names: ClassVar[tuple[str, ...] | None] = None
+    observer: ClassVar[Observer] = Observer()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rules_strategy = WeightedRules(self)  # type: ignore[assignment]
+        self.runner = Runner(self.kernel_name, self.strategy.window, self.invariant_names)
+        self.steps: list[ops.Op] = []
+        self.live: list[int] = [0]
+        self.observer.on_start()
+
+    # ---- argument mapping ----
+
+    def pid(self, i: int) -> int:
+        return self.live[i % len(self.live)]
+
+    def span(self, start: int, pages: int) -> int:
+        return min(pages, self.strategy.window - start)
+
+    def fault_addr(self, pid: int, i: int) -> int:
+        """The i-th mapped page of the process (mod their number), so most faults land in a VMA."""
+        mapped = [a for v in self.runner.kernel.mms[pid].vmas for a in range(v.vm_start, v.vm_end)]
+        return mapped[i % len(mapped)] if mapped else i % self.strategy.window
+
+    # ---- the one place a step happens ----
+
+    def do(self, op: ops.Op) -> None:
+        self.steps.append(op)
+        result, found = self.runner.step(op)
+        if found:
+            if not self.observer.on_violation(list(self.steps), found):
+                reject()
+            raise found[0]
+        if result == "ok":
+            if isinstance(op, ops.Fork):
+                self.live.append(self.runner.kernel.next_pid - 1)
+            elif isinstance(op, ops.Exit):
+                self.live.remove(op.pid)
+        self.observer.on_step(op, result)
+
+
+class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
+    """The rule choice of one test case: swarm flags per op, then weighted picks.
+
+    Swarm testing (Groce et al. 2012) as Hypothesis does it: a disable probability is drawn once,
+    then one flag per op, all shrinking towards "enabled".  Each step draws one integer picking an
+    enabled op whose preconditions hold, with probabilities in proportion to the weights (the
+    choice still shrinks towards the first rule of :data:`RULE_ORDER`).
+    """
+
+    def __init__(self, machine: RmapMachine) -> None:
+        super().__init__()
+        self.machine = machine
+        weights = machine.strategy.weights
+        by_name = {r.function.__name__: r for r in type(machine).setup_state().rules}  # type: ignore[no-untyped-call]
+        self.rules = [(by_name[op], weights[op]) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name]
+        self.enabled: list[tuple[Any, int]] | None = None
+
+    def _swarm(self, data: Any) -> list[tuple[Any, int]]:
+        p_disabled = data.draw_integer(0, 254) / 255
+        enabled = [(r, w) for r, w in self.rules if not data.draw_boolean(p_disabled)]
+        return enabled or self.rules
+
+    def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
+        if self.enabled is None:
+            self.enabled = self._swarm(data)
+        machine = self.machine
+        valid = [(r, w) for r, w in self.enabled if all(pred(machine) for pred in r.preconditions)]
+        if not valid:
+            valid = [(r, w) for r, w in self.rules if all(pred(machine) for pred in r.preconditions)]
+        total = sum(w for _, w in valid)
+        weights = {i: 0.99 * w / total for i, (_, w) in enumerate(valid)}
+        chosen = valid[data.draw_integer(0, len(valid) - 1, weights=weights)][0]
+        return chosen, {k: _draw_arg(data, spec) for k, spec in chosen.function.rmap_args.items()}
+
+
+ArgSpec = range | tuple[Any, ...]
+
+
+def _draw_arg(data: Any, spec: ArgSpec) -> Any:
+    """One argument straight from the choice sequence: an integer range (lo, hi), or a choice of
+    values by index.  (Going through ``data.draw(strategy)`` costs several times more per step.)"""
+    if isinstance(spec, range):
+        return data.draw_integer(spec.start, spec.stop - 1)
+    return spec[data.draw_integer(0, len(spec) - 1)]
+
+
+def _as_strategy(spec: ArgSpec) -> SearchStrategy[Any]:
+    if isinstance(spec, range):
+        return st.integers(spec.start, spec.stop - 1)
+    return st.sampled_from(spec)
+
+
+def _rule(*preconditions: Callable[..., bool], **args: ArgSpec) -> Callable[..., Any]:
+    """``@rule`` with the argument strategies made from ``args``, which the fast path reads too."""
+
+    def accept(fn: Callable[..., None]) -> Any:
+        fn.rmap_args = args  # type: ignore[attr-defined]
+        strategies: dict[str, Any] = {k: _as_strategy(v) for k, v in args.items()}
+        decorated = rule(**strategies)(fn)  # type: ignore[no-untyped-call]
+        for pred in preconditions:
+            decorated = precondition(pred)(decorated)
+        return decorated
+
+    return accept
+
+
+# Shrinking lowers the rule pick, so the ops that build state come first.
+RULE_ORDER = ("mmap", "write", "mprotect", "fork", "munmap", "exit", "read", "madvise", "mremap")
+
+
+def recorded(build: Callable[..., ops.Op]) -> Callable[..., None]:
+    """Applied under ``@rule``: the rule body builds an op; this runs and records it."""
+
+    @functools.wraps(build)
+    def run(self: RmapMachine, **kwargs: Any) -> None:
+        self.do(build(self, **kwargs))
+
+    return run
+
+
+def _can_fork(self: RmapMachine) -> bool:
+    return len(self.live) < self.strategy.max_processes
+
+
+def _can_exit(self: RmapMachine) -> bool:
+    return len(self.live) > 1
+
+
+def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
+    """One rule per op, with argument strategies sized by the strategy."""
+    w = s.window
+    proc = range(max(s.max_processes, 1))
+    page = range(w)
+    count = range(1, w + 1)
+
+    def mmap(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
+        return ops.Mmap(self.pid(p), start, self.span(start, pages), prot)
+
+    def munmap(self: RmapMachine, p: int, start: int, pages: int) -> ops.Op:
+        return ops.Munmap(self.pid(p), start, self.span(start, pages))
+
+    def mprotect(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
+        return ops.Mprotect(self.pid(p), start, self.span(start, pages), prot)
+
+    def madvise(self: RmapMachine, p: int, start: int, pages: int, advice: str) -> ops.Op:
+        return ops.Madvise(self.pid(p), start, self.span(start, pages), advice)
+
+    def mremap(self: RmapMachine, p: int, start: int, pages: int, new_start: int, new_pages: int,
+               flags: tuple[str, ...]) -> ops.Op:  # fmt: skip
+        pages = self.span(start, pages)
+        if "fixed" not in flags:
+            new_start = start
+        return ops.Mremap(self.pid(p), start, pages, new_start, self.span(new_start, new_pages), flags)
+
+    def fork(self: RmapMachine, p: int) -> ops.Op:
+        return ops.Fork(self.pid(p))
+
+    def exit(self: RmapMachine, p: int) -> ops.Op:
+        return ops.Exit(self.pid(p))
+
+    def read(self: RmapMachine, p: int, i: int) -> ops.Op:
+        pid = self.pid(p)
+        return ops.Read(pid, self.fault_addr(pid, i))
+
+    def write(self: RmapMachine, p: int, i: int) -> ops.Op:
+        pid = self.pid(p)
+        return ops.Write(pid, self.fault_addr(pid, i))
+
+    ranged: dict[str, ArgSpec] = {"p": proc, "start": page, "pages": count}
+    return {
+        "mmap": _rule(**ranged, prot=s.prots)(recorded(mmap)),
+        "munmap": _rule(**ranged)(recorded(munmap)),
+        "mprotect": _rule(**ranged, prot=s.prots)(recorded(mprotect)),
+        "madvise": _rule(**ranged, advice=s.advices)(recorded(madvise)),
+        "mremap": _rule(**ranged, new_start=page, new_pages=count, flags=s.mremap_flags)(recorded(mremap)),
+        "fork": _rule(_can_fork, p=proc)(recorded(fork)),
+        "exit": _rule(_can_exit, p=proc)(recorded(exit)),
+        "read": _rule(p=proc, i=page)(recorded(read)),
+        "write": _rule(p=proc, i=page)(recorded(write)),
+    }
+
+
+def machine_settings(s: Strategy, **overrides: Any) -> settings:
+    """Settings for a campaign: the strategy's run length, no deadline, no health checks that a
+    stateful model search trips by design (slow data generation, filtered rules)."""
+    base: dict[str, Any] = {
+        "stateful_step_count": s.steps,
+        "deadline": None,
+        "suppress_health_check": list(HealthCheck),
+        "print_blob": False,
+        "report_multiple_bugs": False,
+    }
+    base.update(overrides)
+    return settings(**base)
+
+
+def make_machine(
+    kernel: str,
+    strategy: Strategy,
+    invariants: tuple[str, ...] | None = None,
+    observer: Observer | None = None,
+) -> type[RmapMachine]:
+    """A state-machine class for one kernel and strategy; its ``TestCase`` runs under pytest/HypoFuzz."""
+    namespace: dict[str, Any] = {
+        "kernel_name": kernel,
+        "strategy": strategy,
+        "invariant_names": invariants,
+        "observer": observer or Observer(),
+    }
+    for op, rule_fn in _rules(strategy).items():
+        if strategy.weights.get(op, 0) > 0:
+            namespace[op] = rule_fn
+    cls: type[RmapMachine] = type(
+        f"Rmap_{kernel.replace('.', '_').replace('-', '_').replace('+', '_')}", (RmapMachine,), namespace
+    )
+    cls.TestCase.settings = machine_settings(strategy)
+    return cls

@@ -1,0 +1,248 @@
+"""Rich views of a model kernel's state and of a reproducer, step by step.
+
+``step_tree(k)`` is a :class:`rich.tree.Tree` of every live process (VMAs, then ptes and pages)
+and every anon_vma; ``state_json(k)`` is the same as data.  ``trace`` replays a reproducer one
+step at a time (with the same :class:`rmapfuzz.replay.Runner` as ``replay``) and keeps a snapshot
+after every step; ``print_reproducer_steps`` prints it, the violating step highlighted with the
+objects the broken invariant names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from string import ascii_uppercase
+from typing import Any
+
+import attrs
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.text import Text
+from rich.tree import Tree
+
+from rmapfuzz import ops
+from rmapfuzz.corpus import Reproducer
+from rmapfuzz.invariants import Violation
+from rmapfuzz.layout import diagram
+from rmapfuzz.model.core import KernelCore
+from rmapfuzz.model.objects import AnonVma, Pte, Vma, describe_flags
+from rmapfuzz.replay import Runner, Verdict
+
+HIGHLIGHT = "bold reverse red"
+FREED = "red"
+DIM = "dim"
+
+
+def _base(name: str) -> str:
+    return name.removesuffix("(freed)")
+
+
+def _av_name(av: AnonVma) -> str:
+    return f"AV{av.ident}"
+
+
+def _names(highlight: Iterable[str]) -> frozenset[str]:
+    return frozenset(_base(n) for n in highlight)
+
+
+def _av_text(av: AnonVma | None, hl: frozenset[str]) -> Text:
+    if av is None:
+        return Text("-", style=DIM)
+    style = HIGHLIGHT if _av_name(av) in hl else (FREED if av.freed else "cyan")
+    return Text(av.name, style=style)
+
+
+def _vma_text(letter: str, vma: Vma, hl: frozenset[str]) -> Text:
+    text = Text.assemble(
+        (f"{letter} ", "bold"),
+        (f"[{vma.vm_start},{vma.vm_end})", HIGHLIGHT if _base(vma.name) in hl else "bold"),
+        f" {describe_flags(vma.vm_flags)} pgoff={vma.vm_pgoff} anon=",
+    )
+    text.append_text(_av_text(vma.anon_vma, hl))
+    text.append(" chain=[")
+    for i, av in enumerate(vma.chain_anon_vmas()):
+        if i:
+            text.append(", ")
+        text.append_text(_av_text(av, hl))
+    text.append("]")
+    return text
+
+
+def _pte_text(addr: int, pte: Pte, hl: frozenset[str]) -> Text:
+    if pte.swap is not None:
+        return Text(f"{addr}: <{pte.swap!r}>", style=DIM)
+    mode = "w" if pte.writable else "ro"
+    page = pte.page
+    if page is None:
+        return Text(f"{addr}: zero page ({mode})", style=DIM)
+    text = Text.assemble(f"{addr}: ", (page.name, HIGHLIGHT if page.name in hl else "green"), " -> ")
+    text.append_text(_av_text(page.mapping, hl))
+    text.append(f" index={page.index} mapcount={page.mapcount} ({mode})")
+    if page.freed:
+        text.append(" freed", style=FREED)
+    return text
+
+
+def step_tree(k: KernelCore, highlight: Collection[str] = (), title: str = "state") -> Tree:
+    """Every live process (VMAs, then ptes) and every anon_vma; objects named in ``highlight`` stand out.
+
+    ``highlight`` holds object names as a :class:`~rmapfuzz.invariants.Violation` gives them:
+    ``"AV1"``, ``"P1:[0,3)"``, ``"page3"`` (a ``(freed)`` suffix is ignored).
+    """
+    hl = _names(highlight)
+    tree = Tree(Text(title, style="bold"))
+    for pid, mm in sorted(k.mms.items()):
+        if not mm.alive:
+            continue
+        proc = tree.add(Text.assemble((f"P{pid}", "bold magenta"), "  ", diagram(k, pid)))
+        if not mm.vmas:
+            proc.add(Text("no VMAs", style=DIM))
+        for i, vma in enumerate(mm.vmas):
+            proc.add(_vma_text(ascii_uppercase[i % 26], vma, hl))
+        if mm.ptes:
+            ptes = proc.add(Text("ptes", style="bold"))
+            for addr in sorted(mm.ptes):
+                ptes.add(_pte_text(addr, mm.ptes[addr], hl))
+    if k.anon_vmas:
+        avs = tree.add(Text("anon_vmas", style="bold"))
+        for av in k.anon_vmas:
+            text = _av_text(av, hl)
+            linked = [avc.vma.name for avc in av.head]
+            text.append(" links " + (", ".join(linked) if linked else "nothing"))
+            avs.add(text)
+    return tree
+
+
+def state_json(k: KernelCore) -> dict[str, Any]:
+    """The state as data: live processes with VMAs and ptes, and every anon_vma with its links."""
+    processes = []
+    for pid, mm in sorted(k.mms.items()):
+        if not mm.alive:
+            continue
+        vmas = [
+            {
+                "name": vma.name,
+                "start": vma.vm_start,
+                "end": vma.vm_end,
+                "flags": describe_flags(vma.vm_flags),
+                "pgoff": vma.vm_pgoff,
+                "anon_vma": None if vma.anon_vma is None else _av_name(vma.anon_vma),
+                "chain": [_av_name(av) for av in vma.chain_anon_vmas()],
+            }
+            for vma in mm.vmas
+        ]
+        ptes = []
+        for addr in sorted(mm.ptes):
+            pte = mm.ptes[addr]
+            page = pte.page
+            ptes.append(
+                {
+                    "addr": addr,
+                    "swap": None if pte.swap is None else repr(pte.swap),
+                    "page": None if page is None or pte.swap is not None else page.name,
+                    "anon_vma": None if page is None or page.mapping is None else _av_name(page.mapping),
+                    "index": None if page is None else page.index,
+                    "writable": pte.writable,
+                }
+            )
+        processes.append({"pid": pid, "diagram": diagram(k, pid), "vmas": vmas, "ptes": ptes})
+    anon_vmas = [
+        {"name": _av_name(av), "freed": av.freed, "vmas": [avc.vma.name for avc in av.head]} for av in k.anon_vmas
+    ]
+    return {"processes": processes, "anon_vmas": anon_vmas}
+
+
+@attrs.frozen
+class TraceStep:
+    """One replayed step: the op, its result, what it broke, and snapshots of the state after it."""
+
+    index: int
+    op: ops.Op
+    result: str
+    violations: list[Violation]
+    state: dict[str, Any]
+    tree: Tree
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "op": ops.to_json(self.op),
+            "text": ops.describe(self.op),
+            "result": self.result,
+            "violations": [v.to_json() for v in self.violations],
+            "state": self.state,
+        }
+
+
+def trace(
+    steps: Iterable[ops.Op],
+    kernel: str,
+    window: int = 8,
+    invariants: Iterable[str] | None = None,
+    stop_at_violation: bool = True,
+) -> list[TraceStep]:
+    """Replay step by step and snapshot the state after each step (tree and data)."""
+    runner = Runner(kernel, window, invariants)
+    out = []
+    for i, op in enumerate(steps):
+        result, found = runner.step(op)
+        names = found[0].objects if found else ()
+        title = f"after step {i}"
+        out.append(TraceStep(i, op, result, found, state_json(runner.kernel), step_tree(runner.kernel, names, title)))
+        if found and stop_at_violation:
+            break
+    return out
+
+
+def _header(i: int, op: ops.Op, result: str, bad: bool) -> Text:
+    return Text.assemble(
+        (f"step {i}", "bold red" if bad else "bold"),
+        "  ",
+        (ops.describe(op), "bold"),
+        "  -> ",
+        (result, "green" if result == "ok" else "yellow"),
+    )
+
+
+def print_reproducer_steps(
+    console: Console,
+    rep: Reproducer,
+    verdict: Verdict | None = None,
+    *,
+    kernel: str | None = None,
+    invariants: Iterable[str] | None = None,
+    states: bool = True,
+) -> list[TraceStep]:
+    """Print ``rep`` step by step: each op, its result and (``states``) the tree after it.
+
+    The steps run on ``kernel`` (default: the verdict's kernel, else the reproducer's).  The
+    violating step is marked and its tree highlights the objects the invariant names.  If a
+    ``verdict`` is given (e.g. the fuzzer's), the replay stops where it stopped.  Returns the trace.
+    """
+    kernel = kernel or (verdict.kernel if verdict is not None else rep.kernel)
+    steps = rep.steps if verdict is None else rep.steps[: len(verdict.results)]
+    where = f" ({rep.path})" if rep.path is not None else ""
+    console.print(
+        Text.assemble(("reproducer", "bold"), where, f": {len(rep.steps)} steps on {kernel}, window {rep.window}")
+    )
+    if rep.violation is not None:
+        recorded = f"recorded: {rep.invariant} at step {rep.violation.get('step')} on {rep.kernel}"
+        console.print(Text(recorded, style=DIM))
+    result = trace(steps, kernel, rep.window, invariants)
+    for step in result:
+        console.print(_header(step.index, step.op, step.result, bool(step.violations)))
+        if states:
+            console.print(step.tree, soft_wrap=False)
+        if step.violations:
+            first = step.violations[0]
+            lines = [Text(first.message), Text("objects: " + ", ".join(first.objects), style=DIM)]
+            others = sorted({v.invariant for v in step.violations[1:]} - {first.invariant})
+            if others:
+                lines.append(Text("also broken: " + ", ".join(others), style=DIM))
+            title = Text(f"{first.invariant} broken at step {step.index}")
+            console.print(Panel(Group(*lines), title=title, border_style="red"), soft_wrap=False)
+    if not any(step.violations for step in result):
+        console.print(Text(f"clean on {kernel}", style="bold green"))
+    return result
+
+
+__all__ = ["TraceStep", "print_reproducer_steps", "state_json", "step_tree", "trace"]

@@ -1,0 +1,99 @@
+"""Small helpers shared by the rmap model tests (in the style of tools/testing/vma).
+
+Steps are written as short tuples: ``("mmap", pid, start, pages, prot)``, ``("write", pid, addr)``,
+``("mremap", pid, start, pages, new_start, new_pages, ("maymove", "fixed"))``, ``("fork", pid)``...
+the fields in the order of the op classes in :mod:`rmapfuzz.ops`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rmapfuzz import ops
+from rmapfuzz.layout import diagram, layout
+from rmapfuzz.model.objects import Page, Pte, Vma
+from rmapfuzz.model.syscalls import SyscallMixin
+from rmapfuzz.replay import Verdict, replay
+
+KERNELS: tuple[str, ...] = ("2.6.34-rc3", "2.6.34-rc3+hannes-v2", "2.6.34")
+RC3, HANNES, FINAL = KERNELS
+
+StepTuple = tuple[Any, ...]
+
+
+def step(t: StepTuple | ops.Op) -> ops.Op:
+    """One op from a short tuple: the op name, then the fields in declaration order."""
+    if not isinstance(t, tuple):
+        return t
+    name, *args = t
+    cls = ops.OP_CLASSES[name]
+    if cls is ops.Mremap and len(args) == 6:
+        args[5] = tuple(args[5])
+    op: ops.Op = cls(*args)
+    return op
+
+
+def steps(*ts: StepTuple | ops.Op) -> list[ops.Op]:
+    return [step(t) for t in ts]
+
+
+def run(
+    kernel: str,
+    *ts: StepTuple | ops.Op,
+    window: int = 8,
+    invariants: Iterable[str] | None = None,
+    stop_at_violation: bool = True,
+) -> Verdict:
+    """Replay the steps on a fresh ``kernel``; see :func:`rmapfuzz.replay.replay`.
+
+    The steps go in as op-language JSON, so the parser checks each one is part of the language.
+    """
+    objs = [ops.to_json(op) for op in steps(*ts)]
+    return replay(objs, kernel, window=window, invariants=invariants, stop_at_violation=stop_at_violation)
+
+
+def run_clean(kernel: str, *ts: StepTuple | ops.Op, window: int = 8) -> SyscallMixin:
+    """Replay and insist every step succeeded and no invariant broke; the final kernel."""
+    v = run(kernel, *ts, window=window)
+    assert v.violation is None, f"{v.violation}"
+    assert v.results == ["ok"] * len(ts), v.results
+    return v.final
+
+
+def vmas(k: SyscallMixin, pid: int = 0) -> list[Vma]:
+    return list(k.mms[pid].vmas)
+
+
+def vma_at(k: SyscallMixin, pid: int, addr: int) -> Vma:
+    vma = k.find_vma(k.mms[pid], addr)
+    assert vma is not None and vma.vm_start <= addr, f"no VMA at P{pid}:{addr}"
+    return vma
+
+
+def pte(k: SyscallMixin, pid: int, addr: int) -> Pte:
+    return k.mms[pid].ptes[addr]
+
+
+def page_at(k: SyscallMixin, pid: int, addr: int) -> Page:
+    p = k.mms[pid].ptes[addr].page
+    assert p is not None, f"P{pid}:{addr} maps the zero page or a swap entry"
+    return p
+
+
+def chain(vma: Vma) -> list[str]:
+    return [av.name for av in vma.chain_anon_vmas()]
+
+
+def shape(k: SyscallMixin, pid: int = 0) -> tuple[str, list[str]]:
+    """``(diagram, layout)`` of one process, the pair most tests assert on."""
+    return diagram(k, pid), layout(k, pid)
+
+
+def walk(k: SyscallMixin, page: Page) -> list[tuple[str, int]]:
+    """The (VMA name, address) pairs an rmap walk of ``page`` finds."""
+    return [(vma.name, addr) for vma, addr in k.rmap_walk_anon(page)]
+
+
+def describe_steps(ts: Sequence[ops.Op]) -> str:
+    return "; ".join(ops.describe(op) for op in ts)

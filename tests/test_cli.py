@@ -1,0 +1,290 @@
+"""The command line: kernels, invariants, replay, show, check; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from rmapfuzz import corpus
+from rmapfuzz.cli import main
+from rmapfuzz.invariants import DEFAULT
+from rmapfuzz.kernels import KERNELS
+from tests.test_corpus import BAD_FILES, bug_a
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def bug_a_file(tmp_path: Path) -> Path:
+    path, _ = corpus.save(tmp_path / "corpus", bug_a())
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_kernels_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "kernels", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [k["name"] for k in data] == list(KERNELS)
+    rc3 = data[0]
+    assert rc3["name"] == "2.6.34-rc3"
+    assert {b["letter"] for b in rc3["bugs"]} >= {"A", "B"}
+    assert all(b["description"] for b in rc3["bugs"])
+    assert rc3["commits"][0]["id"] and rc3["commits"][0]["title"]
+    code, out, _ = run(capsys, "kernels")
+    assert code == 0 and "2.6.34-rc3" in out and "bug A" in out
+
+
+def test_invariants_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "invariants", "--json")
+    assert code == 0
+    assert [i["name"] for i in json.loads(out)] == list(DEFAULT)
+    assert all(i["ref"] and i["assumption"] for i in json.loads(out))
+    code, out, _ = run(capsys, "invariants")
+    assert code == 0 and "merge-superset" in out
+
+
+def test_replay(capsys: pytest.CaptureFixture[str], bug_a_file: Path) -> None:
+    code, out, _ = run(capsys, "replay", str(bug_a_file))
+    assert code == 1
+    assert "merge-superset at step 3" in out
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--json")
+    assert code == 1
+    assert json.loads(out) == {
+        "file": str(bug_a_file),
+        "kernel": "2.6.34-rc3",
+        "violation": {"invariant": "merge-superset", "step": 3, "message": json.loads(out)["violation"]["message"]},
+    }
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--json", "--kernel", "2.6.34")
+    assert code == 0
+    assert json.loads(out)["violation"] is None and json.loads(out)["kernel"] == "2.6.34"
+
+
+def test_replay_several_files_json_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path, bug_a_file: Path) -> None:
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({"kernel": "2.6.34", "window": 8, "steps": [{"op": "fork", "pid": 0}]}))
+    code, out, _ = run(capsys, "replay", str(clean), str(bug_a_file), "--json")
+    assert code == 1
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["violation"] is None for line in lines] == [True, False]
+    code, out, _ = run(capsys, "replay", str(clean))
+    assert code == 0 and "clean" in out
+
+
+def test_replay_invariants(capsys: pytest.CaptureFixture[str], bug_a_file: Path) -> None:
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--json", "--invariants", "no-dangling,rmap-complete")
+    assert code == 1
+    assert json.loads(out)["violation"]["invariant"] == "no-dangling"
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--json", "--invariants", "page-index")
+    assert code == 0
+
+
+def test_replay_trace(capsys: pytest.CaptureFixture[str], bug_a_file: Path) -> None:
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--trace")
+    assert code == 1
+    for i in range(4):
+        assert f"step {i}" in out
+    assert "mprotect(P0, [2,3), rwx)" in out
+    assert "P0:[1,3)" in out and "AV1" in out
+    code, out, _ = run(capsys, "replay", str(bug_a_file), "--trace", "--json")
+    trace = json.loads(out)["trace"]
+    assert [s["result"] for s in trace] == ["ok"] * 4
+    assert trace[3]["violations"][0]["invariant"] == "merge-superset"
+
+
+def test_show(capsys: pytest.CaptureFixture[str], tmp_path: Path, bug_a_file: Path) -> None:
+    code, out, _ = run(capsys, "show", str(bug_a_file))
+    assert code == 1
+    assert "merge-superset broken at step 3" in out
+    svg = tmp_path / "out.svg"
+    code, out, _ = run(capsys, "show", str(bug_a_file), "--svg", str(svg))
+    assert code == 1
+    text = svg.read_text()
+    assert text.lstrip().startswith("<svg") and "merge" in text
+    code, out, _ = run(capsys, "show", str(bug_a_file), "--json")
+    data = json.loads(out)
+    assert data["violation"]["invariant"] == "merge-superset"
+    assert len(data["steps"]) == 4
+    after = data["steps"][3]["state"]
+    assert after["processes"][0]["vmas"][1] == {
+        "name": "P0:[1,3)",
+        "start": 1,
+        "end": 3,
+        "flags": "rwx ac",
+        "pgoff": 1,
+        "anon_vma": "AV1",
+        "chain": [],
+    }
+    assert after["anon_vmas"] == [{"name": "AV1", "freed": True, "vmas": []}]
+    assert data["steps"][2]["state"]["processes"][0]["ptes"][0]["anon_vma"] == "AV1"
+
+
+def test_check(capsys: pytest.CaptureFixture[str], tmp_path: Path, bug_a_file: Path) -> None:
+    directory = bug_a_file.parent
+    junit = tmp_path / "junit.xml"
+    code, out, _ = run(capsys, "check", str(directory), "--kernel", "2.6.34", "--junit", str(junit))
+    assert code == 0, out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "0"
+    # the reproducer does not replay clean on its own buggy kernel
+    code, out, _ = run(capsys, "check", str(directory), "--kernel", "2.6.34-rc3")
+    assert code == 1 and "FAIL" in out
+    # a divergence entry is not replayed on fixed kernels
+    (directory / "divergence.json").write_text(corpus.dumps(bug_a(kind="divergence")))
+    code, out, _ = run(capsys, "check", str(directory), "--kernel", "2.6.34-rc3", "--junit", str(junit))
+    assert code == 1 and "SKIPPED" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("skipped") == "1" and suite.get("failures") == "1"
+
+
+def test_check_flags_stale_and_changed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    directory = tmp_path / "corpus"
+    directory.mkdir()
+    stale = bug_a()
+    stale.kernel = "2.6.34"  # recorded a violation that 2.6.34 does not have
+    (directory / "stale.json").write_text(corpus.dumps(stale))
+    changed = bug_a()
+    changed.violation = {"invariant": "singleton", "step": 3, "message": ""}
+    (directory / "changed.json").write_text(corpus.dumps(changed))
+    before = {p.name: p.read_text() for p in directory.iterdir()}
+    junit = tmp_path / "j.xml"
+    code, out, _ = run(capsys, "check", str(directory), "--junit", str(junit))
+    assert code == 1
+    assert "STALE" in out and "CHANGED" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("failures") == "2"
+    failures = {f.get("type") for f in suite.iter("failure")}
+    assert failures == {"stale", "changed"}
+    assert {p.name: p.read_text() for p in directory.iterdir()} == before
+
+
+def test_check_empty_and_missing(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, _ = run(capsys, "check", str(tmp_path))
+    assert code == 0
+    code, _, err = run(capsys, "check", str(tmp_path / "nope"))
+    assert code == 2 and err.startswith("rmapfuzz: error: ")
+
+
+def test_check_unreadable_entry(capsys: pytest.CaptureFixture[str], tmp_path: Path, bug_a_file: Path) -> None:
+    bad = bug_a_file.parent / "bad.json"
+    bad.write_text("{")
+    junit = tmp_path / "j.xml"
+    code, _, err = run(capsys, "check", str(bug_a_file.parent), "--junit", str(junit))
+    assert code == 2
+    assert err.count("\n") == 1 and "bad.json" in err and "Traceback" not in err
+    assert ET.parse(junit).getroot().find("testsuite").get("errors") == "1"  # type: ignore[union-attr]
+    assert bad.read_text() == "{"
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, case: str) -> None:
+    text, needle = BAD_FILES[case]
+    path = tmp_path / f"{case}.json"
+    path.write_text(text)
+    for argv in (["replay", str(path)], ["show", str(path)], ["replay", "--json", str(path)]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2
+        assert err.startswith("rmapfuzz: error: ") and err.count("\n") == 1
+        assert needle in err and "Traceback" not in err
+        assert out == ""
+    assert path.read_text() == text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["replay", "{file}", "--kernel", "2.4.0"],
+        ["replay", "{file}", "--invariants", "nope"],
+        ["replay", "{dir}/missing.json"],
+        ["show", "{dir}/missing.json"],
+        ["show", "{dir}"],
+        ["check", "{dir}", "--kernel", "2.4.0"],
+    ],
+)
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], bug_a_file: Path, argv: list[str]) -> None:
+    args = [a.format(file=bug_a_file, dir=bug_a_file.parent) for a in argv]
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert err.startswith("rmapfuzz: error: ") and err.count("\n") == 1
+    assert out == ""
+
+
+def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "replay")
+    assert code == 2 and "rmapfuzz replay: error:" in err
+    code, _, _ = run(capsys, "frobnicate")
+    assert code == 2
+
+
+def test_subprocess_bad_file_and_plain_output(tmp_path: Path, bug_a_file: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kernel": "2.6.34", "window": 8, "steps": [{"op": "mmap"')
+    env = dict(os.environ, PYTHONPATH=str(ROOT), NO_COLOR="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rmapfuzz", "replay", str(bad)], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"rmapfuzz: error: {bad}: truncated: the JSON ends early (line 1)\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rmapfuzz", "show", str(bug_a_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "\x1b[" not in proc.stdout  # plain when not a terminal
+    assert "merge-superset broken at step 3" in proc.stdout
+
+
+def test_pytest_plugin(tmp_path: Path) -> None:
+    directory = tmp_path / "corpus"
+    corpus.save(directory, bug_a())
+    stale = bug_a()
+    stale.kernel = "2.6.34"
+    corpus.save(directory, stale)
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\ntestpaths = corpus tests\nrmapfuzz_corpus = corpus\nrmapfuzz_kernels = 2.6.34\n"
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_mine.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+            from rmapfuzz.pytest_plugin import corpus_cases
+
+            @pytest.mark.parametrize("path", corpus_cases("corpus"))
+            def test_entry(path, rmapfuzz_check):
+                rmapfuzz_check(path, kernels=[])
+            """
+        )
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "rmapfuzz.pytest_plugin", "-q", "-rA", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    out = proc.stdout
+    assert proc.returncode == 1, out
+    assert "PASSED corpus/2.6.34-rc3--merge-superset--mprotect.json::own" in out
+    assert "PASSED corpus/2.6.34-rc3--merge-superset--mprotect.json::clean-on-2.6.34" in out
+    assert "FAILED corpus/2.6.34--merge-superset--mprotect.json::own" in out
+    assert "PASSED corpus/2.6.34--merge-superset--mprotect.json::clean-on-2.6.34" in out
+    assert "PASSED tests/test_mine.py::test_entry[2.6.34-rc3--merge-superset--mprotect.json]" in out
+    assert "FAILED tests/test_mine.py::test_entry[2.6.34--merge-superset--mprotect.json]" in out

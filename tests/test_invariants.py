@@ -1,0 +1,271 @@
+"""The invariant catalogue (rmapfuzz.invariants): each invariant fires on a deliberately corrupted
+state and its Violation names the objects; a clean state passes every one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from rmapfuzz import invariants as inv
+from rmapfuzz.kernels import boot
+from rmapfuzz.layout import diagram, layout
+from rmapfuzz.model.syscalls import SyscallMixin
+from tests.helpers import StepTuple, page_at, step, vma_at
+
+
+def booted(*ts: StepTuple) -> SyscallMixin:
+    """A 2.6.34 model with the steps applied (each must succeed)."""
+    k = boot("2.6.34")
+    for t in ts:
+        assert k.apply(step(t)) == "ok", t
+    assert inv.check(k, inv.CATALOGUE) == []
+    return k
+
+
+def faulted() -> SyscallMixin:
+    """
+    P0: AA......   [0,2) rw, page 0 written: anon=AV1 chain=[AV1]
+    """
+    k = booted(("mmap", 0, 0, 2, "rw"), ("write", 0, 0))
+    assert (diagram(k, 0), layout(k, 0)) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    return k
+
+
+def forked_and_split() -> SyscallMixin:
+    """
+    P0: AAA.....   anon=AV1 chain=[AV1]
+    P1: ABB.....   both anon=AV2 chain=[AV2, AV1] (split by mprotect of page 0)
+    """
+    k = booted(("mmap", 0, 0, 3, "rw"), ("write", 0, 1), ("fork", 0), ("mprotect", 1, 0, 1, "r"))
+    assert (diagram(k, 1), layout(k, 1)) == (
+        "ABB.....",
+        ["[0,1) r-- ac pgoff=0 anon=AV2 chain=[AV2, AV1]", "[1,3) rw- ac pgoff=1 anon=AV2 chain=[AV2, AV1]"],
+    )
+    return k
+
+
+def fired(k: SyscallMixin, name: str) -> list[inv.Violation]:
+    found = inv.check(k, inv.select([name]))
+    assert found, f"{name} did not fire"
+    assert all(v.invariant == name for v in found)
+    return found
+
+
+# ---- one corruption per invariant ----
+
+
+def corrupt_merge_superset() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """A recorded take-over whose taker lacks an anon_vma of the chain it took over."""
+    k = booted(("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 4, 1, "rw"), ("write", 0, 4))
+    taker, taken = vma_at(k, 0, 0), vma_at(k, 0, 4)
+    k.record_takeover("vma_adjust", taker, taken.name, tuple(taken.chain_anon_vmas()))
+    return k, "vma_adjust: P0:[0,2) took over P0:[4,5) (chain [AV2]) but its chain [AV1] lacks AV2", ("P0:[0,2)", "AV2")
+
+
+def corrupt_chain_consistency() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """The VMA's chain entry is taken off the anon_vma's list only."""
+    k = faulted()
+    vma = vma_at(k, 0, 0)
+    avc = vma.anon_vma_chain[0]
+    avc.anon_vma.head.remove(avc)
+    return k, "P0:[0,2)'s chain entry for AV1 is not on that anon_vma's list", ("P0:[0,2)", "AV1")
+
+
+def corrupt_primary_linked() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """vma->anon_vma points at an anon_vma its chain does not link."""
+    k = booted(("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 4, 1, "rw"), ("write", 0, 4))
+    vma_at(k, 0, 0).anon_vma = vma_at(k, 0, 4).anon_vma
+    return k, "P0:[0,2) has anon_vma AV2 but its chain [AV1] does not link it", ("P0:[0,2)", "AV2")
+
+
+def corrupt_unfaulted_empty() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """vma->anon_vma cleared while the chain still links AV1."""
+    k = faulted()
+    vma_at(k, 0, 0).anon_vma = None
+    return k, "P0:[0,2) has no anon_vma but chain [AV1]", ("P0:[0,2)",)
+
+
+def corrupt_no_dangling() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """AV1 marked freed while a VMA and a page still point at it."""
+    k = faulted()
+    k.anon_vmas[0].freed = True
+    return k, "P0:[0,2)'s anon_vma AV1(freed) is freed", ("P0:[0,2)", "AV1(freed)")
+
+
+def corrupt_same_chain() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """One half of P1's split VMA gets an extra link to a new AV3."""
+    k = forked_and_split()
+    av3 = k.anon_vma_alloc()
+    assert av3 is not None
+    k.anon_vma_chain_link(vma_at(k, 1, 1), av3)
+    return (
+        k,
+        "P1:[0,1) and P1:[1,3) share anon_vma AV2 but their chains differ: [AV2, AV1] vs [AV3, AV2, AV1]",
+        ("P1:[0,1)", "P1:[1,3)", "AV2"),
+    )
+
+
+def corrupt_singleton() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """As for same-chain: neither [AV2, AV1] nor [AV3, AV2, AV1] is the singleton [AV2]."""
+    k, _, objs = corrupt_same_chain()
+    return (
+        k,
+        "P1:[0,1) and P1:[1,3) share anon_vma AV2, neither chain is the singleton [AV2], and they differ: "
+        "[AV2, AV1] vs [AV3, AV2, AV1]",
+        objs,
+    )
+
+
+def corrupt_page_index() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """page1's index changed from 0 to 5."""
+    k = faulted()
+    page_at(k, 0, 0).index = 5
+    return k, "P0:[0,2) (pgoff 0) maps page1 at page 0: index 5, linear_page_index 0", ("P0:[0,2)", "page1")
+
+
+def corrupt_rmap_complete() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """P1's link to AV1 removed from both lists: the walk of the shared page from AV1 misses P1."""
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0))
+    vma = vma_at(k, 1, 0)
+    avc = next(a for a in vma.anon_vma_chain if a.anon_vma.name == "AV1")
+    vma.anon_vma_chain.remove(avc)
+    avc.anon_vma.head.remove(avc)
+    return (
+        k,
+        "rmap walk of page1 from AV1 misses P1 page 0: P1:[0,1) chain [AV2] does not link AV1",
+        ("page1", "P1:[0,1)", "AV1"),
+    )
+
+
+CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] = {
+    "merge-superset": corrupt_merge_superset,
+    "chain-consistency": corrupt_chain_consistency,
+    "primary-linked": corrupt_primary_linked,
+    "unfaulted-empty": corrupt_unfaulted_empty,
+    "no-dangling": corrupt_no_dangling,
+    "same-chain": corrupt_same_chain,
+    "singleton": corrupt_singleton,
+    "page-index": corrupt_page_index,
+    "rmap-complete": corrupt_rmap_complete,
+}
+
+
+def test_every_invariant_has_a_corruption() -> None:
+    assert list(CORRUPTIONS) == [i.name for i in inv.CATALOGUE]
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_invariant_fires_and_names_objects(name: str) -> None:
+    k, message, objects = CORRUPTIONS[name]()
+    found = fired(k, name)
+    assert found[0].message == message
+    assert found[0].objects == objects
+    assert str(found[0]) == f"{name}: {message}"
+    found[0].step = 7
+    assert str(found[0]) == f"{name} at step 7: {message}"
+    assert found[0].to_json() == {"invariant": name, "step": 7, "message": message, "objects": list(objects)}
+
+
+def test_chain_consistency_freed_vma_on_list() -> None:
+    """A VMA freed while AV1's list still links it (the bug-C shape)."""
+    k = faulted()
+    vma_at(k, 0, 0).freed = True
+    messages = [v.message for v in fired(k, "chain-consistency")]
+    assert "AV1's list links freed VMA P0:[0,2)(freed)" in messages
+
+
+def test_chain_consistency_list_entry_missing_from_vma() -> None:
+    k = faulted()
+    vma = vma_at(k, 0, 0)
+    vma.anon_vma_chain.clear()
+    messages = [v.message for v in fired(k, "chain-consistency")]
+    assert messages == ["AV1's list entry for P0:[0,2) is not in that VMA's chain"]
+
+
+def test_no_dangling_reports_every_pointer() -> None:
+    k = faulted()
+    k.anon_vmas[0].freed = True
+    messages = [v.message for v in fired(k, "no-dangling")]
+    assert messages == [
+        "P0:[0,2)'s anon_vma AV1(freed) is freed",
+        "P0:[0,2)'s chain links freed AV1(freed)",
+        "P0 page 0 maps page1 (index 0) whose anon_vma AV1(freed) is freed",
+    ]
+
+
+def test_no_dangling_freed_page() -> None:
+    k = faulted()
+    page_at(k, 0, 0).freed = True
+    assert [v.message for v in fired(k, "no-dangling")] == ["P0 page 0 maps freed page1"]
+
+
+def test_singleton_quiet_when_one_chain_is_the_singleton() -> None:
+    """Bug B's precursor shape ([AV2] vs [AV2, AV1]) breaks same-chain but not singleton."""
+    k = forked_and_split()
+    vma = vma_at(k, 1, 0)
+    avc = next(a for a in vma.anon_vma_chain if a.anon_vma.name == "AV1")
+    vma.anon_vma_chain.remove(avc)
+    avc.anon_vma.head.remove(avc)
+    assert inv.check(k, inv.select(["singleton"])) == []
+    assert [v.message for v in fired(k, "same-chain")] == [
+        "P1:[0,1) and P1:[1,3) share anon_vma AV2 but their chains differ: [AV2] vs [AV2, AV1]"
+    ]
+
+
+def test_page_index_outside_any_vma() -> None:
+    k = faulted()
+    k.mms[0].ptes[5] = k.mms[0].ptes[0]
+    assert [v.message for v in fired(k, "page-index")] == ["P0 page 5 maps page1 outside any VMA"]
+
+
+def test_rmap_complete_walk_of_freed_anon_vma_is_use_after_free() -> None:
+    k = faulted()
+    k.anon_vmas[0].freed = True
+    found = inv.check(k, inv.select(["rmap-complete"]))
+    assert len(found) == 1
+    assert found[0].invariant == "no-dangling"
+    assert found[0].message == "use-after-free: rmap walk of page1 (index 0) locks freed AV1(freed)"
+    assert found[0].objects == ("page1", "AV1(freed)")
+
+
+def test_merge_superset_quiet_for_a_proper_takeover() -> None:
+    k = faulted()
+    vma = vma_at(k, 0, 0)
+    k.record_takeover("vma_adjust", vma, "P0:[2,3)", tuple(vma.chain_anon_vmas()))
+    assert inv.check(k, inv.CATALOGUE) == []
+
+
+def test_check_reports_in_catalogue_order() -> None:
+    k = faulted()
+    vma_at(k, 0, 0).anon_vma = None
+    k.anon_vmas[0].freed = True
+    names = [v.invariant for v in inv.check(k, inv.CATALOGUE)]
+    order = [i.name for i in inv.CATALOGUE]
+    assert names == sorted(names, key=order.index)
+    assert names[0] == "unfaulted-empty"
+
+
+def test_select() -> None:
+    assert inv.select(None) == inv.CATALOGUE
+    assert [i.name for i in inv.select(["rmap-complete", "merge-superset"])] == ["merge-superset", "rmap-complete"]
+    assert inv.select([]) == ()
+    assert inv.DEFAULT == tuple(i.name for i in inv.CATALOGUE)
+    assert len(set(inv.DEFAULT)) == len(inv.DEFAULT)
+    assert set(inv.BY_NAME) == set(inv.DEFAULT)
+
+
+def test_select_rejects_unknown_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown invariant 'rmap-completeness' \(known: merge-superset, "):
+        inv.select(["rmap-complete", "rmap-completeness"])
+
+
+def test_replay_rejects_unknown_invariant() -> None:
+    from rmapfuzz.replay import replay
+
+    with pytest.raises(ValueError, match="unknown invariant 'nope'"):
+        replay([], "2.6.34", invariants=["nope"])
+
+
+def test_only_merge_superset_runs_on_events() -> None:
+    assert [i.name for i in inv.CATALOGUE if i.on_events] == ["merge-superset"]

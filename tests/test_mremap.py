@@ -1,0 +1,153 @@
+"""mremap (kernel-rmap.md §2.10): moves, in-place resizes, errors, and bug M."""
+
+from __future__ import annotations
+
+import pytest
+
+from rmapfuzz.layout import ptes_line
+from tests.helpers import FINAL, KERNELS, page_at, run, run_clean, shape, walk
+
+MOVE = ("maymove", "fixed")
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_move_of_faulted_vma_keeps_pgoff(kernel: str) -> None:
+    """
+    AA......   faulted at 1 (index 1)
+    ....AA..   moved: pgoff stays 0, the page keeps index 1 and the walk finds it at 5
+    """
+    k = run_clean(kernel, ("mmap", 0, 0, 2, "rw"), ("write", 0, 1), ("mremap", 0, 0, 2, 4, 2, MOVE))
+    assert shape(k) == ("....AA..", ["[4,6) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    page = page_at(k, 0, 5)
+    assert page.index == 1
+    assert walk(k, page) == [("P0:[4,6)", 5)]
+    assert ptes_line(k.mms[0]) == "5:page1->AV1@1(w)"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_move_of_unfaulted_vma_rebases_pgoff(kernel: str) -> None:
+    """
+    AA......   unfaulted (a zero-page pte at 0 moves along)
+    ....AA..   pgoff = the new address, 4
+    """
+    k = run_clean(kernel, ("mmap", 0, 0, 2, "rw"), ("read", 0, 0), ("mremap", 0, 0, 2, 4, 2, MOVE))
+    assert shape(k) == ("....AA..", ["[4,6) rw- ac pgoff=4 anon=- chain=[]"])
+    assert ptes_line(k.mms[0]) == "4:zero(ro)"
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_move_part_of_vma_splits_it(kernel: str) -> None:
+    """
+    AAA.....   faulted at 0 and 2
+    AA...B..   page 2 moved to 5: B's pgoff is 2 (the moved part's pgoff), A keeps page 0
+    """
+    k = run_clean(
+        kernel, ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 2), ("mremap", 0, 2, 1, 5, 1, MOVE)
+    )
+    assert shape(k) == (
+        "AA...B..",
+        ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[5,6) rw- ac pgoff=2 anon=AV1 chain=[AV1]"],
+    )
+    assert walk(k, page_at(k, 0, 5)) == [("P0:[5,6)", 5)]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_grow_and_shrink_in_place(kernel: str) -> None:
+    """
+    AA......  ->  AAAA....  (grow)  ->  A.......  (shrink: the tail is unmapped)
+    """
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("write", 0, 1), ("mremap", 0, 0, 2, 0, 4, ()))
+    assert v.results == ["ok"] * 4
+    assert shape(v.final) == ("AAAA....", ["[0,4) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    k = run_clean(
+        kernel,
+        ("mmap", 0, 0, 2, "rw"),
+        ("write", 0, 0),
+        ("write", 0, 1),
+        ("mremap", 0, 0, 2, 0, 4, ()),
+        ("mremap", 0, 0, 4, 0, 1, ()),
+    )
+    assert shape(k) == ("A.......", ["[0,1) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    assert sorted(k.mms[0].ptes) == [0]
+    assert k.pages[1].freed
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_grow_blocked_by_neighbour_is_enomem(kernel: str) -> None:
+    """
+    AA.B....   growing A to 4 pages would overlap B: ENOMEM, nothing changes
+    """
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("mmap", 0, 3, 1, "r"), ("mremap", 0, 0, 2, 0, 4, ()))
+    assert v.results == ["ok", "ok", "ENOMEM"]
+    assert shape(v.final) == ("AA.B....", ["[0,2) rw- ac pgoff=0 anon=- chain=[]", "[3,4) r-- pgoff=3 anon=- chain=[]"])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("new_start", [1, 0])
+def test_overlapping_move_is_einval(kernel: str, new_start: int) -> None:
+    v = run(kernel, ("mmap", 0, 1, 2, "rw"), ("mremap", 0, 1, 2, new_start, 2, MOVE))
+    assert v.results == ["ok", "EINVAL"]
+    assert shape(v.final) == (".AA.....", ["[1,3) rw- ac pgoff=1 anon=- chain=[]"])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_dontunmap_is_einval(kernel: str) -> None:
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed", "dontunmap")))
+    assert v.results == ["ok", "EINVAL"]
+    assert shape(v.final) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=- chain=[]"])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fixed_without_maymove_is_einval(kernel: str) -> None:
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("mremap", 0, 0, 2, 4, 2, ("fixed",)))
+    assert v.results == ["ok", "EINVAL"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_mremap_to_unmaps_target_before_source_check(kernel: str) -> None:
+    """
+    A...BB..   source [2,3) is a hole, target [4,5) is half of B:
+    A....B..   the target is unmapped first, then the source check answers EFAULT
+    """
+    v = run(kernel, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 4, 2, "r"), ("mremap", 0, 2, 1, 4, 1, MOVE))
+    assert v.results == ["ok", "ok", "EFAULT"]
+    assert shape(v.final) == ("A....B..", ["[0,1) rw- ac pgoff=0 anon=- chain=[]", "[5,6) r-- pgoff=5 anon=- chain=[]"])
+
+
+def test_move_source_larger_than_vma_is_efault() -> None:
+    v = run(FINAL, ("mmap", 0, 0, 2, "rw"), ("mremap", 0, 0, 3, 4, 3, MOVE))
+    assert v.results == ["ok", "EFAULT"]
+
+
+BUG_M = (
+    ("mmap", 0, 2, 1, "rw"),
+    ("write", 0, 2),
+    ("mremap", 0, 2, 1, 5, 1, MOVE),
+    ("mmap", 0, 1, 1, "rw"),
+    ("mremap", 0, 5, 1, 2, 1, MOVE),
+)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_bug_m_move_back_next_to_unfaulted_neighbour(kernel: str) -> None:
+    """Bug M (found by reading the 2.6.34 code; latent until 965f55dea0e3 in 3.0).
+
+    ::
+
+        ..A.....   [2,3) faulted: AV1, page index 2
+        .....A..   moved to [5,6): pgoff stays 2
+        .B...A..   mmap [1,2): pgoff 1, unfaulted
+        .BB.....   move back to [2,3): pgoff 2 continues B's, B is unfaulted, so vma_merge
+                   case 2 lets B grow over it; nothing imports AV1 (vma_adjust sees no next
+                   to take over), the old VMA is unmapped and AV1 is freed under page 2.
+    """
+    v = run(kernel, *BUG_M)
+    assert v.results == ["ok"] * 5
+    assert v.violation is not None
+    assert (v.violation.invariant, v.violation.step) == ("merge-superset", 4)
+    assert v.violation.message.startswith("move_vma: P0:[1,3) took over P0:[5,6)")
+    assert "lacks AV1" in v.violation.message
+    k = v.final
+    assert shape(k) == (".AA.....", ["[1,3) rw- ac pgoff=1 anon=- chain=[]"])
+    assert ptes_line(k.mms[0]) == "2:page1->AV1(freed)@2(w)"
+    assert k.counters.merges == 1

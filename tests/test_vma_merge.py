@@ -1,0 +1,329 @@
+"""vma_merge() cases 1-8 (kernel-rmap.md §2.7) on the 2.6.34 model, and the merges it refuses.
+
+Diagrams follow tools/testing/vma: one character per page, ``P`` = prev, ``N`` = next, ``A`` = the
+range being mapped/mprotected, ``X`` = the VMA after the middle one, ``.`` = a hole.  The
+assertions are on :func:`rmapfuzz.layout.diagram` (a letter per VMA, by address) and
+:func:`rmapfuzz.layout.layout`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import FINAL, chain, page_at, run_clean, shape, step, vma_at, walk
+
+MOVE = ("maymove", "fixed")
+
+
+# ---- case 1: A fills the hole between P and N ----
+
+
+def test_case1_fill_hole_merges_prev_and_next() -> None:
+    """
+    P.N      ->  PPP
+     A
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 2, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=- chain=[]"])
+    assert k.counters.merges == 1
+
+
+def test_case1_faulted_prev_keeps_its_anon_vma() -> None:
+    """
+    P.N   (P faulted: AV1)  ->  PPP anon=AV1
+     A
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("mmap", 0, 2, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    assert k.counters.merges == 1
+    assert walk(k, page_at(k, 0, 0)) == [("P0:[0,3)", 0)]
+
+
+def test_case1_faulted_next_is_imported_by_prev() -> None:
+    """
+    P.N   (N faulted: AV1)  ->  PPP anon=AV1, P imported N's chain (287d97ac)
+     A
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 2, 1, "rw"), ("write", 0, 2), ("mmap", 0, 1, 1, "rw"))
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    assert k.counters.merges == 1
+    assert walk(k, page_at(k, 0, 2)) == [("P0:[0,3)", 2)]
+
+
+def test_case1_refused_for_different_anon_vmas_becomes_case2() -> None:
+    """
+    P.N   (P: AV1, N: AV2)  ->  PPN   P and N cannot share one anon_vma: only A joins P
+     A
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 1, "rw"),
+        ("write", 0, 0),
+        ("mmap", 0, 2, 1, "rw"),
+        ("write", 0, 2),
+        ("mmap", 0, 1, 1, "rw"),
+    )
+    assert shape(k) == (
+        "AAB.....",
+        ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) rw- ac pgoff=2 anon=AV2 chain=[AV2]"],
+    )
+    assert k.counters.merges == 1
+
+
+# ---- case 2: A merges with P only ----
+
+
+def test_case2_prev_grows() -> None:
+    """
+    PP        ->  PPP
+      A
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 2, "rw"), ("write", 0, 1), ("mmap", 0, 2, 1, "rw"))
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    assert k.counters.merges == 1
+
+
+# ---- case 3: A merges with N only ----
+
+
+def test_case3_next_grows_down() -> None:
+    """
+    .NN      ->  .NNN   N's start and pgoff move down, the anon_vma stays
+    A            (A at page 1, N = [2,4))
+    """
+    k = run_clean(FINAL, ("mmap", 0, 2, 2, "rw"), ("write", 0, 2), ("mmap", 0, 1, 1, "rw"))
+    assert shape(k) == (".AAA....", ["[1,4) rw- ac pgoff=1 anon=AV1 chain=[AV1]"])
+    assert k.counters.merges == 1
+    page = page_at(k, 0, 2)
+    assert page.index == 2
+    assert walk(k, page) == [("P0:[1,4)", 2)]
+
+
+# ---- case 4: mprotect of the tail of P, mergeable with N ----
+
+
+def test_case4_prev_shrinks_next_grows_down_and_imports() -> None:
+    """
+    PPNN  (P rw faulted AV1, N r unfaulted)
+     A    mprotect(r)  ->  PNNN   N imports P's anon_vma (the row the rc3 code got right)
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 4, "rw"),
+        ("mprotect", 0, 2, 2, "r"),
+        ("write", 0, 1),
+        ("mprotect", 0, 1, 1, "r"),
+    )
+    assert shape(k) == (
+        "ABBB....",
+        ["[0,1) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[1,4) r-- ac pgoff=1 anon=AV1 chain=[AV1]"],
+    )
+    assert k.counters.merges == 1
+    assert walk(k, page_at(k, 0, 1)) == [("P0:[1,4)", 1)]
+
+
+# ---- case 5: mprotect of the head of N, mergeable with P ----
+
+
+def test_case5_prev_grows_over_head_of_next_and_imports() -> None:
+    """
+    PPNN  (P rw unfaulted, N rwx faulted AV1)
+      A   mprotect(rw)  ->  PPPN   P imports N's anon_vma, N's start/pgoff advance
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 4, "rw"),
+        ("mprotect", 0, 2, 2, "rwx"),
+        ("write", 0, 2),
+        ("mprotect", 0, 2, 1, "rw"),
+    )
+    assert shape(k) == (
+        "AAAB....",
+        ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[3,4) rwx ac pgoff=3 anon=AV1 chain=[AV1]"],
+    )
+    assert k.counters.merges == 1
+    page = page_at(k, 0, 2)
+    assert page.index == 2
+    assert walk(k, page) == [("P0:[0,3)", 2)]
+
+
+# ---- case 6: the whole middle, mergeable with P and X ----
+
+
+def test_case6_prev_absorbs_middle_and_next() -> None:
+    """
+    PAX  (P rw, A r, X rw)
+     A   mprotect(rw)  ->  PPP   (one VMA, X removed in vma_adjust's second pass)
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "r"), ("mprotect", 0, 1, 1, "rw"))
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=- chain=[]"])
+    assert k.counters.merges == 1
+
+
+def test_case6_faulted_middle_and_next_are_imported() -> None:
+    """
+    PAX  (P rw unfaulted, A rwx faulted AV1, X rw unfaulted)
+     A   mprotect(rw)  ->  PPP anon=AV1 chain=[AV1]
+    """
+    k = run_clean(
+        FINAL, ("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "rwx"), ("write", 0, 1), ("mprotect", 0, 1, 1, "rw")
+    )
+    assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+    assert k.counters.merges == 1
+
+
+def test_case6_refused_for_different_anon_vmas_becomes_case7() -> None:
+    """
+    PAX  (P rw AV1, A r unfaulted, X rw AV2)
+     A   mprotect(rw)  ->  PPX   P and X have different anon_vmas: only P absorbs A
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 3, "rw"),
+        ("mprotect", 0, 1, 1, "r"),
+        ("write", 0, 0),
+        ("write", 0, 2),
+        ("mprotect", 0, 1, 1, "rw"),
+    )
+    assert shape(k) == (
+        "AAB.....",
+        ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) rw- ac pgoff=2 anon=AV2 chain=[AV2]"],
+    )
+    assert k.counters.merges == 1
+
+
+# ---- case 7: the whole middle, mergeable with P only ----
+
+
+def test_case7_prev_absorbs_middle() -> None:
+    """
+    PAX  (P rw unfaulted, A rwx faulted AV1, X r)
+     A   mprotect(rw)  ->  PPX   P imports A's anon_vma (bug A's case on rc3)
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 3, "rw"),
+        ("mprotect", 0, 1, 1, "rwx"),
+        ("mprotect", 0, 2, 1, "r"),
+        ("write", 0, 1),
+        ("mprotect", 0, 1, 1, "rw"),
+    )
+    assert shape(k) == (
+        "AAB.....",
+        ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) r-- ac pgoff=2 anon=- chain=[]"],
+    )
+    assert k.counters.merges == 1
+    assert walk(k, page_at(k, 0, 1)) == [("P0:[0,2)", 1)]
+
+
+# ---- case 8: the whole middle, mergeable with X only ----
+
+
+def test_case8_middle_grows_over_next() -> None:
+    """
+    PAX  (P rwx, A r, X rw faulted AV1)
+     A   mprotect(rw)  ->  PAA   2.6.34: the middle VMA survives, grows over X and imports X's anon_vma
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 3, "rw"),
+        ("mprotect", 0, 0, 1, "rwx"),
+        ("mprotect", 0, 1, 1, "r"),
+        ("write", 0, 2),
+    )
+    middle = vma_at(k, 0, 1)
+    assert k.counters.merges == 0
+    assert k.apply(step(("mprotect", 0, 1, 1, "rw"))) == "ok"
+    assert shape(k) == (
+        "ABB.....",
+        ["[0,1) rwx ac pgoff=0 anon=- chain=[]", "[1,3) rw- ac pgoff=1 anon=AV1 chain=[AV1]"],
+    )
+    assert vma_at(k, 0, 2) is middle
+    assert k.counters.merges == 1
+    assert walk(k, page_at(k, 0, 2)) == [("P0:[1,3)", 2)]
+
+
+# ---- merges that are refused ----
+
+
+def test_vm_account_blocks_merge() -> None:
+    """
+    AB    A = r (never writable), B = r but once made rw: VM_ACCOUNT (``ac``) stays set
+          ->  AB, although both are now r--
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 2, "r"), ("mprotect", 0, 1, 1, "rw"), ("mprotect", 0, 1, 1, "r"))
+    assert shape(k) == ("AB......", ["[0,1) r-- pgoff=0 anon=- chain=[]", "[1,2) r-- ac pgoff=1 anon=- chain=[]"])
+    assert k.counters.merges == 0
+
+
+def test_vm_account_gained_by_mprotect_allows_merge_with_rw_mmap() -> None:
+    """
+    A.    mmap r, mprotect rw (adds ac)
+     B    mmap rw (ac)  ->  AA
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "r"), ("mprotect", 0, 0, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
+    assert shape(k) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=- chain=[]"])
+    assert k.counters.merges == 1
+
+
+def test_different_anon_vmas_block_merge_after_fork() -> None:
+    """
+    P1: AB   A = [0,1) rwx faulted after fork (own AV3: 2.6.34 does not borrow B's forked AV2),
+             B = [1,3) rw (AV2, chain [AV2, AV1])
+    mprotect(A, rw)  ->  AB  (different anon_vmas: no merge)
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 3, "rw"),
+        ("mprotect", 0, 0, 1, "rwx"),
+        ("write", 0, 1),
+        ("fork", 0),
+        ("write", 1, 0),
+        ("mprotect", 1, 0, 1, "rw"),
+    )
+    assert shape(k, 1) == (
+        "ABB.....",
+        ["[0,1) rw- ac pgoff=0 anon=AV3 chain=[AV3]", "[1,3) rw- ac pgoff=1 anon=AV2 chain=[AV2, AV1]"],
+    )
+    assert k.counters.merges == 0
+    assert k.counters.borrows == 0
+
+
+def test_pgoff_discontinuity_after_move_blocks_merge() -> None:
+    """
+    A.......   faulted, pgoff 0
+    ..NAM...   after mremap A -> [3,4) (keeps pgoff 0) and mmap N = [2,3), M = [4,5):
+               pgoff 2, 0, 4 are not continuous: three VMAs
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 1, "rw"),
+        ("write", 0, 0),
+        ("mremap", 0, 0, 1, 3, 1, MOVE),
+        ("mmap", 0, 2, 1, "rw"),
+        ("mmap", 0, 4, 1, "rw"),
+    )
+    assert shape(k) == (
+        "..ABC...",
+        [
+            "[2,3) rw- ac pgoff=2 anon=- chain=[]",
+            "[3,4) rw- ac pgoff=0 anon=AV1 chain=[AV1]",
+            "[4,5) rw- ac pgoff=4 anon=- chain=[]",
+        ],
+    )
+    assert k.counters.merges == 0
+
+
+def test_unfaulted_move_is_rebased_and_merges() -> None:
+    """
+    A.......   unfaulted
+    ..NA....   mremap A -> [3,4) re-bases pgoff to 3, so mmap N = [2,3) merges (case 3)
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mremap", 0, 0, 1, 3, 1, MOVE), ("mmap", 0, 2, 1, "rw"))
+    assert shape(k) == ("..AA....", ["[2,4) rw- ac pgoff=2 anon=- chain=[]"])
+    assert k.counters.merges == 1
+
+
+def test_chain_helper_names_anon_vmas() -> None:
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0))
+    assert chain(vma_at(k, 0, 0)) == ["AV1"]
