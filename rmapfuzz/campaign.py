@@ -30,7 +30,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import __version__, corpus, ops
-from rmapfuzz.invariants import Violation
+from rmapfuzz.invariants import CATALOGUE, Violation
+from rmapfuzz.kernels import classify
 from rmapfuzz.machine import Observer, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
@@ -55,6 +56,7 @@ class Config:
     keep_going: bool = False  # after a find, look for other signatures
     shrink_seconds: float = 10.0  # Hypothesis' shrinking of one find, before minimize takes over
     chunk_examples: int = 300
+    targets: tuple[str, ...] = ()  # with keep_going: stop once these catalogued bugs are found
 
 
 @attrs.define
@@ -68,6 +70,7 @@ class Find:
     raw_length: int  # length of the shortest failing run Hypothesis produced
     seed: int
     worker: int
+    bugs: list[str] = attrs.field(factory=list)  # catalogued bugs it shows (kernels.classify)
     path: str | None = None
     status: str | None = None
 
@@ -189,6 +192,7 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
     verdict = replay(steps, config.kernel, window, config.invariants)
     assert verdict.violation is not None
     violation = verdict.violation.to_json()
+    bugs = classify(config.kernel, list(steps), window)
     find = Find(
         signature=pending.signature,
         steps=steps,
@@ -199,6 +203,7 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
         raw_length=len(pending.best),
         seed=pending.seed,
         worker=worker,
+        bugs=bugs,
     )
     if config.corpus_dir is not None:
         rep = corpus.Reproducer(
@@ -217,6 +222,7 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
                 "seconds": round(pending.first_seconds, 3),
                 "steps_before": pending.steps_before,
                 "hypothesis_shrunk_length": len(pending.best),
+                "bugs": bugs,
             },
         )
         path, status = corpus.save(config.corpus_dir, rep)
@@ -242,7 +248,7 @@ def run_worker(
         stats.started = started
     deadline = None if config.budget is None else stats.started + config.budget
     observer = CampaignObserver(config, stats, deadline, stop_event)
-    observer.n_checks = len(config.invariants) if config.invariants else len(_catalogue())
+    observer.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
     finds: list[Find] = []
     interrupted = False
     examples_left = config.examples
@@ -271,6 +277,8 @@ def run_worker(
                 on_find(find)
         if interrupted or (finds and not config.keep_going):
             break
+        if config.targets and set(config.targets) <= {b for f in finds for b in f.bugs}:
+            break
         if stopped and deadline is not None and time.monotonic() > deadline:
             break
         if stop_event is not None and stop_event.is_set():
@@ -279,12 +287,6 @@ def run_worker(
             examples_left -= size
         chunk += 1
     return finds, interrupted
-
-
-def _catalogue() -> tuple[Any, ...]:
-    from rmapfuzz.invariants import CATALOGUE
-
-    return CATALOGUE
 
 
 # ---- several workers ----

@@ -21,7 +21,7 @@ BUG_A_CASE7: tuple[StepTuple, ...] = (
     ("write", 0, 2),
     ("mprotect", 0, 2, 1, "r"),
 )
-# case 6: A rw | B rwx (faulted AV1) | C rw; mprotect B rw: A absorbs B (and C)
+# case 6: A rw | B rwx (faulted AV1) | C rw; mprotect B rw: A absorbs B and C
 BUG_A_CASE6: tuple[StepTuple, ...] = (
     ("mmap", 0, 0, 3, "rw"),
     ("mprotect", 0, 1, 1, "rwx"),
@@ -41,8 +41,8 @@ BUG_A_TABLE = [
     ("case7", BUG_A_CASE7, RC3, "merge-superset", ["P0:[1,3) took over P0:[2,3)", "lacks AV1"]),
     ("case7", BUG_A_CASE7, HANNES, "merge-superset", ["P0:[1,3) took over P0:[2,3)", "lacks AV1"]),
     ("case7", BUG_A_CASE7, FINAL, None, []),
-    ("case6", BUG_A_CASE6, RC3, "merge-superset", ["P0:[0,2) took over P0:[1,2)", "lacks AV1"]),
-    ("case6", BUG_A_CASE6, HANNES, "merge-superset", ["P0:[0,2) took over P0:[1,2)", "lacks AV1"]),
+    ("case6", BUG_A_CASE6, RC3, "merge-superset", ["P0:[0,3) took over P0:[1,2)", "lacks AV1"]),
+    ("case6", BUG_A_CASE6, HANNES, "merge-superset", ["P0:[0,3) took over P0:[1,2)", "lacks AV1"]),
     ("case6", BUG_A_CASE6, FINAL, None, []),
     ("case5", BUG_A_CASE5, RC3, "merge-superset", ["P0:[0,2) took over P0:[1,3)", "lacks AV1"]),
     ("case5", BUG_A_CASE5, HANNES, "merge-superset", ["P0:[0,2) took over P0:[1,3)", "lacks AV1"]),

@@ -114,7 +114,8 @@ def test_shared_swap_in_mapping_rule(kernel: str, mapping: str) -> None:
     ).final
     assert ptes_line(k.mms[0]) == "0:<swap1>"
     assert ptes_line(k.mms[1]) == f"0:page2->{mapping}@0(ro)"
-    assert vma_at(k, 1, 0).anon_vma is not None and vma_at(k, 1, 0).anon_vma.name == "AV2"
+    own = vma_at(k, 1, 0).anon_vma
+    assert own is not None and own.name == "AV2"
 
 
 BUG_S = (
@@ -144,4 +145,3 @@ def test_bug_s(kernel: str, expected: str | None) -> None:
     assert (v.violation.invariant, v.violation.step) == (expected, 5)
     assert "misses P0 page 0" in v.violation.message
     assert "P0:[0,1) chain [AV1] does not link AV2" in v.violation.message
-

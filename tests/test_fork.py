@@ -48,7 +48,9 @@ def test_unfaulted_vma_stays_unfaulted_and_zero_ptes_are_not_copied(kernel: str)
     P0: AA.BB   A faulted (AV1), B unfaulted with a zero-page pte at 3
     fork  ->  P1: AA.BB   B unfaulted, no pte at 3 (the child refaults)
     """
-    k = run_clean(kernel, ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 3, 2, "rw"), ("read", 0, 3), ("fork", 0))
+    k = run_clean(
+        kernel, ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 3, 2, "rw"), ("read", 0, 3), ("fork", 0)
+    )
     assert shape(k, 1) == (
         "AA.BB...",
         ["[0,2) rw- ac pgoff=0 anon=AV2 chain=[AV2, AV1]", "[3,5) rw- ac pgoff=3 anon=- chain=[]"],

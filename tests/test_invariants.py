@@ -250,7 +250,7 @@ def test_select() -> None:
     assert inv.select(None) == inv.CATALOGUE
     assert [i.name for i in inv.select(["rmap-complete", "merge-superset"])] == ["merge-superset", "rmap-complete"]
     assert inv.select([]) == ()
-    assert inv.DEFAULT == tuple(i.name for i in inv.CATALOGUE)
+    assert tuple(i.name for i in inv.CATALOGUE) == inv.DEFAULT
     assert len(set(inv.DEFAULT)) == len(inv.DEFAULT)
     assert set(inv.BY_NAME) == set(inv.DEFAULT)
 

@@ -41,9 +41,7 @@ def test_move_part_of_vma_splits_it(kernel: str) -> None:
     AAA.....   faulted at 0 and 2
     AA...B..   page 2 moved to 5: B's pgoff is 2 (the moved part's pgoff), A keeps page 0
     """
-    k = run_clean(
-        kernel, ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 2), ("mremap", 0, 2, 1, 5, 1, MOVE)
-    )
+    k = run_clean(kernel, ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 2), ("mremap", 0, 2, 1, 5, 1, MOVE))
     assert shape(k) == (
         "AA...B..",
         ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[5,6) rw- ac pgoff=2 anon=AV1 chain=[AV1]"],

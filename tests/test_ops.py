@@ -45,7 +45,15 @@ def test_parse_steps_round_trip() -> None:
 
 def test_mremap_flags_are_normalised_and_optional() -> None:
     op = ops.parse_step(
-        {"op": "mremap", "pid": 0, "start": 0, "pages": 1, "new_start": 3, "new_pages": 1, "flags": ["fixed", "maymove"]},
+        {
+            "op": "mremap",
+            "pid": 0,
+            "start": 0,
+            "pages": 1,
+            "new_start": 3,
+            "new_pages": 1,
+            "flags": ["fixed", "maymove"],
+        },
         8,
     )
     assert isinstance(op, ops.Mremap) and op.flags == ("maymove", "fixed")

@@ -8,8 +8,6 @@ assertions are on :func:`rmapfuzz.layout.diagram` (a letter per VMA, by address)
 
 from __future__ import annotations
 
-import pytest
-
 from tests.helpers import FINAL, chain, page_at, run_clean, shape, step, vma_at, walk
 
 MOVE = ("maymove", "fixed")

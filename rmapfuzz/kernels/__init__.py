@@ -6,12 +6,26 @@ A catalogued bug's letter is kernel-rmap.md §6's; ``M`` is the mremap hole the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rmapfuzz.kernels.hannes_v2 import HannesV2
 from rmapfuzz.kernels.v2_6_34 import Linux2634
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
+from rmapfuzz.kernels.v2_6_34_rc4 import Linux2634rc3With287d97ac, Linux2634rc3WithD0e9fe17, Linux2634rc4
 from rmapfuzz.model.syscalls import SyscallMixin
+from rmapfuzz.ops import Op
 
-KERNELS: dict[str, type[SyscallMixin]] = {cls.name: cls for cls in (Linux2634rc3, HannesV2, Linux2634)}
+KERNELS: dict[str, type[SyscallMixin]] = {
+    cls.name: cls
+    for cls in (
+        Linux2634rc3,
+        HannesV2,
+        Linux2634rc3WithD0e9fe17,
+        Linux2634rc3With287d97ac,
+        Linux2634rc4,
+        Linux2634,
+    )
+}
 ALIASES: dict[str, str] = {}
 
 BUGS: dict[str, str] = {
@@ -21,6 +35,15 @@ BUGS: dict[str, str] = {
     "C": "anon_vma_fork's error path leaves links to the freed child VMA (needs fail_alloc; fixed by 2.6.35)",
     "M": "mremap merges a faulted range into an unfaulted neighbour without importing the anon_vma "
     "(latent until 965f55dea0e3, 3.0)",
+}
+
+
+# (kernel with the bug, the same kernel with only that bug's fix): a reproducer shows the bug if
+# it breaks an invariant on the first and replays clean on the second.
+FIXED_BY: dict[str, tuple[str, str]] = {
+    "A": ("2.6.34-rc3", "2.6.34-rc3+287d97ac"),
+    "B": ("2.6.34-rc3", "2.6.34-rc3+d0e9fe17"),
+    "S": ("2.6.34-rc4", "2.6.34"),
 }
 
 
@@ -43,3 +66,15 @@ def resolve(name: str) -> type[SyscallMixin]:
 def boot(name: str, window: int = 8) -> SyscallMixin:
     """A fresh model kernel of that generation with process 0 and an empty window."""
     return resolve(name)(window=window)
+
+
+def classify(kernel: str, steps: Sequence[Op], window: int = 8) -> list[str]:
+    """The catalogued bugs a failing sequence on ``kernel`` shows: those whose fix alone, applied to
+    ``kernel``, makes it replay clean."""
+    from rmapfuzz.replay import replay
+
+    found = []
+    for bug, (buggy, fixed) in FIXED_BY.items():
+        if buggy == kernel and replay(steps, fixed, window).clean:
+            found.append(bug)
+    return found

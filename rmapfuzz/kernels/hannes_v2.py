@@ -12,6 +12,8 @@ vma_adjust() is untouched, so bug A remains.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
 from rmapfuzz.model.core import ENOMEM, Err
 from rmapfuzz.model.objects import Vma
@@ -21,10 +23,10 @@ class HannesV2(Linux2634rc3):
     name = "2.6.34-rc3+hannes-v2"
     base = "2.6.34-rc3"
     summary = "rc3 with Johannes Weiner's -v2: borrowing links the lender's whole chain"
-    commits = (
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("lkml-2010-04-09", "[PATCH -v2] rmap: make anon_vma_prepare link in all the anon_vmas of a mergeable VMA"),
     )
-    bugs = ("A", "S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("A", "S", "C", "M")
 
     def anon_vma_prepare(self, vma: Vma) -> Err:
         """-v2: borrow the lender's anon_vma and link in all of the lender's anon_vmas."""

@@ -1,0 +1,220 @@
+"""The fuzzer: strategies, the state machine, the minimizer and campaigns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis.stateful import run_state_machine_as_test
+
+from rmapfuzz import campaign, corpus, ops, strategy
+from rmapfuzz.invariants import Violation
+from rmapfuzz.machine import Observer, machine_settings, make_machine
+from rmapfuzz.minimize import minimize_failure, without
+from tests.helpers import steps
+
+BUG_A = steps(("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "rwx"), ("write", 0, 2), ("mprotect", 0, 2, 1, "rwx"))
+
+
+# ---- strategies ----
+
+
+@pytest.mark.parametrize("name", sorted(strategy.available()))
+def test_every_shipped_strategy_loads(name: str) -> None:
+    s = strategy.load(name)
+    assert s.name == name
+    assert 1 <= s.steps <= strategy.MAX_STEPS
+    assert any(w > 0 for w in s.weights.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('window = "8"', "window"),
+        ("window = 1", "window"),
+        ("steps = 5000", "steps"),
+        ('prots = ["wr"]', "prots"),
+        ('advices = ["hugepage"]', "advices"),
+        ('mremap_flags = [["maymove"]]', "mremap_flags"),
+        ("bogus = 1", "bogus"),
+        ("[weights]\nwrite = -1", "weights.write"),
+        ("[weights]\nteleport = 3", "weights.teleport"),
+    ],
+)
+def test_bad_strategy_names_the_field(tmp_path: Path, text: str, field: str) -> None:
+    base = {
+        "window": "window = 8",
+        "max_processes": "max_processes = 3",
+        "steps": "steps = 20",
+        "prots": 'prots = ["rw"]',
+        "advices": 'advices = ["pageout"]',
+        "mremap_flags": 'mremap_flags = [["maymove", "fixed"]]',
+    }
+    key = text.split(" ")[0].split("\n")[0]
+    body = [v for k, v in base.items() if k != key]
+    if not text.startswith("[weights]"):
+        body.append(text)
+        body.append("[weights]\nwrite = 1")
+    else:
+        body.append(text)
+    path = tmp_path / "bad.toml"
+    path.write_text("\n".join(body) + "\n")
+    with pytest.raises(strategy.StrategyError) as err:
+        strategy.load(str(path))
+    assert field in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_strategy_lists_the_known_ones() -> None:
+    with pytest.raises(strategy.StrategyError, match=r"known: .*default"):
+        strategy.load("no-such-strategy")
+
+
+# ---- the state machine ----
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.ops: list[ops.Op] = []
+        self.failures: list[list[ops.Op]] = []
+
+    def on_step(self, op: ops.Op, result: str) -> None:
+        self.ops.append(op)
+
+    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
+        self.failures.append(steps)
+        return True
+
+
+def _run(kernel: str, strat: str, examples: int, observer: Observer | None = None) -> None:
+    s = strategy.load(strat)
+    machine = make_machine(kernel, s, observer=observer)
+    run_state_machine_as_test(
+        machine, settings=machine_settings(s, max_examples=examples, derandomize=True, database=None)
+    )
+
+
+def test_machine_finds_a_2010_bug_on_rc3_and_records_the_steps() -> None:
+    """A short derandomized campaign on 2.6.34-rc3 fails, and the recorded failing run replays."""
+    rec = Recorder()
+    with pytest.raises(Violation):
+        _run("2.6.34-rc3", "merge-storm", 300, rec)
+    shortest = min(rec.failures, key=len)
+    from rmapfuzz.replay import replay
+
+    assert replay(shortest, "2.6.34-rc3", window=5).violation is not None
+
+
+def test_machine_runs_clean_on_2_6_34() -> None:
+    """The same derandomized campaign on 2.6.34 (without mremap moves: see bug M) finds nothing."""
+    _run("2.6.34", "merge-storm", 300)
+
+
+def test_machine_ops_follow_the_strategy() -> None:
+    rec = Recorder()
+    _run("2.6.34", "merge-storm", 50, rec)
+    kinds = {op.op for op in rec.ops}
+    enabled = {op for op, w in strategy.load("merge-storm").weights.items() if w > 0}
+    assert kinds <= enabled
+    assert {"mprotect", "write", "mmap"} <= kinds
+
+
+def test_testcase_is_exposed_for_pytest_and_hypofuzz() -> None:
+    machine = make_machine("2.6.34", strategy.load("merge-storm"))
+    assert machine.TestCase.settings.stateful_step_count == strategy.load("merge-storm").steps
+
+
+# ---- the minimizer ----
+
+
+def test_minimize_removes_noise_and_renumbers_pids() -> None:
+    noisy = steps(
+        ("fork", 0),
+        ("exit", 0),
+        ("mmap", 1, 0, 3, "rw"),
+        ("fork", 1),
+        ("mprotect", 1, 1, 1, "rwx"),
+        ("write", 1, 2),
+        ("read", 2, 0),
+        ("mprotect", 1, 2, 1, "rwx"),
+    )
+    small = minimize_failure("2.6.34-rc3", 8, noisy)
+    assert len(small) == 4
+    assert {op.pid for op in small if not isinstance(op, ops.FailAlloc)} == {0}
+
+
+def test_without_drops_a_forked_process_with_its_fork() -> None:
+    seq = steps(("fork", 0), ("fork", 0), ("write", 1, 0), ("write", 2, 0))
+    assert without(seq, {0}) == steps(("fork", 0), ("write", 1, 0))
+    assert without(seq, {0}, fold=True) == steps(("fork", 0), ("write", 0, 0), ("write", 1, 0))
+
+
+def test_minimize_keeps_a_minimal_sequence() -> None:
+    assert minimize_failure("2.6.34-rc3", 8, BUG_A) == BUG_A
+
+
+# ---- campaigns ----
+
+
+def _config(tmp_path: Path, kernel: str, **kw: object) -> campaign.Config:
+    base: dict[str, object] = {
+        "kernel": kernel,
+        "strategy": strategy.load("merge-storm"),
+        "seed": 3,
+        "budget": 20.0,
+        "corpus_dir": tmp_path / "corpus",
+        "database": tmp_path / "db",
+    }
+    base.update(kw)
+    return campaign.Config(**base)  # type: ignore[arg-type]
+
+
+def test_campaign_saves_a_shrunk_classified_reproducer(tmp_path: Path) -> None:
+    result = campaign.run(_config(tmp_path, "2.6.34-rc3"))
+    assert result.exit_code == 1
+    find = result.finds[0]
+    assert find.path is not None and find.status == "new"
+    rep = corpus.load(find.path)
+    assert rep.kernel == "2.6.34-rc3" and rep.steps == find.steps
+    assert rep.violation is not None and rep.violation["invariant"] == find.violation["invariant"]
+    assert set(find.bugs) <= {"A", "B", "S"} and find.bugs
+    assert len(find.steps) <= 6
+    assert rep.found["strategy"] == "merge-storm"
+
+
+def test_campaign_dedups_by_signature(tmp_path: Path) -> None:
+    """The same seeded campaign twice (no database, so the runs are identical): one file per signature."""
+    first = campaign.run(_config(tmp_path, "2.6.34-rc3", database=None))
+    second = campaign.run(_config(tmp_path, "2.6.34-rc3", database=None))
+    assert [f.signature for f in first.finds] == [f.signature for f in second.finds]
+    assert {f.status for f in first.finds} == {"new"}
+    assert {f.status for f in second.finds} == {"duplicate"}
+    assert len(list((tmp_path / "corpus").glob("*.json"))) == len({f.signature for f in first.finds})
+
+
+def test_campaign_with_an_examples_budget_ends_clean(tmp_path: Path) -> None:
+    result = campaign.run(_config(tmp_path, "2.6.34", budget=None, examples=40))
+    assert result.exit_code == 0
+    assert result.stats["examples"] >= 40
+    assert result.stats["steps"] > 0
+
+
+def test_campaign_with_two_workers_shares_one_corpus(tmp_path: Path) -> None:
+    result = campaign.run(_config(tmp_path, "2.6.34-rc3", workers=2))
+    assert result.exit_code == 1
+    files = list((tmp_path / "corpus").glob("*.json"))
+    assert files and all(corpus.load(f).violation for f in files)
+    assert {f.worker for f in result.finds} <= {0, 1}
+
+
+def test_keep_going_stops_once_targets_are_found(tmp_path: Path) -> None:
+    result = campaign.run(_config(tmp_path, "2.6.34-rc3", keep_going=True, targets=("A",), budget=30.0))
+    assert any("A" in f.bugs for f in result.finds)
+    assert result.seconds < 30.0
+
+
+def test_settings_profile_does_not_leak() -> None:
+    # machine_settings() sets everything a campaign relies on explicitly, so the built-in "ci"
+    # profile (loaded when CI is set) cannot turn the database off or derandomize a campaign.
+    s = machine_settings(strategy.load("default"), database=None, derandomize=False)
+    assert s.derandomize is False and s.deadline is None
