@@ -37,6 +37,9 @@ from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import Strategy
 
+# Annotated here: older Hypothesis releases leave it untyped.
+_run_machine: Callable[..., None] = run_state_machine_as_test
+
 
 class Stop(KeyboardInterrupt):
     """Ends a Hypothesis run from inside a step (budget spent, shrinking long enough, or told to)."""
@@ -263,7 +266,7 @@ def run_worker(
         settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
         stopped = False
         try:
-            run_state_machine_as_test(hypothesis.seed(observer.seed)(machine), settings=settings)  # type: ignore[no-untyped-call]
+            _run_machine(hypothesis.seed(observer.seed)(machine), settings=settings)
         except Stop:
             stopped = True
         except KeyboardInterrupt:

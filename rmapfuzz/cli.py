@@ -421,6 +421,23 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_fuzz)
 
 
+# ---- schema ----
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(json.dumps(ops.STEP_SCHEMA, indent=2) + "\n")
+    return 0
+
+
+def add_schema_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "schema",
+        help="print the JSON schema of one step of the op language",
+        description="The op language is documented in rmapfuzz/ops.py; this prints its JSON schema.",
+    )
+    p.set_defaults(func=cmd_schema)
+
+
 # ---- main ----
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -430,6 +447,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_show_command,
     add_check_command,
     add_fuzz_command,
+    add_schema_command,
 ]
 
 

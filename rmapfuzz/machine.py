@@ -102,7 +102,8 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
         super().__init__()
         self.machine = machine
         weights = machine.strategy.weights
-        by_name = {r.function.__name__: r for r in type(machine).setup_state().rules}  # type: ignore[no-untyped-call]
+        setup_state: Callable[[], Any] = type(machine).setup_state  # untyped in older Hypothesis
+        by_name = {r.function.__name__: r for r in setup_state().rules}
         self.rules = [(by_name[op], weights[op]) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name]
         self.enabled: list[tuple[Any, int]] | None = None
 
@@ -147,7 +148,8 @@ def _rule(*preconditions: Callable[..., bool], **args: ArgSpec) -> Callable[...,
     def accept(fn: Callable[..., None]) -> Any:
         fn.rmap_args = args  # type: ignore[attr-defined]
         strategies: dict[str, Any] = {k: _as_strategy(v) for k, v in args.items()}
-        decorated = rule(**strategies)(fn)  # type: ignore[no-untyped-call]
+        make_rule: Callable[..., Callable[..., Any]] = rule  # untyped in older Hypothesis
+        decorated = make_rule(**strategies)(fn)
         for pred in preconditions:
             decorated = precondition(pred)(decorated)
         return decorated

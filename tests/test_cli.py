@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import xml.etree.ElementTree as ET
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,12 @@ def test_subprocess_bad_file_and_plain_output(tmp_path: Path, bug_a_file: Path) 
     assert "merge-superset broken at step 3" in proc.stdout
 
 
+def _plugin_flag() -> list[str]:
+    """``-p rmapfuzz.pytest_plugin`` unless the installed package already registers it (pytest11)."""
+    installed = any(ep.value == "rmapfuzz.pytest_plugin" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "rmapfuzz.pytest_plugin"]
+
+
 def test_pytest_plugin(tmp_path: Path) -> None:
     directory = tmp_path / "corpus"
     corpus.save(directory, bug_a())
@@ -273,7 +280,7 @@ def test_pytest_plugin(tmp_path: Path) -> None:
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "rmapfuzz.pytest_plugin", "-q", "-rA", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", *_plugin_flag(), "-q", "-rA", "-p", "no:cacheprovider"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
