@@ -183,13 +183,15 @@ def test_campaign_saves_a_shrunk_classified_reproducer(tmp_path: Path) -> None:
 
 
 def test_campaign_dedups_by_signature(tmp_path: Path) -> None:
-    """The same seeded campaign twice (no database, so the runs are identical): one file per signature."""
+    """The same seeded campaign twice writes one file per signature.  (Hypothesis' shrinking is cut
+    by time, so the second run may end with a shorter reproducer: that one replaces the file.)"""
     first = campaign.run(_config(tmp_path, "2.6.34-rc3", database=None))
     second = campaign.run(_config(tmp_path, "2.6.34-rc3", database=None))
-    assert [f.signature for f in first.finds] == [f.signature for f in second.finds]
     assert {f.status for f in first.finds} == {"new"}
-    assert {f.status for f in second.finds} == {"duplicate"}
-    assert len(list((tmp_path / "corpus").glob("*.json"))) == len({f.signature for f in first.finds})
+    repeated = [f for f in second.finds if f.signature in {g.signature for g in first.finds}]
+    assert repeated and {f.status for f in repeated} <= {"duplicate", "shorter"}
+    signatures = {f.signature for f in first.finds + second.finds}
+    assert len(list((tmp_path / "corpus").glob("*.json"))) == len(signatures)
 
 
 def test_campaign_with_an_examples_budget_ends_clean(tmp_path: Path) -> None:
