@@ -19,7 +19,7 @@ import attrs
 
 if TYPE_CHECKING:
     from rmapfuzz.model.core import KernelCore
-    from rmapfuzz.model.objects import AnonVma, Page, Vma
+    from rmapfuzz.model.objects import AnonVma, Mm, Page, Vma
 
 
 class Violation(Exception):
@@ -120,28 +120,31 @@ def check_unfaulted_empty(k: KernelCore) -> Iterator[Finding]:
             yield (f"{vma.name} has {state} but chain {_chain_str(vma)}", [vma])
 
 
-def check_no_dangling(k: KernelCore) -> Iterator[Finding]:
+def _mapped_ptes(k: KernelCore) -> Iterator[tuple[Mm, int, Page]]:
+    """Every present pte of a live process that maps an anonymous page (not the zero page)."""
     for mm in k.mms.values():
-        if not mm.alive:
-            continue
-        for vma in mm.vmas:
-            if vma.anon_vma is not None and vma.anon_vma.freed:
-                yield (f"{vma.name}'s anon_vma {vma.anon_vma.name} is freed", [vma, vma.anon_vma])
-            for av in vma.chain_anon_vmas():
-                if av.freed:
-                    yield (f"{vma.name}'s chain links freed {av.name}", [vma, av])
-        for addr, pte in mm.ptes.items():
-            page = pte.page
-            if pte.swap is not None or page is None:
-                continue
-            if page.freed:
-                yield (f"P{mm.pid} page {addr} maps freed {page.name}", [page])
-            elif page.mapping is not None and page.mapping.freed:
-                yield (
-                    f"P{mm.pid} page {addr} maps {page.name} (index {page.index}) "
-                    f"whose anon_vma {page.mapping.name} is freed",
-                    [page, page.mapping],
-                )
+        if mm.alive:
+            for addr, pte in mm.ptes.items():
+                if pte.swap is None and pte.page is not None:
+                    yield mm, addr, pte.page
+
+
+def check_no_dangling(k: KernelCore) -> Iterator[Finding]:
+    for vma in _live_vmas(k):
+        if vma.anon_vma is not None and vma.anon_vma.freed:
+            yield (f"{vma.name}'s anon_vma {vma.anon_vma.name} is freed", [vma, vma.anon_vma])
+        for av in vma.chain_anon_vmas():
+            if av.freed:
+                yield (f"{vma.name}'s chain links freed {av.name}", [vma, av])
+    for mm, addr, page in _mapped_ptes(k):
+        if page.freed:
+            yield (f"P{mm.pid} page {addr} maps freed {page.name}", [page])
+        elif page.mapping is not None and page.mapping.freed:
+            yield (
+                f"P{mm.pid} page {addr} maps {page.name} (index {page.index}) "
+                f"whose anon_vma {page.mapping.name} is freed",
+                [page, page.mapping],
+            )
 
 
 def _groups_by_anon_vma(k: KernelCore) -> Iterator[tuple[AnonVma, list[Vma]]]:
@@ -189,35 +192,24 @@ def check_singleton(k: KernelCore) -> Iterator[Finding]:
 def _mapped_pages(k: KernelCore) -> dict[int, tuple[Page, list[tuple[int, int]]]]:
     """Ground truth from the page tables: page -> every (pid, address) whose present pte maps it."""
     truth: dict[int, tuple[Page, list[tuple[int, int]]]] = {}
-    for mm in k.mms.values():
-        if not mm.alive:
-            continue
-        for addr, pte in mm.ptes.items():
-            page = pte.page
-            if pte.swap is None and page is not None:
-                truth.setdefault(id(page), (page, []))[1].append((mm.pid, addr))
+    for mm, addr, page in _mapped_ptes(k):
+        truth.setdefault(id(page), (page, []))[1].append((mm.pid, addr))
     return truth
 
 
 def check_page_index(k: KernelCore) -> Iterator[Finding]:
-    for mm in k.mms.values():
-        if not mm.alive:
+    for mm, addr, page in _mapped_ptes(k):
+        vma = k.find_vma(mm, addr)
+        if vma is None or vma.vm_start > addr:
+            yield (f"P{mm.pid} page {addr} maps {page.name} outside any VMA", [page])
             continue
-        for addr, pte in mm.ptes.items():
-            page = pte.page
-            if pte.swap is not None or page is None:
-                continue
-            vma = k.find_vma(mm, addr)
-            if vma is None or vma.vm_start > addr:
-                yield (f"P{mm.pid} page {addr} maps {page.name} outside any VMA", [page])
-                continue
-            expected = vma.vm_pgoff + (addr - vma.vm_start)
-            if page.index != expected:
-                yield (
-                    f"{vma.name} (pgoff {vma.vm_pgoff}) maps {page.name} at page {addr}: index {page.index}, "
-                    f"linear_page_index {expected}",
-                    [vma, page],
-                )
+        expected = vma.vm_pgoff + (addr - vma.vm_start)
+        if page.index != expected:
+            yield (
+                f"{vma.name} (pgoff {vma.vm_pgoff}) maps {page.name} at page {addr}: index {page.index}, "
+                f"linear_page_index {expected}",
+                [vma, page],
+            )
 
 
 def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
@@ -325,3 +317,93 @@ def check(k: KernelCore, invariants: Sequence[Invariant]) -> list[Violation]:
         except Violation as uaf:  # a walk inside a check dereferenced a freed object
             found.append(uaf)
     return found
+
+
+# ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
+#
+# Each is a no-op on a generation without the fields it judges (the kernel class says which it has:
+# ``has_refcount``, ``has_degree``, ``has_fork_counters``; ``chain_bound`` for bounded-chain).
+# They are kept out of CATALOGUE for now: tests/test_invariants.py pins CATALOGUE to one
+# corruption test per invariant, and adding them there is the catalogue owner's change.
+
+CHAIN_BOUND = 16
+
+
+def _flag(k: KernelCore, name: str) -> bool:
+    return bool(getattr(k, name, False))
+
+
+def check_counters(k: KernelCore) -> Iterator[Finding]:
+    refcount, degree, fork_counters = (
+        _flag(k, "has_refcount"),
+        _flag(k, "has_degree"),
+        _flag(k, "has_fork_counters"),
+    )
+    if not (refcount or degree or fork_counters):
+        return
+    live = [av for av in k.anon_vmas if not av.freed]
+    active: dict[int, int] = {}
+    for vma in _live_vmas(k):
+        if vma.anon_vma is not None:
+            active[id(vma.anon_vma)] = active.get(id(vma.anon_vma), 0) + 1
+    for av in live:
+        expected: list[tuple[str, int, int]] = []
+        if refcount:
+            pins = sum(1 for y in live if y is not av and y.root is av)
+            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins))
+        children = sum(1 for y in live if y.parent is av and y.head)
+        if degree:
+            expected.append(("degree", av.degree, active.get(id(av), 0) + children))
+        if fork_counters:
+            expected.append(("num_children", av.num_children, children))
+            expected.append(("num_active_vmas", av.num_active_vmas, active.get(id(av), 0)))
+        for field, value, want in expected:
+            if value < 0:
+                yield (f"{av.name}.{field} is negative: {value}", [av])
+            elif value != want:
+                yield (f"{av.name}.{field} is {value} but the structure says {want}", [av])
+
+
+def check_reuse_safe(k: KernelCore) -> Iterator[Finding]:
+    for ev in getattr(k, "reuse_events", ()):
+        if ev.active or ev.children >= 2:
+            users = ", ".join(ev.active) if ev.active else "none"
+            yield (
+                f"fork reused {ev.anon_vma.name} for {ev.vma_name} while VMAs using it were [{users}] "
+                f"and it had {ev.children} children",
+                [ev.anon_vma],
+            )
+
+
+def check_bounded_chain(k: KernelCore) -> Iterator[Finding]:
+    bound = int(getattr(k, "chain_bound", CHAIN_BOUND))
+    for vma in _live_vmas(k):
+        if len(vma.anon_vma_chain) > bound:
+            yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
+
+
+LATER_GENERATIONS: tuple[Invariant, ...] = (
+    Invariant(
+        "counters",
+        "I5",
+        "The anon_vma counters equal what the structure says and are never negative: refcount (2.6.35+) = 1 "
+        "while its tree is not empty + one per live descendant for a root; degree (3.19 … 6.0-rc3) = VMAs "
+        "using it + children with a non-empty tree (a linked root is its own child); num_children and "
+        "num_active_vmas (6.0-rc4+) = those two parts.",
+        check_counters,
+    ),
+    Invariant(
+        "reuse-safe",
+        "I6",
+        "Fork-time reuse hands an anon_vma to a new VMA only if no VMA uses it as its anon_vma and it has at "
+        "most one child (2555283eb40d's rule, judged on the structure, not on the counters).",
+        check_reuse_safe,
+    ),
+    Invariant(
+        "bounded-chain",
+        "7a3ef208e662",
+        "No VMA's anon_vma chain is longer than the kernel class's chain_bound (default 16): fork loops "
+        "must not grow the hierarchy without bound.",
+        check_bounded_chain,
+    ),
+)

@@ -3,10 +3,11 @@
 One rule per op of the language.  Hypothesis picks rules uniformly and does swarm testing by
 filtering on per-rule feature flags, which costs several choices per step; the op mix of a
 strategy and the per-step cost of generation decide what a campaign finds, so the machine replaces
-the rule choice with :class:`WeightedRules`: swarm flags drawn once per test case, then one weighted
-integer per step picks a rule in proportion to the strategy's weights.  Arguments are small integers that
-shrink towards page 0, pid 0 and the first prot of the strategy; pids index the list of live
-processes, and fault addresses index the mapped pages of the process, so faults seldom hit holes.
+the rule choice with :class:`WeightedRules`: swarm flags drawn once per test case, then one
+weighted integer per step picks a rule in proportion to the strategy's weights.  Arguments are
+small integers that shrink towards page 0, pid 0 and the first prot of the strategy; pids index
+the list of live processes; fault addresses and mprotect/madvise starts index the mapped pages of
+the process, so they seldom hit holes.
 
 The machine judges with :class:`rmapfuzz.replay.Runner`, exactly as ``replay`` does, and records
 every executed step as an op; an :class:`Observer` (the campaign) sees each step and each failure.
@@ -25,6 +26,7 @@ from hypothesis.strategies import SearchStrategy
 
 from rmapfuzz import ops
 from rmapfuzz.invariants import Violation
+from rmapfuzz.model.objects import VM_READ, VM_WRITE
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
 
@@ -67,10 +69,14 @@ class RmapMachine(RuleBasedStateMachine):
     def span(self, start: int, pages: int) -> int:
         return min(pages, self.strategy.window - start)
 
-    def fault_addr(self, pid: int, i: int) -> int:
-        """The i-th mapped page of the process (mod their number), so most faults land in a VMA."""
-        mapped = [a for v in self.runner.kernel.mms[pid].vmas for a in range(v.vm_start, v.vm_end)]
-        return mapped[i % len(mapped)] if mapped else i % self.strategy.window
+    def mapped_page(self, pid: int, i: int, need: int = 0) -> int:
+        """The i-th mapped page of the process (mod their number), preferring VMAs whose flags
+        include ``need``: faults, mprotect and madvise land inside a VMA (a write in a writable
+        one), so few of them only fail with SEGV or ENOMEM."""
+        vmas = self.runner.kernel.mms[pid].vmas
+        fitting = [v for v in vmas if v.vm_flags & need == need] or vmas
+        pages = [a for v in fitting for a in range(v.vm_start, v.vm_end)]
+        return pages[i % len(pages)] if pages else i % self.strategy.window
 
     # ---- the one place a step happens ----
 
@@ -108,8 +114,11 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
         self.enabled: list[tuple[Any, int]] | None = None
 
     def _swarm(self, data: Any) -> list[tuple[Any, int]]:
+        """mmap is never switched off: without it a test case has no VMA to work on."""
         p_disabled = data.draw_integer(0, 254) / 255
-        enabled = [(r, w) for r, w in self.rules if not data.draw_boolean(p_disabled)]
+        enabled = [
+            (r, w) for r, w in self.rules if r.function.__name__ in ALWAYS_ON or not data.draw_boolean(p_disabled)
+        ]
         return enabled or self.rules
 
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
@@ -157,6 +166,8 @@ def _rule(*preconditions: Callable[..., bool], **args: ArgSpec) -> Callable[...,
     return accept
 
 
+ALWAYS_ON = frozenset({"mmap"})
+
 # Shrinking lowers the rule pick, so the ops that build state come first.
 RULE_ORDER = ("mmap", "write", "mprotect", "fork", "munmap", "exit", "read", "madvise", "mremap")
 
@@ -193,10 +204,14 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
         return ops.Munmap(self.pid(p), start, self.span(start, pages))
 
     def mprotect(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
-        return ops.Mprotect(self.pid(p), start, self.span(start, pages), prot)
+        pid = self.pid(p)
+        start = self.mapped_page(pid, start)
+        return ops.Mprotect(pid, start, self.span(start, pages), prot)
 
     def madvise(self: RmapMachine, p: int, start: int, pages: int, advice: str) -> ops.Op:
-        return ops.Madvise(self.pid(p), start, self.span(start, pages), advice)
+        pid = self.pid(p)
+        start = self.mapped_page(pid, start)
+        return ops.Madvise(pid, start, self.span(start, pages), advice)
 
     def mremap(self: RmapMachine, p: int, start: int, pages: int, new_start: int, new_pages: int,
                flags: tuple[str, ...]) -> ops.Op:  # fmt: skip
@@ -213,11 +228,11 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
 
     def read(self: RmapMachine, p: int, i: int) -> ops.Op:
         pid = self.pid(p)
-        return ops.Read(pid, self.fault_addr(pid, i))
+        return ops.Read(pid, self.mapped_page(pid, i, VM_READ))
 
     def write(self: RmapMachine, p: int, i: int) -> ops.Op:
         pid = self.pid(p)
-        return ops.Write(pid, self.fault_addr(pid, i))
+        return ops.Write(pid, self.mapped_page(pid, i, VM_WRITE))
 
     ranged: dict[str, ArgSpec] = {"p": proc, "start": page, "pages": count}
     return {

@@ -98,7 +98,7 @@ def test_machine_finds_a_2010_bug_on_rc3_and_records_the_steps() -> None:
     """A short derandomized campaign on 2.6.34-rc3 fails, and the recorded failing run replays."""
     rec = Recorder()
     with pytest.raises(Violation):
-        _run("2.6.34-rc3", "merge-storm", 300, rec)
+        _run("2.6.34-rc3", "merge-storm", 1000, rec)
     shortest = min(rec.failures, key=len)
     from rmapfuzz.replay import replay
 
