@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import hypothesis
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import __version__, corpus, ops
@@ -264,14 +265,13 @@ def run_worker(
         observer.seed = config.seed * 1_000_003 + worker * 10_007 + chunk
         machine = make_machine(config.kernel, config.strategy, config.invariants, observer)
         settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
-        stopped = False
         try:
             _run_machine(hypothesis.seed(observer.seed)(machine), settings=settings)
         except Stop:
-            stopped = True
+            pass
         except KeyboardInterrupt:
-            interrupted = stopped = True
-        except Violation:
+            interrupted = True
+        except (Violation, Flaky):  # a find (Flaky: a time-cut replay); the observer kept it
             pass
         for pending in observer.harvest():
             find = _finish(config, pending, worker)
@@ -282,7 +282,7 @@ def run_worker(
             break
         if config.targets and set(config.targets) <= {b for f in finds for b in f.bugs}:
             break
-        if stopped and deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and time.monotonic() > deadline:
             break
         if stop_event is not None and stop_event.is_set():
             break

@@ -228,6 +228,95 @@ def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
             )
 
 
+# ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
+#
+# Each is a no-op on a generation without the fields it judges (the kernel class says which it has:
+# ``has_refcount``, ``has_degree``, ``has_fork_counters``; ``chain_bound`` for bounded-chain).
+
+CHAIN_BOUND = 16
+
+
+def _flag(k: KernelCore, name: str) -> bool:
+    return bool(getattr(k, name, False))
+
+
+def check_counters(k: KernelCore) -> Iterator[Finding]:
+    refcount, degree, fork_counters = (
+        _flag(k, "has_refcount"),
+        _flag(k, "has_degree"),
+        _flag(k, "has_fork_counters"),
+    )
+    if not (refcount or degree or fork_counters):
+        return
+    live = [av for av in k.anon_vmas if not av.freed]
+    active: dict[int, int] = {}
+    for vma in _live_vmas(k):
+        if vma.anon_vma is not None:
+            active[id(vma.anon_vma)] = active.get(id(vma.anon_vma), 0) + 1
+    for av in live:
+        expected: list[tuple[str, int, int]] = []
+        if refcount:
+            pins = sum(1 for y in live if y is not av and y.root is av)
+            external = getattr(k, "external_pins", {}).get(id(av), 0)
+            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins + external))
+        children = sum(1 for y in live if y.parent is av and y.head)
+        if degree:
+            expected.append(("degree", av.degree, active.get(id(av), 0) + children))
+        if fork_counters:
+            expected.append(("num_children", av.num_children, children))
+            expected.append(("num_active_vmas", av.num_active_vmas, active.get(id(av), 0)))
+        for field, value, want in expected:
+            if value < 0:
+                yield (f"{av.name}.{field} is negative: {value}", [av])
+            elif value != want:
+                yield (f"{av.name}.{field} is {value} but the structure says {want}", [av])
+
+
+def check_reuse_safe(k: KernelCore) -> Iterator[Finding]:
+    for ev in getattr(k, "reuse_events", ()):
+        if ev.active or ev.children >= 2:
+            users = ", ".join(ev.active) if ev.active else "none"
+            yield (
+                f"fork reused {ev.anon_vma.name} for {ev.vma_name} while VMAs using it were [{users}] "
+                f"and it had {ev.children} children",
+                [ev.anon_vma],
+            )
+
+
+def check_bounded_chain(k: KernelCore) -> Iterator[Finding]:
+    bound = int(getattr(k, "chain_bound", CHAIN_BOUND))
+    for vma in _live_vmas(k):
+        if len(vma.anon_vma_chain) > bound:
+            yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
+
+
+LATER_GENERATIONS: tuple[Invariant, ...] = (
+    Invariant(
+        "counters",
+        "I5",
+        "The anon_vma counters equal what the structure says and are never negative: refcount (2.6.35+) "
+        "= 1 while its tree is not empty, + one per live descendant for a root, + external pins (KSM, "
+        "migration); degree (3.19 … 6.0-rc3) = VMAs using it + children with a non-empty tree (a linked "
+        "root is its own child); num_children and num_active_vmas (6.0-rc4+) = those two parts.",
+        check_counters,
+    ),
+    Invariant(
+        "reuse-safe",
+        "I6",
+        "Fork-time reuse hands an anon_vma to a new VMA only if no VMA uses it as its anon_vma and it has at "
+        "most one child (2555283eb40d's rule, judged on the structure, not on the counters).",
+        check_reuse_safe,
+    ),
+    Invariant(
+        "bounded-chain",
+        "7a3ef208e662",
+        "No VMA's anon_vma chain is longer than the kernel class's chain_bound (default 16): fork loops "
+        "must not grow the hierarchy without bound.",
+        check_bounded_chain,
+    ),
+)
+
+
 CATALOGUE: tuple[Invariant, ...] = (
     Invariant(
         "merge-superset",
@@ -290,6 +379,7 @@ CATALOGUE: tuple[Invariant, ...] = (
         "Every present pte mapping an anonymous page is found by an rmap walk from the page's anon_vma.",
         check_rmap_complete,
     ),
+    *LATER_GENERATIONS,
 )
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in CATALOGUE}
@@ -317,93 +407,3 @@ def check(k: KernelCore, invariants: Sequence[Invariant]) -> list[Violation]:
         except Violation as uaf:  # a walk inside a check dereferenced a freed object
             found.append(uaf)
     return found
-
-
-# ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
-#
-# Each is a no-op on a generation without the fields it judges (the kernel class says which it has:
-# ``has_refcount``, ``has_degree``, ``has_fork_counters``; ``chain_bound`` for bounded-chain).
-# They are kept out of CATALOGUE for now: tests/test_invariants.py pins CATALOGUE to one
-# corruption test per invariant, and adding them there is the catalogue owner's change.
-
-CHAIN_BOUND = 16
-
-
-def _flag(k: KernelCore, name: str) -> bool:
-    return bool(getattr(k, name, False))
-
-
-def check_counters(k: KernelCore) -> Iterator[Finding]:
-    refcount, degree, fork_counters = (
-        _flag(k, "has_refcount"),
-        _flag(k, "has_degree"),
-        _flag(k, "has_fork_counters"),
-    )
-    if not (refcount or degree or fork_counters):
-        return
-    live = [av for av in k.anon_vmas if not av.freed]
-    active: dict[int, int] = {}
-    for vma in _live_vmas(k):
-        if vma.anon_vma is not None:
-            active[id(vma.anon_vma)] = active.get(id(vma.anon_vma), 0) + 1
-    for av in live:
-        expected: list[tuple[str, int, int]] = []
-        if refcount:
-            pins = sum(1 for y in live if y is not av and y.root is av)
-            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins))
-        children = sum(1 for y in live if y.parent is av and y.head)
-        if degree:
-            expected.append(("degree", av.degree, active.get(id(av), 0) + children))
-        if fork_counters:
-            expected.append(("num_children", av.num_children, children))
-            expected.append(("num_active_vmas", av.num_active_vmas, active.get(id(av), 0)))
-        for field, value, want in expected:
-            if value < 0:
-                yield (f"{av.name}.{field} is negative: {value}", [av])
-            elif value != want:
-                yield (f"{av.name}.{field} is {value} but the structure says {want}", [av])
-
-
-def check_reuse_safe(k: KernelCore) -> Iterator[Finding]:
-    for ev in getattr(k, "reuse_events", ()):
-        if ev.active or ev.children >= 2:
-            users = ", ".join(ev.active) if ev.active else "none"
-            yield (
-                f"fork reused {ev.anon_vma.name} for {ev.vma_name} while VMAs using it were [{users}] "
-                f"and it had {ev.children} children",
-                [ev.anon_vma],
-            )
-
-
-def check_bounded_chain(k: KernelCore) -> Iterator[Finding]:
-    bound = int(getattr(k, "chain_bound", CHAIN_BOUND))
-    for vma in _live_vmas(k):
-        if len(vma.anon_vma_chain) > bound:
-            yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
-
-
-LATER_GENERATIONS: tuple[Invariant, ...] = (
-    Invariant(
-        "counters",
-        "I5",
-        "The anon_vma counters equal what the structure says and are never negative: refcount (2.6.35+) = 1 "
-        "while its tree is not empty + one per live descendant for a root; degree (3.19 … 6.0-rc3) = VMAs "
-        "using it + children with a non-empty tree (a linked root is its own child); num_children and "
-        "num_active_vmas (6.0-rc4+) = those two parts.",
-        check_counters,
-    ),
-    Invariant(
-        "reuse-safe",
-        "I6",
-        "Fork-time reuse hands an anon_vma to a new VMA only if no VMA uses it as its anon_vma and it has at "
-        "most one child (2555283eb40d's rule, judged on the structure, not on the counters).",
-        check_reuse_safe,
-    ),
-    Invariant(
-        "bounded-chain",
-        "7a3ef208e662",
-        "No VMA's anon_vma chain is longer than the kernel class's chain_bound (default 16): fork loops "
-        "must not grow the hierarchy without bound.",
-        check_bounded_chain,
-    ),
-)

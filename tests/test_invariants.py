@@ -14,9 +14,9 @@ from rmapfuzz.model.syscalls import SyscallMixin
 from tests.helpers import StepTuple, page_at, step, vma_at
 
 
-def booted(*ts: StepTuple) -> SyscallMixin:
-    """A 2.6.34 model with the steps applied (each must succeed)."""
-    k = boot("2.6.34")
+def booted(*ts: StepTuple, kernel: str = "2.6.34") -> SyscallMixin:
+    """A model (2.6.34 unless told) with the steps applied (each must succeed), clean."""
+    k = boot(kernel)
     for t in ts:
         assert k.apply(step(t)) == "ok", t
     assert inv.check(k, inv.CATALOGUE) == []
@@ -138,6 +138,39 @@ def corrupt_rmap_complete() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     )
 
 
+def corrupt_counters() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """6.0: AV1.num_active_vmas set to 3 where one VMA uses AV1.
+
+    P0: A.......   anon=AV1 chain=[AV1]
+    """
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), kernel="6.0")
+    k.anon_vmas[0].num_active_vmas = 3
+    return k, "AV1.num_active_vmas is 3 but the structure says 1", ("AV1",)
+
+
+def corrupt_reuse_safe() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """3.19: a recorded fork-time reuse of AV1 while P0:[0,1) still used it as its anon_vma."""
+    from rmapfuzz.kernels.v3_19 import ReuseEvent
+
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), kernel="3.19")
+    k.reuse_events.append(ReuseEvent("P1:[0,1)", k.anon_vmas[0], ("P0:[0,1)",), 1))  # type: ignore[attr-defined]
+    return (
+        k,
+        "fork reused AV1 for P1:[0,1) while VMAs using it were [P0:[0,1)] and it had 1 children",
+        ("AV1",),
+    )
+
+
+def corrupt_bounded_chain() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """A bound of 1 on a forked VMA whose chain is [AV2, AV1].
+
+    P0: A.......   anon=AV1 chain=[AV1];  P1: A.......   anon=AV2 chain=[AV2, AV1]
+    """
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0))
+    k.chain_bound = 1  # type: ignore[attr-defined]
+    return k, "P1:[0,1)'s chain has 2 entries, more than 1", ("P1:[0,1)",)
+
+
 CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] = {
     "merge-superset": corrupt_merge_superset,
     "chain-consistency": corrupt_chain_consistency,
@@ -148,6 +181,9 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "singleton": corrupt_singleton,
     "page-index": corrupt_page_index,
     "rmap-complete": corrupt_rmap_complete,
+    "counters": corrupt_counters,
+    "reuse-safe": corrupt_reuse_safe,
+    "bounded-chain": corrupt_bounded_chain,
 }
 
 

@@ -12,6 +12,11 @@ from rmapfuzz.kernels.hannes_v2 import HannesV2
 from rmapfuzz.kernels.v2_6_34 import Linux2634
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
 from rmapfuzz.kernels.v2_6_34_rc4 import Linux2634rc3With287d97ac, Linux2634rc3WithD0e9fe17, Linux2634rc4
+from rmapfuzz.kernels.v2_6_35 import Linux2635, Linux2636
+from rmapfuzz.kernels.v3_0 import Linux30, Linux2634With965f55de
+from rmapfuzz.kernels.v3_7 import Linux37
+from rmapfuzz.kernels.v3_19 import Linux319, Linux319rc4
+from rmapfuzz.kernels.v6_0 import Linux60, Linux319With2555283e
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.ops import Op
 
@@ -24,6 +29,15 @@ KERNELS: dict[str, type[SyscallMixin]] = {
         Linux2634rc3With287d97ac,
         Linux2634rc4,
         Linux2634,
+        Linux2634With965f55de,
+        Linux2635,
+        Linux2636,
+        Linux30,
+        Linux37,
+        Linux319rc4,
+        Linux319,
+        Linux319With2555283e,
+        Linux60,
     )
 }
 ALIASES: dict[str, str] = {}
@@ -35,6 +49,12 @@ BUGS: dict[str, str] = {
     "C": "anon_vma_fork's error path leaves links to the freed child VMA (needs fail_alloc; fixed by 2.6.35)",
     "M": "mremap merges a faulted range into an unfaulted neighbour without importing the anon_vma "
     "(latent until 965f55dea0e3, 3.0)",
+    "D": "vma_adjust's import runs anon_vma_clone's reuse branch, so the exporter's anon_vma misses a degree "
+    "(3.19-rc4; fixed by b800c91a0517)",
+    "E": "anon_vma_clone's ENOMEM path unlinks with dst->anon_vma set: degree underflow (needs fail_alloc; "
+    "fixed by Leon Yu, 4.0)",
+    "G": "CVE-2022-42703: an abandoned leaf anon_vma (degree 0) is reused by two VMAs of one fork whose chains "
+    "differ (fixed by 2555283eb40d)",
 }
 
 
@@ -44,6 +64,9 @@ FIXED_BY: dict[str, tuple[str, str]] = {
     "A": ("2.6.34-rc3", "2.6.34-rc3+287d97ac"),
     "B": ("2.6.34-rc3", "2.6.34-rc3+d0e9fe17"),
     "S": ("2.6.34-rc4", "2.6.34"),
+    "M": ("2.6.34", "2.6.34+965f55de"),
+    "D": ("3.19-rc4", "3.19"),
+    "G": ("3.19", "3.19+2555283e"),
 }
 
 
