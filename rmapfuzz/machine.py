@@ -110,16 +110,21 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
         weights = machine.strategy.weights
         setup_state: Callable[[], Any] = type(machine).setup_state  # untyped in older Hypothesis
         by_name = {r.function.__name__: r for r in setup_state().rules}
-        self.rules = [(by_name[op], weights[op]) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name]
-        self.enabled: list[tuple[Any, int]] | None = None
-
-    def _swarm(self, data: Any) -> list[tuple[Any, int]]:
-        """mmap is never switched off: without it a test case has no VMA to work on."""
-        p_disabled = data.draw_integer(0, 254) / 255
-        enabled = [
-            (r, w) for r, w in self.rules if r.function.__name__ in ALWAYS_ON or not data.draw_boolean(p_disabled)
+        self.rules: list[tuple[Any, float]] = [
+            (by_name[op], float(weights[op])) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name
         ]
-        return enabled or self.rules
+        self.enabled: list[tuple[Any, float]] | None = None
+
+    def _swarm(self, data: Any) -> list[tuple[Any, float]]:
+        """mmap is never switched off (without it a test case has no VMA to work on), but its weight
+        shrinks with the share of the other ops left on, so it keeps its place in the mix."""
+        p_disabled = data.draw_integer(0, 254) / 255
+        kept = [(r, w) for r, w in self.rules if r.function.__name__ in ALWAYS_ON or not data.draw_boolean(p_disabled)]
+        others = sum(w for r, w in self.rules if r.function.__name__ not in ALWAYS_ON)
+        left = sum(w for r, w in kept if r.function.__name__ not in ALWAYS_ON)
+        if not left:
+            return list(self.rules)
+        return [(r, w * left / others if r.function.__name__ in ALWAYS_ON else w) for r, w in kept]
 
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
         if self.enabled is None:
@@ -169,7 +174,7 @@ def _rule(*preconditions: Callable[..., bool], **args: ArgSpec) -> Callable[...,
 ALWAYS_ON = frozenset({"mmap"})
 
 # Shrinking lowers the rule pick, so the ops that build state come first.
-RULE_ORDER = ("mmap", "write", "mprotect", "fork", "munmap", "exit", "read", "madvise", "mremap")
+RULE_ORDER = ("mmap", "write", "mprotect", "fork", "munmap", "exit", "read", "madvise", "mremap", "fail_alloc")
 
 
 def recorded(build: Callable[..., ops.Op]) -> Callable[..., None]:
@@ -226,6 +231,9 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
     def exit(self: RmapMachine, p: int) -> ops.Op:
         return ops.Exit(self.pid(p))
 
+    def fail_alloc(self: RmapMachine, nth: int) -> ops.Op:
+        return ops.FailAlloc(nth)
+
     def read(self: RmapMachine, p: int, i: int) -> ops.Op:
         pid = self.pid(p)
         return ops.Read(pid, self.mapped_page(pid, i, VM_READ))
@@ -245,6 +253,7 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
         "exit": _rule(_can_exit, p=proc)(recorded(exit)),
         "read": _rule(p=proc, i=page)(recorded(read)),
         "write": _rule(p=proc, i=page)(recorded(write)),
+        "fail_alloc": _rule(nth=range(1, 5))(recorded(fail_alloc)),
     }
 
 

@@ -16,7 +16,7 @@ import attrs
 
 from rmapfuzz import ops
 
-RULE_OPS = ("mmap", "munmap", "mprotect", "mremap", "madvise", "fork", "exit", "read", "write")
+RULE_OPS = ("mmap", "munmap", "mprotect", "mremap", "madvise", "fork", "exit", "read", "write", "fail_alloc")
 MAX_STEPS = 600  # Hypothesis silently truncates stateful_step_count much above this
 
 
