@@ -30,7 +30,14 @@ from typing import Any
 from bench.walk import UNIFORM, WEIGHTED, random_sequence, replay_speed, walk
 from rmapfuzz import campaign, ops, strategy
 
-KNOWN_MINIMA = {"A": "4", "B": "5 (same-chain) / 6 (merge-superset)", "S": "6"}
+KNOWN_MINIMA = {"A": "4", "B": "5 (same-chain) / 6 (merge-superset)", "S": "6", "G": "7 (reuse-safe)"}
+
+# (kernel, strategy, bugs): each a "find" table.
+FIND_SUITE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("2.6.34-rc3", "default", ("A", "B")),
+    ("2.6.34-rc4", "swap", ("S",)),
+    ("3.19", "fork-tree", ("G",)),
+)
 
 
 def _campaign(kernel: str, strat: str, seed: int, budget: float, targets: Sequence[str], **kw: Any) -> campaign.Result:
@@ -87,11 +94,12 @@ def section_find(kernel: str, strat: str, targets: Sequence[str], seeds: int, bu
                 rows["fuzz"][bug].append((first.seconds, first.steps_before))
                 lengths[bug].append(len(first.steps))
         for tool, mix in (("walk-uniform", UNIFORM), ("walk-weighted", WEIGHTED)):
-            res = walk(kernel, seed, targets, budget, mix=mix)
+            shape = strategy.load(strat)  # same window and process bound as the campaign
+            res = walk(kernel, seed, targets, budget, mix=mix, window=shape.window, max_procs=shape.max_processes)
             for bug in targets:
                 if bug in res.found:
                     rows[tool][bug].append(res.found[bug])
-        print(f"  seed {seed} done", file=sys.stderr)
+        print(f"  {kernel} seed {seed} done", file=sys.stderr)
     out = [
         f"### Finding bugs on {kernel} ({seeds} seeds, {budget:.0f} s budget each, strategy {strat})",
         "",
@@ -136,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--long-minutes", type=float, default=10.0)
     parser.add_argument("--only", choices=("speed", "find", "long"), action="append")
+    parser.add_argument("--kernel", default=None, help="only the find table of this kernel")
     parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args(argv)
     if args.quick:
@@ -146,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "speed" in sections:
         lines += section_speed("2.6.34", 10.0 if args.quick else 30.0)
     if "find" in sections:
-        lines += section_find("2.6.34-rc3", "default", ("A", "B"), args.seeds, args.budget)
+        for kernel, strat, bugs in FIND_SUITE:
+            if args.kernel is None or args.kernel == kernel:
+                lines += section_find(kernel, strat, bugs, args.seeds, args.budget)
     if "long" in sections:
         lines += section_long("2.6.34", "default", args.long_minutes)
     text = "\n".join(lines)

@@ -58,7 +58,7 @@ class Config:
     database: Path | None = None
     invariants: tuple[str, ...] | None = None
     keep_going: bool = False  # after a find, look for other signatures
-    shrink_seconds: float = 10.0  # Hypothesis' shrinking of one find, before minimize takes over
+    shrink_seconds: float = 1.0  # Hypothesis' shrinking of one find, before minimize takes over
     chunk_examples: int = 300
     targets: tuple[str, ...] = ()  # with keep_going: stop once these catalogued bugs are found
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import campaign, corpus, ops, strategy
 from rmapfuzz.invariants import Violation
+from rmapfuzz.kernels import KERNELS, classify
 from rmapfuzz.machine import Observer, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure, without
 from tests.helpers import steps
@@ -220,3 +222,34 @@ def test_settings_profile_does_not_leak() -> None:
     # profile (loaded when CI is set) cannot turn the database off or derandomize a campaign.
     s = machine_settings(strategy.load("default"), database=None, derandomize=False)
     assert s.derandomize is False and s.deadline is None
+
+
+# ---- a short derandomized campaign per kernel ----
+
+# (kernel, strategy, must it find something in 300 deterministic test cases?)
+KERNEL_CAMPAIGNS = [
+    ("2.6.34-rc3", "default", True),
+    ("2.6.34-rc3+hannes-v2", "default", True),
+    ("2.6.34-rc3+d0e9fe17", "default", True),
+    ("2.6.34-rc3+287d97ac", "default", False),
+    ("2.6.34-rc4", "swap", False),
+    ("2.6.34", "merge-storm", False),
+    ("3.19", "fork-tree", False),
+    ("6.0", "fork-tree", False),
+]
+
+
+@pytest.mark.parametrize(("kernel", "strat", "must_find"), KERNEL_CAMPAIGNS)
+def test_derandomized_campaign_per_kernel(kernel: str, strat: str, must_find: bool) -> None:
+    """Whatever a short deterministic campaign finds is one of the bugs the kernel is known to
+    carry (judged by the single-fix overlays where there is one); kernels that carry none stay clean."""
+    rec = Recorder()
+    with contextlib.suppress(Violation):
+        _run(kernel, strat, 300, rec)
+    carried = set(KERNELS[kernel].bugs)
+    assert rec.failures or not must_find
+    if rec.failures:
+        window = strategy.load(strat).window
+        small = minimize_failure(kernel, window, min(rec.failures, key=len))
+        assert carried, f"{kernel} carries no catalogued bug, yet: {[ops.describe(op) for op in small]}"
+        assert set(classify(kernel, small, window)) <= carried

@@ -17,6 +17,8 @@ from rmapfuzz.kernels.v3_0 import Linux30, Linux2634With965f55de
 from rmapfuzz.kernels.v3_7 import Linux37
 from rmapfuzz.kernels.v3_19 import Linux319, Linux319rc4
 from rmapfuzz.kernels.v6_0 import Linux60, Linux319With2555283e
+from rmapfuzz.kernels.v6_16 import Linux615, Linux616
+from rmapfuzz.kernels.v6_18 import Linux616With61f67c23, Linux6188
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.ops import Op
 
@@ -38,9 +40,14 @@ KERNELS: dict[str, type[SyscallMixin]] = {
         Linux319,
         Linux319With2555283e,
         Linux60,
+        Linux615,
+        Linux616,
+        Linux616With61f67c23,
+        Linux6188,
     )
 }
-ALIASES: dict[str, str] = {}
+# the rules of the kernel the live oracle runs (live-kernel.md: 6.18.44)
+ALIASES: dict[str, str] = {"current": "6.18.8"}
 
 BUGS: dict[str, str] = {
     "A": "vma_adjust imports the anon_vma but clones the importer's own chain (fixed by 287d97ac0321)",
@@ -55,6 +62,8 @@ BUGS: dict[str, str] = {
     "fixed by Leon Yu, 4.0)",
     "G": "CVE-2022-42703: an abandoned leaf anon_vma (degree 0) is reused by two VMAs of one fork whose chains "
     "differ (fixed by 2555283eb40d)",
+    "J": "6.16's three-way merge rule lets mremap merge a faulted VMA into an unfaulted neighbour, but vma_expand "
+    "does not dup the source's anon_vma (fixed by 61f67c230a5e, with 3b617fd3d317)",
 }
 
 
@@ -67,6 +76,7 @@ FIXED_BY: dict[str, tuple[str, str]] = {
     "M": ("2.6.34", "2.6.34+965f55de"),
     "D": ("3.19-rc4", "3.19"),
     "G": ("3.19", "3.19+2555283e"),
+    "J": ("6.16", "6.16+61f67c23"),
 }
 
 

@@ -290,11 +290,16 @@ class MmapMixin(MemoryMixin):
         vm_flags = prot_to_flags(prot) | VM_MAY_ALL
         if self.accountable_mapping(vm_flags):
             vm_flags |= VM_ACCOUNT
-        _vma, prev = self.find_vma_prev(mm, addr)
-        if self.vma_merge(mm, prev, addr, end, vm_flags, None, addr) is not None:
+        if self.mmap_merge(mm, addr, end, vm_flags) is not None:
             return OK
         self.vma_link(mm, self.vm_area_alloc(mm, addr, end, addr, vm_flags))
         return OK
+
+    def mmap_merge(self, mm: Mm, addr: int, end: int, vm_flags: int) -> Vma | None:
+        """The merge attempt of mmap_region() for the hole [addr, end): vma_merge() with no anon_vma
+        and pgoff = addr (6.x overrides it with vma_merge_new_range())."""
+        _vma, prev = self.find_vma_prev(mm, addr)
+        return self.vma_merge(mm, prev, addr, end, vm_flags, None, addr)
 
     # ---- copy_vma (mremap's move) ----
 

@@ -29,9 +29,10 @@ class MremapMixin(MadviseMixin):
         nxt = self.vma_next(vma)
         return nxt is None or nxt.vm_start >= vma.vm_end + delta
 
-    def mremap_expand_in_place(self, vma: Vma, new_end: int) -> None:
-        """2.6.34 grows with a plain vma_adjust(): no attempt to merge with the next VMA."""
+    def mremap_expand_in_place(self, vma: Vma, new_end: int) -> Err:
+        """2.6.34 grows with a plain vma_adjust(): no attempt to merge with the next VMA; no error."""
         self.vma_adjust(vma, vma.vm_start, new_end, vma.vm_pgoff)
+        return None
 
     @staticmethod
     def move_page_tables(mm: Mm, old_addr: int, new_addr: int, length: int) -> None:
@@ -96,6 +97,5 @@ class MremapMixin(MadviseMixin):
         if err or vma is None:
             return err or EFAULT
         if old_len == vma.vm_end - addr and self.vma_expandable(vma, new_len - old_len):
-            self.mremap_expand_in_place(vma, addr + new_len)
-            return OK
+            return self.mremap_expand_in_place(vma, addr + new_len) or OK
         return ENOMEM

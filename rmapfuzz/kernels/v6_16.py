@@ -1,0 +1,520 @@
+"""6.15 and 6.16: the modern merge code of mm/vma.c (kernel-rmap.md §4.5, §4.6, §5.4-§5.7).
+
+``6.15`` is 6.0 with what the 2023-2024 rewrite and the mremap/madvise/mprotect work between 6.0
+and 6.15 changed in the functions this model has:
+
+* Liam Howlett's maple-tree series (0503ea8f5ba7 "mm/mmap: remove __vma_adjust()", 6.3) and
+  Lorenzo Stoakes' 2024 split of vma_merge() (6.12) replace vma_merge()/vma_adjust() with
+  ``vma_merge_existing_range()`` (mprotect, madvise: a range of an existing VMA changes
+  attributes), ``vma_merge_new_range()`` (mmap, mremap's copy_vma(), mremap's in-place growth
+  through ``vma_merge_extend()``) and ``vma_expand()``, all ending in ``commit_merge()``.  The
+  anon_vma import is an explicit ``dup_anon_vma(dst, src)``: if src has an anon_vma and dst has
+  none, dst gets it and a clone of src's chain; on ENOMEM the clone is undone and the merge
+  reports ENOMEM.  Case 8 (the whole middle VMA merges with next only) has had next grow down
+  and the middle removed since ~4.8; the model's 2.6.34 vma_merge() kept the old orientation.
+  The anon_vma rule is still Shaohua Li's (3.0): an unfaulted side merges only next to a
+  single-entry chain, so a faulted range never merges into an unfaulted neighbour.
+* MREMAP_DONTUNMAP (e346b3813067, 5.7): MAYMOVE required, old_len == new_len; the old VMA stays.
+  Since "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success" (5.19, [id
+  unverified]) the old VMA's anon_vmas are unlinked when the whole VMA moved, so it is unfaulted
+  again (its page tables are gone).
+* MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped more than once.
+* mprotect: an unfaulted private VMA that loses write also loses VM_ACCOUNT ("mm/mprotect: allow
+  unfaulted VMAs to be unaccounted on mprotect()", 6.7, [id unverified]; live-kernel.md c4/c8);
+  with MM_CP_TRY_CHANGE_WRITABLE (64fe24a3e05e, 5.19 [id unverified]) a pte of an exclusively
+  owned anon page becomes writable at once when the VMA becomes writable.
+
+``6.16`` adds only Lorenzo Stoakes' 879bca0a2c4f "mm/vma: fix incorrectly disallowed anonymous
+VMA merges": the three-way is_mergeable_anon_vma().  An unfaulted VMA may merge with a faulted
+one and the merge dups the faulted side's anon_vma and chain, unless that side "had uncowed
+parents" (its chain is not a single entry: a fork child).  The existing-range paths dup; the
+new-range path used by mremap (copy_vma -> vma_merge_new_range -> vma_expand) only dups from a
+``next`` it removes, never from the VMA being copied: bug J (fixed by 61f67c230a5e, see
+:mod:`rmapfuzz.kernels.v6_18`).
+
+Not modelled: moving several VMAs in one mremap (6.17+), mremap's refactored error order (the
+model unmaps the target before looking the source up, as 2.6.34 does), per-VMA locks, THP,
+VM_SOFTDIRTY, anon_vma names, mempolicies, uffd contexts (none differ in this model).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from rmapfuzz.kernels.v6_0 import Linux60
+from rmapfuzz.model.core import EFAULT, EINVAL, ENOMEM, OK, Err
+from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, AnonVma, Mm, Vma
+
+C0503EA8F = ("0503ea8f5ba7", "mm/mmap: remove __vma_adjust()")
+CNEWRANGE = ("(unverified)", "mm: avoid using vma_merge() for new VMAs")
+CEXISTING = ("(unverified)", "mm: refactor vma_merge() into modify-only vma_merge_existing_range()")
+CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
+C1583AA27 = ("(unverified)", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
+C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
+C64FE24A3 = (
+    "(unverified)",
+    "mm/mprotect: try avoiding write faults for exclusive anonymous pages when changing protection",
+)
+CUNACCT = ("(unverified)", "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()")
+C879BCA0A = ("879bca0a2c4f", "mm/vma: fix incorrectly disallowed anonymous VMA merges")
+
+
+@attrs.define(eq=False)
+class VmaMergeStruct:
+    """struct vma_merge_struct (mm/vma.h): what a merge is asked to do and, once it is done, what it did.
+
+    ``middle`` is the existing VMA whose range changes (vma_merge_existing_range) or None for a new
+    range; ``copied_from`` is mremap's source VMA (copy_vma); ``target`` is the VMA that survives
+    (the kernel's ``vmg->vma``, later ``vmg->target``).  ``nomem`` is VMA_MERGE_ERROR_NOMEM.
+    """
+
+    mm: Mm
+    prev: Vma | None
+    next: Vma | None
+    start: int
+    end: int
+    pgoff: int
+    flags: int
+    anon_vma: AnonVma | None = None
+    middle: Vma | None = None
+    copied_from: Vma | None = None
+    target: Vma | None = None
+    nomem: bool = False
+
+
+# a VMA that takes over (part of) another: (taker, taken, taken's name, taken's chain before the merge)
+Takeover = tuple[Vma, str, tuple[AnonVma, ...]]
+
+
+def _taken(taker: Vma, victim: Vma) -> Takeover:
+    return taker, victim.name, tuple(victim.chain_anon_vmas())
+
+
+class Linux615(Linux60):
+    name = "6.15"
+    base = "6.0"
+    summary = (
+        "vma_merge_existing_range/vma_merge_new_range/vma_expand with dup_anon_vma (case 8: next grows down), "
+        "3.0's anon_vma rule; MREMAP_DONTUNMAP, in-place mremap growth merges, PAGEOUT skips shared pages"
+    )
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (
+        C0503EA8F,
+        CNEWRANGE,
+        CEXISTING,
+        CE346B381,
+        C1583AA27,
+        C1A4E58CC,
+        C64FE24A3,
+        CUNACCT,
+    )
+    bugs: ClassVar[tuple[str, ...]] = ()
+
+    has_dontunmap: ClassVar[bool] = True
+    pageout_skips_shared: ClassVar[bool] = True
+
+    # ---- merge compatibility (mm/vma.c) ----
+
+    def vmg_anon_vma_mergeable(self, vmg: VmaMergeStruct, merge_next: bool) -> bool:
+        """is_mergeable_anon_vma() (6.15): 3.0's rule against the neighbour (next or prev) being merged."""
+        tgt = vmg.next if merge_next else vmg.prev
+        assert tgt is not None
+        return self.is_mergeable_anon_vma(vmg.anon_vma, tgt.anon_vma, tgt)
+
+    def anon_vmas_compatible(self, a: Vma, b: Vma) -> bool:
+        """are_anon_vmas_compatible(): prev and next of a merge on both sides (no chain check)."""
+        return self.is_mergeable_anon_vma(a.anon_vma, b.anon_vma, None)
+
+    def vmg_can_merge_before(self, vmg: VmaMergeStruct) -> bool:
+        """can_vma_merge_before(): the range ends where next starts, next's pgoff continues it."""
+        nxt = vmg.next
+        assert nxt is not None
+        return (
+            self.is_mergeable_vma(nxt, vmg.flags)
+            and self.vmg_anon_vma_mergeable(vmg, merge_next=True)
+            and nxt.vm_pgoff == vmg.pgoff + (vmg.end - vmg.start)
+        )
+
+    def vmg_can_merge_after(self, vmg: VmaMergeStruct) -> bool:
+        """can_vma_merge_after(): the range starts where prev ends, its pgoff continues prev's."""
+        prev = vmg.prev
+        assert prev is not None
+        return (
+            self.is_mergeable_vma(prev, vmg.flags)
+            and self.vmg_anon_vma_mergeable(vmg, merge_next=False)
+            and prev.vm_pgoff + prev.pages == vmg.pgoff
+        )
+
+    def can_vma_merge_left(self, vmg: VmaMergeStruct) -> bool:
+        """can_vma_merge_left()"""
+        return vmg.prev is not None and vmg.prev.vm_end == vmg.start and self.vmg_can_merge_after(vmg)
+
+    def can_vma_merge_right(self, vmg: VmaMergeStruct, can_merge_left: bool) -> bool:
+        """can_vma_merge_right(): with a left merge too, prev and next must be compatible with each other."""
+        nxt = vmg.next
+        if nxt is None or vmg.end != nxt.vm_start or not self.vmg_can_merge_before(vmg):
+            return False
+        if not can_merge_left:
+            return True
+        assert vmg.prev is not None
+        return self.anon_vmas_compatible(vmg.prev, nxt)
+
+    # ---- dup_anon_vma and commit_merge ----
+
+    def dup_anon_vma(self, dst: Vma, src: Vma) -> tuple[Err, Vma | None]:
+        """dup_anon_vma() (mm/vma.c): an unfaulted dst takes src's anon_vma and a clone of its chain.
+
+        Returns (error, dst if it was given one: the merge unlinks it again if it fails later).
+        anon_vma_clone()'s ENOMEM path has already cleared ``dst->anon_vma`` and unlinked.
+        """
+        if src.anon_vma is None or dst.anon_vma is not None:
+            return None, None
+        dst.anon_vma = src.anon_vma
+        if self.anon_vma_clone(dst, src):
+            return ENOMEM, None
+        return None, dst
+
+    def commit_merge(
+        self,
+        vmg: VmaMergeStruct,
+        adjust: Vma | None,
+        removed: tuple[Vma | None, ...],
+        adj_start: int,
+        takeovers: list[Takeover],
+    ) -> None:
+        """commit_merge() + vma_complete(): set the target's range and pgoff, move ``adjust``'s start
+        by ``adj_start`` pages, and remove the removed VMAs (anon_vma_merge() drops their chains)."""
+        target = vmg.target
+        assert target is not None
+        target.vm_start, target.vm_end, target.vm_pgoff = vmg.start, vmg.end, vmg.pgoff
+        if adjust is not None and adj_start:
+            adjust.vm_start += adj_start
+            adjust.vm_pgoff += adj_start
+        for victim in removed:
+            if victim is None:
+                continue
+            self.vma_unlink(vmg.mm, victim)
+            if victim.anon_vma is not None:
+                self.anon_vma_merge(target, victim)
+            self.remove_vma(victim)
+        for taker, name, chain in takeovers:
+            self.record_takeover("commit_merge", taker, name, chain)
+        self.counters.merges += 1
+
+    # ---- vma_merge_existing_range (mprotect, madvise) ----
+
+    def vma_merge_existing_range(self, vmg: VmaMergeStruct) -> Vma | None:
+        """vma_merge_existing_range() (mm/vma.c): [start, end) of ``middle`` gets new flags.
+
+        ::
+
+            both:  PPPP|MMMM|NNNN  ->  PPPPPPPPPPPP   prev grows, middle and next removed;
+                                                      dup(prev, next if faulted else middle)
+            left:  PPPP|MM..       ->  PPPPPP..       prev grows, middle removed or its start
+                                                      advanced; dup(prev, middle)
+            right: ..MM|NNNN       ->  ..NNNNNN       next grows down, middle removed (case 8) or
+                                                      its end pulled back (case 4); dup(next, middle)
+
+        Returns the VMA now covering the range, or None (no merge; ``vmg.nomem`` on ENOMEM).
+        """
+        middle = vmg.middle
+        assert middle is not None
+        start, end = vmg.start, vmg.end
+        left_side = start == middle.vm_start
+        right_side = end == middle.vm_end
+        if not (left_side or right_side):
+            return None
+        merge_left = left_side and self.can_vma_merge_left(vmg)
+        merge_right = False
+        if right_side:
+            vmg.next = self.vma_next(middle)
+            merge_right = self.can_vma_merge_right(vmg, merge_left)
+        if not (merge_left or merge_right):
+            return None
+        prev, nxt = vmg.prev, vmg.next
+        delete_middle = left_side and right_side
+        adjust: Vma | None = None
+        adj_start = 0
+        removed: tuple[Vma | None, ...] = ()
+        if merge_left and merge_right:
+            assert prev is not None and nxt is not None
+            vmg.target, vmg.start, vmg.end, vmg.pgoff = prev, prev.vm_start, nxt.vm_end, prev.vm_pgoff
+            takeovers = [_taken(prev, middle), _taken(prev, nxt)]
+            err, _dup = self.dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle)
+            removed = (middle, nxt)
+        elif merge_left:
+            assert prev is not None
+            vmg.target, vmg.start, vmg.pgoff = prev, prev.vm_start, prev.vm_pgoff
+            if delete_middle:
+                removed = (middle,)
+            else:
+                adjust, adj_start = middle, end - middle.vm_start
+            takeovers = [_taken(prev, middle)]
+            err, _dup = self.dup_anon_vma(prev, middle)
+        else:
+            assert nxt is not None
+            if delete_middle:  # case 8 since ~4.8: next grows down over all of middle
+                vmg.target, vmg.end, vmg.pgoff = nxt, nxt.vm_end, nxt.vm_pgoff - (end - start)
+                removed = (middle,)
+            else:  # case 4: middle shrinks, next's start moves back
+                vmg.target, vmg.start, vmg.end, vmg.pgoff = middle, middle.vm_start, start, middle.vm_pgoff
+                adjust, adj_start = nxt, -(middle.vm_end - start)
+            takeovers = [_taken(nxt, middle)]
+            err, _dup = self.dup_anon_vma(nxt, middle)
+        if err:
+            vmg.nomem = True
+            return None
+        # commit_merge() cannot fail here (no maple-tree preallocation failures), so ``_dup`` is never undone
+        self.commit_merge(vmg, adjust, removed, adj_start, takeovers)
+        return prev if merge_left else nxt
+
+    def vma_modify_flags(self, vma: Vma, prev: Vma | None, start: int, end: int, newflags: int) -> tuple[Err, Vma]:
+        """vma_modify_flags() -> vma_modify() (mm/vma.c): merge, else ENOMEM if the merge ran out of
+        memory, else split the range out."""
+        vmg = VmaMergeStruct(
+            mm=vma.mm,
+            prev=prev,
+            next=None,
+            start=start,
+            end=end,
+            pgoff=vma.vm_pgoff + (start - vma.vm_start),
+            flags=newflags,
+            anon_vma=vma.anon_vma,
+            middle=vma,
+        )
+        merged = self.vma_merge_existing_range(vmg)
+        if merged is not None:
+            merged.vm_flags = newflags
+            return None, merged
+        if vmg.nomem:
+            return ENOMEM, vma
+        if start != vma.vm_start:
+            err = self.split_vma(vma.mm, vma, start, new_below=True)
+            if err:
+                return err, vma
+        if end != vma.vm_end:
+            err = self.split_vma(vma.mm, vma, end, new_below=False)
+            if err:
+                return err, vma
+        vma.vm_flags = newflags
+        return None, vma
+
+    # ---- vma_merge_new_range and vma_expand (mmap, mremap) ----
+
+    def vma_merge_new_range(self, vmg: VmaMergeStruct) -> Vma | None:
+        """vma_merge_new_range() (mm/vma.c): the hole [start, end) merges with prev, next or both by
+        expanding one of them (prev if it can, removing next too); None if neither, or on ENOMEM."""
+        prev, nxt = vmg.prev, vmg.next
+        start, end, pgoff = vmg.start, vmg.end, vmg.pgoff
+        if prev is None and nxt is None:
+            return None
+        can_left = self.can_vma_merge_left(vmg)
+        can_right = self.can_vma_merge_right(vmg, can_left)
+        if can_right:
+            assert nxt is not None
+            vmg.target, vmg.end, vmg.pgoff = nxt, nxt.vm_end, nxt.vm_pgoff - (end - start)
+        if can_left:
+            assert prev is not None
+            vmg.target, vmg.start, vmg.pgoff = prev, prev.vm_start, prev.vm_pgoff
+        if vmg.target is not None and self.vma_expand(vmg) is None:
+            return vmg.target
+        vmg.target, vmg.start, vmg.end, vmg.pgoff = None, start, end, pgoff
+        return None
+
+    def vma_expand(self, vmg: VmaMergeStruct) -> Err:
+        """vma_expand() (mm/vma.c): the target grows to [start, end), removing next if it reaches
+        next's end; only a removed next is dup'ed from (then :meth:`vma_expand_dup_copied`)."""
+        target, nxt = vmg.target, vmg.next
+        assert target is not None
+        remove_next = nxt is not None and nxt is not target and vmg.end == nxt.vm_end
+        takeovers: list[Takeover] = []
+        dup: Vma | None = None
+        if remove_next:
+            assert nxt is not None
+            takeovers.append(_taken(target, nxt))
+            err, dup = self.dup_anon_vma(target, nxt)
+            if err:
+                vmg.nomem = True
+                return err
+        err, _copied = self.vma_expand_dup_copied(vmg)
+        if err:
+            vmg.nomem = True
+            if dup is not None:
+                self.unlink_anon_vmas(dup)
+            return err
+        self.commit_merge(vmg, None, (nxt if remove_next else None,), 0, takeovers)
+        return None
+
+    def vma_expand_dup_copied(self, vmg: VmaMergeStruct) -> tuple[Err, Vma | None]:
+        """Before 61f67c230a5e vma_expand() does not dup from mremap's source (bug J on 6.16)."""
+        return None, None
+
+    def mmap_merge(self, mm: Mm, addr: int, end: int, vm_flags: int) -> Vma | None:
+        """__mmap_region() (6.x): vma_merge_new_range() for the hole, no anon_vma, pgoff = address."""
+        nxt, prev = self.find_vma_prev(mm, addr)
+        vmg = VmaMergeStruct(mm=mm, prev=prev, next=nxt, start=addr, end=end, pgoff=addr, flags=vm_flags)
+        return self.vma_merge_new_range(vmg)
+
+    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> tuple[Vma | None, Vma]:
+        """copy_vma() (mm/vma.c, 6.x): vma_merge_copied_range(), i.e. vma_merge_new_range() with the
+        source's anon_vma and ``copied_from`` = the source; else a struct copy with a cloned chain.
+        An unfaulted source is re-based (pgoff = new address) and may merge with itself."""
+        mm = vma.mm
+        if vma.anon_vma is None:
+            pgoff = addr
+        nxt, prev = self.find_vma_prev(mm, addr)
+        vmg = VmaMergeStruct(
+            mm=mm,
+            prev=prev,
+            next=nxt,
+            start=addr,
+            end=addr + length,
+            pgoff=pgoff,
+            flags=vma.vm_flags,
+            anon_vma=vma.anon_vma,
+            copied_from=vma,
+        )
+        source_start = vma.vm_start
+        new = self.vma_merge_new_range(vmg)
+        if new is not None:
+            if new.vm_start <= source_start < new.vm_end:
+                vma = new
+            return new, vma
+        new = self.vm_area_dup(vma)
+        if self.anon_vma_clone(new, vma):
+            self.remove_vma(new)
+            return None, vma
+        new.vm_start, new.vm_end, new.vm_pgoff = addr, addr + length, pgoff
+        self.vma_link(mm, new)
+        return new, vma
+
+    # ---- mremap ----
+
+    def mremap_expand_in_place(self, vma: Vma, new_end: int) -> Err:
+        """vma_merge_extend() (mm/vma.c): the growth is a new range right after ``vma`` (prev), with
+        vma's anon_vma; it also merges with the next VMA when it reaches it."""
+        vmg = VmaMergeStruct(
+            mm=vma.mm,
+            prev=vma,
+            next=self.vma_next(vma),
+            start=vma.vm_end,
+            end=new_end,
+            pgoff=vma.vm_pgoff + vma.pages,
+            flags=vma.vm_flags,
+            anon_vma=vma.anon_vma,
+        )
+        return None if self.vma_merge_new_range(vmg) is not None else ENOMEM
+
+    def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
+        """do_mremap() (5.7+): MREMAP_DONTUNMAP needs MREMAP_MAYMOVE and old_len == new_len."""
+        if "dontunmap" in flags and ("maymove" not in flags or old_len != new_len):
+            return EINVAL
+        return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
+
+    def mremap_to(self, mm: Mm, addr: int, old_len: int, new_addr: int, new_len: int, flags: frozenset[str]) -> str:
+        """mremap_to() (mm/mremap.c): as 2.6.34, passing MREMAP_DONTUNMAP on to move_vma()."""
+        if new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len:
+            return EINVAL
+        err = self.do_munmap(mm, new_addr, new_len)
+        if err:
+            return err
+        if old_len > new_len:
+            err = self.do_munmap(mm, addr + new_len, old_len - new_len)
+            if err:
+                return err
+            old_len = new_len
+        err, vma = self.vma_to_resize(mm, addr, old_len, new_len)
+        if err or vma is None:
+            return err or EFAULT
+        return self.move_vma(vma, addr, old_len, new_len, new_addr, dontunmap="dontunmap" in flags)
+
+    def move_vma(
+        self, vma: Vma, old_addr: int, old_len: int, new_len: int, new_addr: int, dontunmap: bool = False
+    ) -> str:
+        """move_vma() (mm/mremap.c, 5.19+): with MREMAP_DONTUNMAP the old range stays mapped (its ptes
+        are gone) and, if the whole old VMA moved, unlink_anon_vmas() makes it unfaulted again."""
+        if not dontunmap:
+            return super().move_vma(vma, old_addr, old_len, new_len, new_addr)
+        mm = vma.mm
+        new_pgoff = vma.vm_pgoff + (old_addr - vma.vm_start)
+        taken, taken_name = tuple(vma.chain_anon_vmas()), vma.name
+        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
+        if new_vma is None:
+            return ENOMEM
+        self.move_page_tables(mm, old_addr, new_addr, old_len)
+        self.record_takeover("move_vma", new_vma, taken_name, taken)
+        if new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
+            self.unlink_anon_vmas(vma)
+        return OK
+
+    # ---- mprotect ----
+
+    def mprotect_fixup(self, vma: Vma, prev: Vma | None, start: int, end: int, newflags: int) -> tuple[Err, Vma]:
+        """mprotect_fixup() (6.7+): as before, and an unfaulted VMA losing write loses VM_ACCOUNT."""
+        oldflags = vma.vm_flags
+        if newflags == oldflags:
+            return None, vma
+        if newflags & VM_WRITE:
+            if not oldflags & (VM_ACCOUNT | VM_WRITE):
+                newflags |= VM_ACCOUNT
+        elif oldflags & VM_ACCOUNT and vma.anon_vma is None:
+            newflags &= ~VM_ACCOUNT
+        err, vma = self.vma_modify_flags(vma, prev, start, end, newflags)
+        if err:
+            return err, vma
+        self.change_protection(vma, start, end)
+        return None, vma
+
+    def change_protection(self, vma: Vma, start: int, end: int) -> None:
+        """change_protection() with MM_CP_TRY_CHANGE_WRITABLE (5.19+): in a writable private VMA a
+        pte of an exclusively owned anon page (PageAnonExclusive) is made writable at once.  The model
+        only does so for a page mapped once and not in the swap cache; the rest is write-protected."""
+        super().change_protection(vma, start, end)
+        if not vma.vm_flags & VM_WRITE:
+            return
+        for addr in range(start, end):
+            pte = vma.mm.ptes.get(addr)
+            if pte is None or pte.swap is not None or pte.page is None:
+                continue
+            page = pte.page
+            if page.exclusive and page.mapcount == 1 and page.swapcache is None:
+                pte.writable = True
+
+
+class Linux616(Linux615):
+    name = "6.16"
+    base = "6.15"
+    summary = (
+        "879bca0a2c4f three-way is_mergeable_anon_vma: unfaulted and faulted VMAs merge (with a dup) unless "
+        "the faulted one is a fork child; vma_expand does not dup from mremap's source (bug J)"
+    )
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (*Linux615.commits, C879BCA0A)
+    bugs: ClassVar[tuple[str, ...]] = ("J",)
+
+    @staticmethod
+    def vma_had_uncowed_parents(vma: Vma | None) -> bool:
+        """vma_had_uncowed_parents() (879bca0a2c4f; vma_is_fork_child() since 3b617fd3d317): the VMA
+        has an anon_vma and its chain has more than that one entry."""
+        return vma is not None and vma.anon_vma is not None and len(vma.anon_vma_chain) > 1
+
+    def vmg_fork_check_source(self, vmg: VmaMergeStruct) -> Vma | None:
+        """The VMA whose anon_vma a merge would dup into an unfaulted target: ``vmg->middle`` (None for
+        a new range, so mremap's source is never checked)."""
+        return vmg.middle
+
+    def vmg_anon_vma_mergeable(self, vmg: VmaMergeStruct, merge_next: bool) -> bool:
+        """is_mergeable_anon_vma() (879bca0a2c4f), three ways:
+
+        * target unfaulted, range faulted: merge (the range's anon_vma will be dup'ed into the
+          target) unless the source of that anon_vma is a fork child;
+        * target faulted, range unfaulted: merge unless the target is a fork child;
+        * otherwise the anon_vmas must be the same (both NULL included).
+        """
+        tgt = vmg.next if merge_next else vmg.prev
+        assert tgt is not None
+        if tgt.anon_vma is None and vmg.anon_vma is not None:
+            return not self.vma_had_uncowed_parents(self.vmg_fork_check_source(vmg))
+        if tgt.anon_vma is not None and vmg.anon_vma is None:
+            return not self.vma_had_uncowed_parents(tgt)
+        return vmg.anon_vma is tgt.anon_vma
