@@ -416,7 +416,7 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--no-database", action="store_true", help="run without a Hypothesis database")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
-    p.add_argument("--shrink-seconds", type=float, default=10.0, help="Hypothesis shrinking per find")
+    p.add_argument("--shrink-seconds", type=float, default=1.0, help="Hypothesis shrinking per find (then minimize)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_fuzz)
 
@@ -438,6 +438,82 @@ def add_schema_command(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_schema)
 
 
+# ---- minimize ----
+
+
+def cmd_minimize(args: argparse.Namespace) -> int:
+    from rmapfuzz import minimize
+
+    if args.budget <= 0:
+        raise CliError(f"--budget must be positive, got {args.budget}")
+    if args.max_steps is not None and args.max_steps < 0:
+        raise CliError(f"--max-steps must be at least 0, got {args.max_steps}")
+    reps = _load_all(args.files)
+    console = _console()
+    for rep in reps:
+        try:
+            out = minimize.minimize_reproducer(
+                rep, exhaustive_search=args.exhaustive, budget=args.budget, max_steps=args.max_steps
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if args.write:
+            minimize.write_reproducer(out.rep)
+        record = out.rep.minimal or {}
+        if args.json:
+            _emit_json(
+                {
+                    "file": str(rep.path),
+                    "steps_before": out.before,
+                    "steps_greedy": out.greedy,
+                    "steps_after": len(out.rep.steps),
+                    "minimal": record,
+                    "steps": [ops.to_json(op) for op in out.rep.steps],
+                    "written": bool(args.write),
+                }
+            )
+            continue
+        head = Text.assemble((str(rep.path), "bold"), f": {out.before} -> {len(out.rep.steps)} steps, ")
+        head.append(str(record.get("status")), style="bold green" if record.get("status") == "proved" else "yellow")
+        head.append(f" ({record.get('method')})")
+        if args.write:
+            head.append(" [written]", style="dim")
+        console.print(head)
+        bound = record.get("bound") or {}
+        if record.get("method") == "exhaustive":
+            stats = bound.get("stats", {})
+            console.print(
+                Text(
+                    f"  bound: length <= {bound.get('length')}, window {bound.get('window')}, "
+                    f"{bound.get('processes')} process(es), language {bound.get('language_size')} ops "
+                    f"(pruned alphabet <= {stats.get('alphabet_max')}), {stats.get('sequences')} sequences, "
+                    f"{stats.get('states')} states, {bound.get('seconds')} s"
+                )
+            )
+        if record.get("reason"):
+            console.print(Text(f"  {record['reason']}"))
+        for op in out.rep.steps:
+            console.print(Text(f"  {ops.describe(op)}"))
+    return 0
+
+
+def add_minimize_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "minimize",
+        help="shrink reproducers further, and prove them minimal with a bounded exhaustive search",
+        description="Greedy replay-based reduction (same invariant, same failing-step shape); with "
+        "--exhaustive, a breadth-first search over every shorter sequence (same window, same number of "
+        "processes) proves the reproducer minimal or finds a shorter one. See docs/minimality.md.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="reproducer files")
+    p.add_argument("--exhaustive", action="store_true", help="prove minimality by a bounded exhaustive search")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N", help="search sequences of at most N steps")
+    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="search time per file (300)")
+    p.add_argument("--write", action="store_true", help="record the result in the file (atomically)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    p.set_defaults(func=cmd_minimize)
+
+
 # ---- main ----
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -448,6 +524,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_check_command,
     add_fuzz_command,
     add_schema_command,
+    add_minimize_command,
 ]
 
 

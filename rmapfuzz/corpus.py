@@ -358,16 +358,26 @@ def _own_verdict(rep: Reproducer) -> tuple[str, str]:
 
 
 def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[CheckResult]:
-    """Check ``rep``: its recorded verdict on its own kernel, then clean on every fixed kernel."""
+    """Check ``rep``: its recorded verdict on its own kernel, then clean on every fixed kernel.
+
+    A kernel that carries one of the catalogued bugs the entry shows (``found.bugs``, recorded by
+    the campaign from :func:`rmapfuzz.kernels.classify`) is skipped for that entry.
+    """
     results = []
     try:
         status, detail = _own_verdict(rep)
     except Exception as exc:  # the model itself failed: report it, do not crash the gate
         status, detail = "error", f"the model raised {type(exc).__name__}: {exc}"
     results.append(CheckResult(rep.name, "own", status, f"on {rep.kernel}: {detail}"))
+    shows = set(rep.found.get("bugs") or ())
     for kernel in kernels:
         if rep.kind == "divergence":
             results.append(CheckResult(rep.name, kernel, "skipped", "divergence entries are not replayed clean"))
+            continue
+        carried = shows & set(resolve(kernel).bugs)
+        if carried:
+            why = f"{kernel} carries bug {', '.join(sorted(carried))}, which this entry shows"
+            results.append(CheckResult(rep.name, kernel, "skipped", why))
             continue
         try:
             verdict = replay(rep.steps, kernel, rep.window)

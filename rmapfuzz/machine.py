@@ -78,6 +78,18 @@ class RmapMachine(RuleBasedStateMachine):
         pages = [a for v in fitting for a in range(v.vm_start, v.vm_end)]
         return pages[i % len(pages)] if pages else i % self.strategy.window
 
+    def move_target(self, pid: int, start: int, pages: int, i: int) -> int:
+        """The i-th candidate target of a move: first the addresses where the moved range could
+        merge (its own pgoff, where a faulted range lines up again with the memory it came from;
+        right after or right before another VMA), then every page of the window."""
+        vmas = self.runner.kernel.mms[pid].vmas
+        src = next((v for v in vmas if v.vm_start <= start < v.vm_end), None)
+        mergeable = [] if src is None else [src.vm_pgoff + (start - src.vm_start)]
+        mergeable += [v.vm_end for v in vmas] + [v.vm_start - pages for v in vmas]
+        window = self.strategy.window
+        candidates = [a for a in mergeable if 0 <= a < window] + list(range(window))
+        return candidates[i % len(candidates)]
+
     # ---- the one place a step happens ----
 
     def do(self, op: ops.Op) -> None:
@@ -220,10 +232,11 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
 
     def mremap(self: RmapMachine, p: int, start: int, pages: int, new_start: int, new_pages: int,
                flags: tuple[str, ...]) -> ops.Op:  # fmt: skip
+        pid = self.pid(p)
+        start = self.mapped_page(pid, start)
         pages = self.span(start, pages)
-        if "fixed" not in flags:
-            new_start = start
-        return ops.Mremap(self.pid(p), start, pages, new_start, self.span(new_start, new_pages), flags)
+        new_start = self.move_target(pid, start, pages, new_start) if "fixed" in flags else start
+        return ops.Mremap(pid, start, pages, new_start, self.span(new_start, new_pages), flags)
 
     def fork(self: RmapMachine, p: int) -> ops.Op:
         return ops.Fork(self.pid(p))
@@ -248,7 +261,7 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
         "munmap": _rule(**ranged)(recorded(munmap)),
         "mprotect": _rule(**ranged, prot=s.prots)(recorded(mprotect)),
         "madvise": _rule(**ranged, advice=s.advices)(recorded(madvise)),
-        "mremap": _rule(**ranged, new_start=page, new_pages=count, flags=s.mremap_flags)(recorded(mremap)),
+        "mremap": _rule(**ranged, new_start=range(4 * w), new_pages=count, flags=s.mremap_flags)(recorded(mremap)),
         "fork": _rule(_can_fork, p=proc)(recorded(fork)),
         "exit": _rule(_can_exit, p=proc)(recorded(exit)),
         "read": _rule(p=proc, i=page)(recorded(read)),

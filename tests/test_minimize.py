@@ -1,0 +1,224 @@
+"""``rmapfuzz minimize``: the greedy reducer's extensions, the exhaustive minimality search, the
+``minimal`` record in reproducer files, and the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rmapfuzz import corpus, ops
+from rmapfuzz.cli import main
+from rmapfuzz.kernels import boot
+from rmapfuzz.minimize import (
+    _merged,
+    alphabet,
+    exhaustive,
+    fingerprint,
+    minimize_reproducer,
+    reproduces,
+    write_reproducer,
+)
+from rmapfuzz.replay import replay
+
+RC3 = "2.6.34-rc3"
+BUG_A: list[ops.Op] = [
+    ops.Mmap(0, 0, 3, "rw"),
+    ops.Mprotect(0, 1, 1, "rwx"),
+    ops.Write(0, 2),
+    ops.Mprotect(0, 2, 1, "rwx"),
+]
+
+
+def rep_of(steps: list[ops.Op], window: int = 8, kernel: str = RC3, path: Path | None = None) -> corpus.Reproducer:
+    verdict = replay(steps, kernel, window)
+    assert verdict.violation is not None
+    return corpus.Reproducer(
+        kernel=kernel,
+        window=window,
+        steps=list(steps),
+        violation=verdict.violation,
+        found={"seed": 1},
+        path=path,
+    )
+
+
+def test_bug_a_breaks_merge_superset_at_its_last_step() -> None:
+    assert reproduces(RC3, 8, "merge-superset", "mprotect")(list(BUG_A))
+
+
+def test_greedy_shrinks_a_padded_bug_a_to_four_steps() -> None:
+    padded: list[ops.Op] = [
+        ops.Mmap(0, 6, 2, "r"),
+        ops.Read(0, 6),
+        ops.Fork(0),
+        BUG_A[0],
+        ops.Write(1, 7),
+        ops.Mprotect(0, 1, 2, "rwx"),
+        ops.Mprotect(0, 1, 2, "rw"),
+        BUG_A[1],
+        ops.Read(0, 0),
+        BUG_A[2],
+        ops.Madvise(0, 6, 1, "dontneed"),
+        BUG_A[3],
+        ops.Write(0, 0),  # after the failing step: cut
+    ]
+    rep = rep_of(padded)
+    assert rep.failing_step == 11
+    out = minimize_reproducer(rep)
+    assert len(out.rep.steps) == 4
+    assert out.rep.invariant == "merge-superset"
+    assert out.rep.failing_step == 3
+    assert ops.describe(out.rep.steps[-1]).startswith("mprotect")
+    assert out.rep.minimal is not None
+    assert out.rep.minimal["method"] == "greedy"
+    assert out.rep.minimal["status"] == "not proved"
+    assert out.rep.found == {"seed": 1}
+
+
+def test_merge_of_adjacent_same_kind_ops() -> None:
+    assert _merged(ops.Mprotect(0, 0, 2, "r"), ops.Mprotect(0, 2, 1, "r")) == ops.Mprotect(0, 0, 3, "r")
+    assert _merged(ops.Mprotect(0, 0, 2, "r"), ops.Mprotect(0, 1, 3, "r")) == ops.Mprotect(0, 0, 4, "r")
+    assert _merged(ops.Mprotect(0, 0, 1, "r"), ops.Mprotect(0, 2, 1, "r")) is None  # a gap
+    assert _merged(ops.Mprotect(0, 0, 1, "r"), ops.Mprotect(0, 1, 1, "w")) is None  # another prot
+    assert _merged(ops.Mprotect(0, 0, 1, "r"), ops.Mprotect(1, 1, 1, "r")) is None  # another process
+    assert _merged(ops.Write(0, 0), ops.Write(0, 1)) is None
+
+
+def test_fingerprint_renames_objects_and_prots_within_a_class() -> None:
+    def state(*steps: ops.Op) -> bytes:
+        k = boot(RC3, 8)
+        for op in steps:
+            k.apply(op)
+        return fingerprint(k)[0]
+
+    assert state(ops.Mmap(0, 0, 2, "r")) == state(ops.Mmap(0, 0, 2, "x"))
+    assert state(ops.Mmap(0, 0, 2, "rw")) == state(ops.Mmap(0, 0, 2, "wx"))
+    assert state(ops.Mmap(0, 0, 2, "r")) != state(ops.Mmap(0, 0, 2, "rw"))
+    assert state(ops.Mmap(0, 0, 2, "r")) != state(ops.Mmap(0, 0, 2, ""))
+    # equal prots stay equal, different ones stay different
+    assert state(ops.Mmap(0, 0, 1, "r"), ops.Mmap(0, 2, 1, "r")) != state(
+        ops.Mmap(0, 0, 1, "r"), ops.Mmap(0, 2, 1, "x")
+    )
+    # the same state reached two ways (an anon_vma allocated, then the page zapped again)
+    assert state(ops.Mmap(0, 0, 2, "rw"), ops.Write(0, 0), ops.Madvise(0, 0, 1, "dontneed")) == state(
+        ops.Mmap(0, 0, 2, "rw"), ops.Write(0, 1), ops.Madvise(0, 1, 1, "dontneed")
+    )
+    # where the page is matters
+    assert state(ops.Mmap(0, 0, 2, "rw"), ops.Write(0, 0)) != state(ops.Mmap(0, 0, 2, "rw"), ops.Write(0, 1))
+
+
+def test_alphabet_skips_steps_that_change_nothing() -> None:
+    k = boot(RC3, 8)
+    present = fingerprint(k)[1]
+    letters = alphabet(k, present, processes=1, fail_nths=[])
+    assert {op.op for op in letters} == {"mmap", "mremap", "exit"}  # nothing mapped: no fault, no munmap
+    assert {op.prot for op in letters if isinstance(op, ops.Mmap)} == {"", "r", "rw"}  # one per class
+    assert not any(isinstance(op, ops.Madvise) and op.advice == "wipeonfork" for op in letters)
+    k.apply(ops.Mmap(0, 2, 2, "r"))
+    letters = alphabet(k, fingerprint(k)[1], processes=2, fail_nths=[])
+    assert ops.Fork(0) in letters
+    assert {op.addr for op in letters if isinstance(op, ops.Read)} == {2, 3}
+    assert not any(isinstance(op, ops.Write) for op in letters)  # read-only: a write is SEGV
+
+
+def test_exhaustive_proves_the_four_step_bug_a_minimal() -> None:
+    result = exhaustive(RC3, 8, BUG_A, "merge-superset", budget=120)
+    assert result.status == "proved", result.reason
+    assert result.witness is None
+    assert result.bound["length"] == 3
+    assert result.bound["window"] == 8
+    assert result.bound["processes"] == 1
+    assert result.bound["stats"]["completed_length"] == 3
+    assert result.bound["stats"]["sequences"] > 0
+
+
+def test_exhaustive_finds_a_shorter_sequence() -> None:
+    padded = [ops.Read(0, 0), *BUG_A]  # five steps; bug A needs four (and fits in a 3-page window)
+    assert reproduces(RC3, 3, "merge-superset", None)(padded)
+    result = exhaustive(RC3, 3, padded, "merge-superset", budget=120)
+    assert result.status == "shorter"
+    assert result.witness is not None
+    assert len(result.witness) == 4
+    assert reproduces(RC3, 3, "merge-superset", None)(result.witness)
+
+
+def test_exhaustive_reports_the_budget() -> None:
+    result = exhaustive(RC3, 8, BUG_A, "merge-superset", budget=0.001)
+    assert result.status == "not proved"
+    assert result.reason is not None and "budget" in result.reason
+
+
+def test_exhaustive_max_steps_is_not_a_proof() -> None:
+    result = exhaustive(RC3, 8, BUG_A, "merge-superset", max_steps=1)
+    assert result.status == "not proved"
+    assert result.reason is not None and "--max-steps" in result.reason
+
+
+def test_the_minimal_field_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "bug-a.json"
+    rep = rep_of([ops.Read(0, 0), *BUG_A], window=3, path=path)
+    path.write_text(corpus.dumps(rep), encoding="utf-8")
+    out = minimize_reproducer(corpus.load(path), exhaustive_search=True, budget=120)
+    write_reproducer(out.rep)
+    loaded = corpus.load(path)
+    assert len(loaded.steps) == 4
+    assert loaded.minimal == out.rep.minimal
+    assert loaded.minimal is not None
+    assert loaded.minimal["status"] == "proved"
+    assert loaded.minimal["method"] == "exhaustive"
+    assert loaded.minimal["tool"].startswith("rmapfuzz ")
+    assert loaded.found == {"seed": 1}
+    assert loaded.violation is not None and loaded.violation["step"] == 3
+    assert corpus.dumps(loaded) == path.read_text(encoding="utf-8")
+    assert [r.status for r in corpus.check_reproducer(loaded)] == ["ok"]
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_greedy_json_without_write_leaves_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "padded.json"
+    path.write_text(corpus.dumps(rep_of([ops.Mmap(0, 6, 1, "r"), *BUG_A])), encoding="utf-8")
+    before = path.read_text(encoding="utf-8")
+    code, out, _ = run(capsys, "minimize", str(path), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["steps_before"] == 5
+    assert data["steps_after"] == 4
+    assert data["minimal"]["method"] == "greedy"
+    assert path.read_text(encoding="utf-8") == before
+    code, out, _ = run(capsys, "minimize", str(path), "--write")
+    assert code == 0
+    assert "5 -> 4 steps" in out
+    assert len(corpus.load(path).steps) == 4
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["minimize", "/nonexistent/x.json"], "no such file"),
+        (["minimize", "CLEAN", "--json"], "records no violation"),
+        (["minimize", "BUG", "--budget", "0"], "--budget"),
+        (["minimize", "BUG", "--max-steps", "-1"], "--max-steps"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({"kernel": RC3, "window": 8, "steps": [ops.to_json(BUG_A[0])]}), encoding="utf-8")
+    bug = tmp_path / "bug.json"
+    bug.write_text(corpus.dumps(rep_of(BUG_A)), encoding="utf-8")
+    argv = [{"CLEAN": str(clean), "BUG": str(bug)}.get(a, a) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("rmapfuzz: error: ")
+    assert needle in err
