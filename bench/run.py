@@ -49,9 +49,8 @@ def _campaign(kernel: str, strat: str, seed: int, budget: float, targets: Sequen
             budget=budget,
             corpus_dir=Path(tmp) / "corpus",
             database=Path(tmp) / "db",
-            keep_going=bool(targets),
             targets=tuple(targets),
-            **kw,
+            **{"keep_going": bool(targets), **kw},
         )
         return campaign.run(config)
 

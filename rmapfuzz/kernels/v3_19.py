@@ -182,7 +182,9 @@ class Linux319(Linux319rc4):
     bugs: ClassVar[tuple[str, ...]] = ("E", "G")
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
-        """vma_adjust() (b800c91a0517): ``importer->anon_vma`` is set first, so the clone counts it."""
+        """vma_adjust() (b800c91a0517): ``importer->anon_vma`` is set first, so the clone counts it,
+        and cleared again if the clone fails (as posted to linux-mm; Leon Yu's 4.0 fix later moved
+        that clearing into anon_vma_clone())."""
         if (
             exporter is not None
             and importer is not None
@@ -191,5 +193,6 @@ class Linux319(Linux319rc4):
         ):
             importer.anon_vma = exporter.anon_vma
             if self.anon_vma_clone(importer, exporter):
+                importer.anon_vma = None
                 return ENOMEM
         return None
