@@ -1,4 +1,5 @@
-"""The kernel generations, by name.  Each is an overlay on the one it names as ``base``.
+"""The kernel generations, by name.  Each is an overlay on the one it names as ``base``, and its
+``commits`` are what it adds to that base.
 
 A catalogued bug's letter is kernel-rmap.md §6's; ``M`` is the mremap hole the model found in the
 2.6.34-era code (a faulted range merged into an unfaulted neighbour without an anon_vma import).

@@ -178,7 +178,7 @@ class Linux319(Linux319rc4):
     name = "3.19"
     base = "3.19-rc4"
     summary = "degree reuse with b800c91a0517: vma_adjust sets the importer's anon_vma before cloning"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (C7A3EF208, CB800C91A)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (CB800C91A,)
     bugs: ClassVar[tuple[str, ...]] = ("E", "G")
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:

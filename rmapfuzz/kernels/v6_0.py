@@ -136,7 +136,6 @@ class Linux60(Linux319With2555283e):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("(unverified)", "mm: fix anon_vma->degree underflow in anon_vma endless growing prevention"),
         ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy"),
-        C2555283E,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 

@@ -489,7 +489,7 @@ class Linux616(Linux615):
         "879bca0a2c4f three-way is_mergeable_anon_vma: unfaulted and faulted VMAs merge (with a dup) unless "
         "the faulted one is a fork child; vma_expand does not dup from mremap's source (bug J)"
     )
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (*Linux615.commits, C879BCA0A)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (C879BCA0A,)
     bugs: ClassVar[tuple[str, ...]] = ("J",)
 
     @staticmethod

@@ -30,7 +30,7 @@ class Linux616With61f67c23(Linux616):
     name = "6.16+61f67c23"
     base = "6.16"
     summary = "6.16 with only the vma_expand dup from mremap's source (for classifying bug J)"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (*Linux616.commits, C61F67C23)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (C61F67C23,)
     bugs: ClassVar[tuple[str, ...]] = ()
 
     def vma_expand_dup_copied(self, vmg: VmaMergeStruct) -> tuple[Err, Vma | None]:
@@ -45,7 +45,7 @@ class Linux6188(Linux616With61f67c23):
     name = "6.18.8"
     base = "6.16+61f67c23"
     summary = "the running kernel's rules: 6.16 plus both bug J fixes (dup from copied_from, fork-child check on it)"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (*Linux616With61f67c23.commits, C3B617FD3)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (C3B617FD3,)
     bugs: ClassVar[tuple[str, ...]] = ()
 
     def vmg_fork_check_source(self, vmg: VmaMergeStruct) -> Vma | None:
