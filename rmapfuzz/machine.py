@@ -148,18 +148,25 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
         total = sum(w for _, w in valid)
         weights = {i: 0.99 * w / total for i, (_, w) in enumerate(valid)}
         chosen = valid[data.draw_integer(0, len(valid) - 1, weights=weights)][0]
-        return chosen, {k: _draw_arg(data, spec) for k, spec in chosen.function.rmap_args.items()}
+        return chosen, _draw_args(data, chosen.function.rmap_args)
 
 
 ArgSpec = range | tuple[Any, ...]
 
 
-def _draw_arg(data: Any, spec: ArgSpec) -> Any:
-    """One argument straight from the choice sequence: an integer range (lo, hi), or a choice of
-    values by index.  (Going through ``data.draw(strategy)`` costs several times more per step.)"""
-    if isinstance(spec, range):
-        return data.draw_integer(spec.start, spec.stop - 1)
-    return spec[data.draw_integer(0, len(spec) - 1)]
+def _draw_args(data: Any, specs: dict[str, ArgSpec]) -> dict[str, Any]:
+    """All of a rule's arguments from ONE choice: a mixed-radix integer whose digits are the
+    arguments, first argument least significant.  One choice per step instead of one per argument
+    halves the cost of generation; shrinking the integer still lowers the arguments."""
+    total = 1
+    for spec in specs.values():
+        total *= len(spec)
+    value = data.draw_integer(0, total - 1)
+    out = {}
+    for name, spec in specs.items():
+        value, digit = divmod(value, len(spec))
+        out[name] = spec[digit]
+    return out
 
 
 def _as_strategy(spec: ArgSpec) -> SearchStrategy[Any]:
