@@ -137,7 +137,8 @@ def dumps(rep: Reproducer) -> str:
     return "{\n" + "\n".join(lines) + "\n}\n"
 
 
-def _write_atomic(target: Path, text: str) -> None:
+def write_atomic(target: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -181,7 +182,7 @@ def save(directory: Path | str, rep: Reproducer) -> tuple[Path, str]:
             if old is not None and len(old.steps) <= len(rep.steps):
                 return target, "duplicate"
             status = "shorter"
-        _write_atomic(target, dumps(rep))
+        write_atomic(target, dumps(rep))
     rep.path = target
     return target, status
 

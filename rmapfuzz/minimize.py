@@ -9,10 +9,7 @@ A candidate is kept if it still breaks the same invariant at a step with the sam
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -23,7 +20,7 @@ import attrs
 
 from rmapfuzz import __version__, ops
 from rmapfuzz import invariants as inv
-from rmapfuzz.corpus import Reproducer, dumps, step_shape
+from rmapfuzz.corpus import Reproducer, dumps, step_shape, write_atomic
 from rmapfuzz.kernels import boot
 from rmapfuzz.model.core import KernelCore
 from rmapfuzz.model.objects import VM_PROT_MASK, VM_WRITE, Vma, flags_to_prot
@@ -556,21 +553,6 @@ def exhaustive(
 # ---- reproducer files ----
 
 
-def _write_atomic(target: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @attrs.define
 class Outcome:
     """What ``rmapfuzz minimize`` did to one reproducer."""
@@ -663,4 +645,4 @@ def minimize_reproducer(
 def write_reproducer(rep: Reproducer) -> None:
     """Replace ``rep.path`` atomically with ``rep``."""
     assert rep.path is not None
-    _write_atomic(Path(rep.path), dumps(rep))
+    write_atomic(Path(rep.path), dumps(rep))
