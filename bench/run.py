@@ -30,13 +30,20 @@ from typing import Any
 from bench.walk import UNIFORM, WEIGHTED, random_sequence, replay_speed, walk
 from rmapfuzz import campaign, ops, strategy
 
-KNOWN_MINIMA = {"A": "4", "B": "5 (same-chain) / 6 (merge-superset)", "S": "6", "G": "7 (reuse-safe)"}
+KNOWN_MINIMA = {
+    "A": "4",
+    "B": "5 (same-chain) / 6 (merge-superset)",
+    "S": "6",
+    "G": "7 (reuse-safe)",
+    "J": "5 (4 with dontunmap)",
+}
 
 # (kernel, strategy, bugs): each a "find" table.
 FIND_SUITE: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("2.6.34-rc3", "default", ("A", "B")),
     ("2.6.34-rc4", "swap", ("S",)),
     ("3.19", "fork-tree", ("G",)),
+    ("6.16", "mremap", ("J",)),
 )
 
 

@@ -514,6 +514,187 @@ def add_minimize_command(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_minimize)
 
 
+# ---- oracle ----
+
+
+def _oracle_window(args: argparse.Namespace) -> Any:
+    from rmapfuzz.oracle.executor import DEFAULT_BASE, Window
+
+    try:
+        base = DEFAULT_BASE if args.base is None else int(args.base, 0)
+    except ValueError:
+        raise CliError(f"--base must be an address (e.g. 0x200000000000), got {args.base!r}") from None
+    if base % 4096 or base <= 0:
+        raise CliError(f"--base must be a positive page-aligned address, got {args.base!r}")
+    if args.offset < 0 or args.window_pages < 2:
+        raise CliError("--offset must be >= 0 and --window-pages >= 2")
+    return Window(base=base, offset=args.offset, pages=args.window_pages)
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    from rmapfuzz.oracle import oracle as orc
+    from rmapfuzz.oracle.executor import ExecutorError
+
+    try:
+        levels = orc.parse_levels(args.levels)
+    except orc.OracleError as exc:
+        raise CliError(str(exc)) from None
+    if args.fuzz and args.files:
+        raise CliError("give reproducer files or --fuzz, not both")
+    if not args.fuzz and not args.files:
+        raise CliError("give reproducer files, or --fuzz for a differential campaign")
+    window = _oracle_window(args)
+    reps = [] if args.fuzz else [orc.load_reproducer(f) for f in args.files]
+    strat = None
+    if args.fuzz:
+        try:
+            strat = strategy.load(args.strategy)
+        except StrategyError as exc:
+            raise CliError(str(exc)) from None
+        if args.budget <= 0:
+            raise CliError(f"--budget must be positive, got {args.budget}")
+    try:
+        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name)
+    except (orc.OracleError, ExecutorError) as exc:
+        raise CliError(str(exc)) from None
+    console = _console()
+    try:
+        with oracle:
+            if strat is not None:
+                return _oracle_fuzz(args, oracle, strat, console)
+            return _oracle_files(args, oracle, reps, console)
+    except (orc.OracleError, ExecutorError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def _oracle_files(args: argparse.Namespace, oracle: Any, reps: list[corpus.Reproducer], console: Console) -> int:
+    diverged = False
+    report = oracle.report()
+    if not args.json:
+        console.print(Text(f"kernel {report['uname']} vs model {report['model']}; levels {','.join(oracle.used)}"))
+    for rep in reps:
+        outcome = oracle.run(rep.steps, rep.window)
+        diverged = diverged or outcome.status == "diverge"
+        if args.json:
+            _emit_json({"file": str(rep.path), **report, **outcome.to_json()})
+            continue
+        if outcome.status == "agree":
+            console.print(Text.assemble(("agree    ", "green"), f"{rep.path}  ({outcome.steps} steps)"))
+        elif outcome.status == "skipped":
+            console.print(Text.assemble(("skipped  ", "dim"), f"{rep.path}  {outcome.reason}"))
+        else:
+            div = outcome.divergence
+            console.print(Text.assemble(("DIVERGE  ", "bold red"), f"{rep.path}  step {div.step} {div.level}: "
+                                        f"{div.message}"))  # fmt: skip
+            console.print(Text(f"  step:   {ops.describe(rep.steps[div.step])}"))
+            console.print(Text(f"  kernel: {div.kernel}"))
+            console.print(Text(f"  model:  {div.model}"))
+    return 1 if diverged else 0
+
+
+def _oracle_fuzz(args: argparse.Namespace, oracle: Any, strat: strategy.Strategy, console: Console) -> int:
+    from rmapfuzz.oracle import oracle as orc
+
+    seed = _seed(args.seed)
+    corpus_dir = Path(args.corpus) if args.corpus else None
+    result = orc.fuzz(oracle, strat, budget=args.budget, seed=seed, corpus_dir=corpus_dir)
+    div = result.divergence
+    if args.json:
+        _emit_json(
+            {
+                **oracle.report(),
+                "strategy": strat.name,
+                "seed": seed,
+                "seconds": round(result.seconds, 3),
+                "sequences": result.sequences,
+                "steps": result.steps,
+                "divergence": None if div is None else div.to_json(),
+                "reproducer": [ops.to_json(op) for op in result.steps_list],
+                "path": result.path,
+                "status": result.status,
+            }
+        )
+        return 1 if div else 0
+    rate = result.sequences / result.seconds if result.seconds else 0.0
+    console.print(Text(f"oracle fuzz: {oracle.uname} vs {oracle.kernel}, levels {','.join(oracle.used)}, strategy "
+                       f"{strat.name}, seed {seed}: {result.sequences} sequences, {result.steps} steps in "
+                       f"{result.seconds:.1f} s ({rate:.1f} sequences/s)"))  # fmt: skip
+    if div is None:
+        console.print(Text("no divergence", style="bold green"))
+        return 0
+    console.print(Text(f"DIVERGENCE at step {div.step} {div.level}: {div.message}", style="bold red"))
+    for i, op in enumerate(result.steps_list):
+        console.print(Text(f"  {i:3} {ops.describe(op)}"))
+    console.print(Text(f"  kernel: {div.kernel}"))
+    console.print(Text(f"  model:  {div.model}"))
+    if result.path:
+        console.print(Text(f"saved ({result.status}): {result.path}"))
+    return 1
+
+
+def add_oracle_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "oracle",
+        help="run reproducers (or a differential campaign) on the running kernel and the current model",
+        description="Replay each reproducer on the live kernel (a tree of forked worker processes in a private "
+        "window) and on the `current` model, comparing every step's result and the VMA layout (L0), page "
+        "identity (L2) and, at the end, VmFlags/Anonymous (L1). Prints the first divergence or 'agree'. "
+        "Exit 1 on a divergence, 0 if all agree, 2 on bad input. See docs/live-oracle.md.",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="reproducer files")
+    p.add_argument("--levels", default="L0,L1,L2", help="observation levels (default L0,L1,L2; L3 not implemented)")
+    p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
+    p.add_argument("--budget", type=float, default=60.0, help="--fuzz: seconds to run (default 60)")
+    p.add_argument("--strategy", default="default", help="--fuzz: a strategy name or .toml (fail_alloc is left out)")
+    p.add_argument("--seed", default=None, help="--fuzz: seed (default: random)")
+    p.add_argument("--corpus", default="divergences", help="--fuzz: where to save a divergence (default ./divergences)")
+    p.add_argument("--base", default=None, help="live window base address (default 0x200000000000)")
+    p.add_argument("--offset", type=int, default=0, help="live window offset from the base, in pages")
+    p.add_argument("--window-pages", type=int, default=64, help="live window size in pages (default 64)")
+    p.set_defaults(func=cmd_oracle)
+
+
+# ---- export ----
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rmapfuzz import export
+    from rmapfuzz.oracle.oracle import load_reproducer
+
+    rep = load_reproducer(args.file)
+    try:
+        text = export.to_c(rep, args.file) if args.c else export.to_pytest(rep, args.file)
+    except export.ExportError as exc:
+        raise CliError(f"{args.file}: {exc}") from None
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{args.output}: cannot write: {exc.strerror}") from None
+    _console().print(Text(f"wrote {args.output}"))
+    return 0
+
+
+def add_export_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="export a reproducer as a standalone C program or a pytest regression test",
+        description="--c: a libc-only C program that performs the steps on a real kernel and checks the final "
+        "VMA layouts against the current model (PASS/FAIL). --pytest: a test module replaying the steps with "
+        "rmapfuzz.replay and expecting the recorded violation on the reproducer's kernel.",
+    )
+    p.add_argument("file", metavar="FILE", help="a reproducer file")
+    form = p.add_mutually_exclusive_group(required=True)
+    form.add_argument("--c", action="store_true", help="a standalone C program")
+    form.add_argument("--pytest", action="store_true", help="a pytest regression test")
+    p.add_argument("-o", "--output", default=None, metavar="OUT", help="write here (default: stdout)")
+    p.set_defaults(func=cmd_export)
+
+
 # ---- main ----
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -525,6 +706,8 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_fuzz_command,
     add_schema_command,
     add_minimize_command,
+    add_oracle_command,
+    add_export_command,
 ]
 
 

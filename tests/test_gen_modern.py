@@ -485,3 +485,44 @@ def test_mprotect_leaves_shared_ptes_write_protected() -> None:
     k, results, bad = checked("6.18.8", *ts)
     assert bad is None and results == ["ok"] * 5
     assert ptes_line(k.mms[0]) == ptes_line(k.mms[1]) == "0:page1->AV1@0(ro)"
+
+
+# ---- the 6.17 mremap rework in 6.18.8 (each case was a live-oracle divergence) ----
+
+MOVE_FIXED = ("maymove", "fixed")
+
+
+@pytest.mark.parametrize(
+    ("name", "ts", "results", "diagram"),
+    [
+        (
+            "a failing move leaves its target alone",  # ......AA, move from the hole [4,6)
+            (("mmap", 0, 6, 2, "r"), ("mremap", 0, 4, 2, 7, 1, MOVE_FIXED)),
+            ["ok", "EFAULT"],
+            "......AA",
+        ),
+        ("in-place on a hole is EFAULT", (("mremap", 0, 3, 5, 3, 2, ()),), ["EFAULT"], "........"),
+        (
+            "in-place, same size, past the VMA's end is a no-op",
+            (("mmap", 0, 0, 1, "rw"), ("mremap", 0, 0, 3, 0, 3, ())),
+            ["ok", "ok"],
+            "A.......",
+        ),
+        (
+            "a shrinking move unmaps the tail first",  # ..A....., move [2,8) -> [1,2)
+            (("mmap", 0, 2, 1, "rw"), ("mmap", 0, 0, 1, "rw"), ("mremap", 0, 2, 6, 1, 1, MOVE_FIXED)),
+            ["ok", "ok", "ok"],
+            "AA......",
+        ),
+        (
+            "a same-size move spans VMAs",  # .AAAAAAB: [6,7) rwx and [7,8) rw move to [0,1) and [1,2)
+            (("mmap", 0, 1, 7, "rwx"), ("mmap", 0, 7, 1, "rw"), ("mremap", 0, 6, 2, 0, 2, MOVE_FIXED)),
+            ["ok", "ok", "ok"],
+            "ABCCCC..",
+        ),
+    ],
+)
+def test_6_17_mremap_rework(name: str, ts: tuple[StepTuple, ...], results: list[str], diagram: str) -> None:
+    k, got, found = checked("6.18.8", *ts)
+    assert got == results and found is None
+    assert shape(k)[0] == diagram

@@ -10,8 +10,10 @@
   when there is no middle VMA, so a forked source is not merged into an unfaulted target.
 
 ``6.16+61f67c23`` is 6.16 with only the first (for classifying bug J); ``6.18.8`` has both and
-stands for the running kernel (live-kernel.md, 6.18.44): alias ``current``.  Nothing else between
-6.16 and 6.18 changes a rule this model has (the 6.17 multi-VMA mremap is not modelled).
+stands for the running kernel (live-kernel.md, 6.18.44): alias ``current``.  It also carries the
+6.17 mremap rework (Lorenzo Stoakes' "mm/mremap" series [ids unverified]) as far as the live
+oracle showed it: every parameter and the source VMA are checked before anything is unmapped, and
+a same-size MREMAP_FIXED move may span several VMAs and the gaps between them.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rmapfuzz.kernels.v6_16 import Linux616, VmaMergeStruct
-from rmapfuzz.model.core import Err
-from rmapfuzz.model.objects import Vma
+from rmapfuzz.model.core import EFAULT, EINVAL, OK, Err
+from rmapfuzz.model.objects import Mm, Vma
 
 C61F67C23 = ("61f67c230a5e", "mm/vma: fix anon_vma UAF on mremap() faulted, unfaulted merge")
 C3B617FD3 = ("3b617fd3d317", "mm/vma: enforce VMA fork limit on unfaulted,faulted mremap merge too")
@@ -51,3 +53,42 @@ class Linux6188(Linux616With61f67c23):
     def vmg_fork_check_source(self, vmg: VmaMergeStruct) -> Vma | None:
         """3b617fd3d317: ``vmg->middle``, or mremap's ``vmg->copied_from`` for a new range."""
         return vmg.middle if vmg.middle is not None else vmg.copied_from
+
+    # ---- the 6.17 mremap rework ----
+
+    def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
+        """do_mremap() (6.17+): check_mremap_params() and the source VMA lookup come first, so a
+        failing call changes nothing (before, mremap_to() unmapped the target first); an in-place
+        call on an unmapped address is EFAULT; a same-size fixed move may span several VMAs."""
+        if not self.mremap_flags_valid(flags) or new_len <= 0:
+            return EINVAL
+        if "dontunmap" in flags and ("maymove" not in flags or old_len != new_len):
+            return EINVAL
+        fixed = "fixed" in flags
+        if fixed and (
+            "maymove" not in flags or new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len
+        ):
+            return EINVAL
+        multi = fixed and old_len == new_len
+        vma = self.find_vma(mm, addr)
+        if vma is None or vma.vm_start > addr:
+            return self.remap_move(mm, addr, old_len, new_addr, flags) if multi else EFAULT
+        # A fixed move that shrinks unmaps the tail first: what is left must lie in one VMA.
+        if fixed and min(old_len, new_len) > vma.vm_end - addr:
+            return self.remap_move(mm, addr, old_len, new_addr, flags) if multi else EFAULT
+        return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
+
+    def remap_move(self, mm: Mm, addr: int, length: int, new_addr: int, flags: frozenset[str]) -> str:
+        """remap_move() (6.17+): a same-size MREMAP_FIXED move of a range holding several VMAs (and
+        gaps) moves each VMA's part to the same offset in the target; the gaps stay gaps.  A range
+        with no VMA at all is EFAULT."""
+        end = addr + length
+        pieces = [(max(v.vm_start, addr), min(v.vm_end, end)) for v in mm.vmas if v.vm_end > addr and v.vm_start < end]
+        if not pieces:
+            return EFAULT
+        for start, stop in pieces:
+            target = new_addr + (start - addr)
+            result = self.mremap_to(mm, start, stop - start, target, stop - start, flags)
+            if result != OK:
+                return result
+        return OK

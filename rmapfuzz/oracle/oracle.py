@@ -1,0 +1,501 @@
+"""The differential oracle: the same steps on the running kernel and on the ``current`` model.
+
+:class:`Oracle` owns an :class:`~rmapfuzz.oracle.executor.Executor` and knows which levels it can
+observe here (:func:`probe_levels`).  :meth:`Oracle.sequence` starts one sequence (a fresh worker
+tree and a fresh model); :meth:`SequenceRun.step` runs one step on both and compares the result,
+L0 and L2 after it; :meth:`SequenceRun.finish` compares L1 at the end.  :meth:`Oracle.run` does a
+whole list of steps and returns an :class:`Outcome`.  :func:`fuzz` is the differential campaign:
+the Hypothesis machine on the model, every step also run live, a divergence a failure that
+shrinks like any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+import hypothesis
+from hypothesis.stateful import run_state_machine_as_test
+
+from rmapfuzz import __version__, corpus, ops
+from rmapfuzz.campaign import Stop
+from rmapfuzz.invariants import Violation
+from rmapfuzz.machine import RmapMachine, machine_settings, make_machine
+from rmapfuzz.oracle import compare, observe
+from rmapfuzz.oracle.compare import Divergence
+from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
+from rmapfuzz.replay import Runner
+from rmapfuzz.strategy import Strategy
+
+# Annotated here: older Hypothesis releases leave it untyped.
+_run_machine: Callable[..., None] = run_state_machine_as_test
+
+LEVELS = ("L0", "L1", "L2", "L3")
+DEFAULT_LEVELS = ("L0", "L1", "L2")
+MODEL = "current"
+
+
+class OracleError(RuntimeError):
+    """The oracle cannot run as asked (a level unavailable, the window taken, ...)."""
+
+
+@attrs.frozen
+class LevelInfo:
+    name: str
+    available: bool
+    how: str  # what it reads, or why it is unavailable
+
+
+def swap_total_kb() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("SwapTotal:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def probe_levels() -> dict[str, LevelInfo]:
+    """Which observation levels work on this machine, detected now."""
+    out: dict[str, LevelInfo] = {}
+    if not os.path.exists("/proc/self/maps"):
+        out["L0"] = LevelInfo("L0", False, "no /proc/<pid>/maps")
+    elif observe.procmap_query_works():
+        out["L0"] = LevelInfo("L0", True, "PROCMAP_QUERY ioctl on /proc/<pid>/maps, and each step's result")
+    else:
+        out["L0"] = LevelInfo("L0", True, "/proc/<pid>/maps text (no PROCMAP_QUERY), and each step's result")
+    try:
+        with open("/proc/self/smaps") as fh:
+            has_flags = "VmFlags:" in fh.read()
+        out["L1"] = LevelInfo("L1", has_flags, "smaps VmFlags + Anonymous at the end" if has_flags else "no VmFlags")
+    except OSError as exc:
+        out["L1"] = LevelInfo("L1", False, f"no /proc/<pid>/smaps ({exc.strerror})")
+    if not os.path.exists("/proc/self/pagemap"):
+        out["L2"] = LevelInfo("L2", False, "no /proc/<pid>/pagemap")
+    elif not observe.pfns_visible():
+        out["L2"] = LevelInfo("L2", False, "pagemap hides PFNs (needs CAP_SYS_ADMIN)")
+    elif observe.zero_page_pfn() is None:
+        out["L2"] = LevelInfo("L2", False, "the zero page's PFN could not be found")
+    else:
+        swap = "" if swap_total_kb() else "; no swap: cells the model swapped out are not compared"
+        out["L2"] = LevelInfo("L2", True, f"pagemap PFN classes after every step{swap}")
+    out["L3"] = LevelInfo("L3", False, "not implemented (BPF anon_vma graph, live-kernel.md §6)")
+    return out
+
+
+def parse_levels(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in LEVELS]
+    if bad or not names:
+        raise OracleError(f"--levels: unknown level {bad[0] if bad else text!r} (known: {', '.join(LEVELS)})")
+    if "L0" not in names:
+        names = ("L0", *names)
+    return tuple(n for n in LEVELS if n in names)
+
+
+@attrs.define
+class Outcome:
+    """One sequence's verdict: ``agree``, ``diverge`` or ``skipped`` (with a reason)."""
+
+    status: str
+    steps: int  # steps run on both
+    divergence: Divergence | None = None
+    reason: str = ""
+    notes: list[str] = attrs.field(factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "steps": self.steps,
+            "divergence": None if self.divergence is None else self.divergence.to_json(),
+            "reason": self.reason,
+            "notes": self.notes,
+        }
+
+
+def skip_reason(steps: Sequence[ops.Op]) -> str | None:
+    for i, op in enumerate(steps):
+        if isinstance(op, ops.FailAlloc):
+            return f"step {i} is fail_alloc, which cannot be injected into a real kernel"
+    return None
+
+
+class Oracle:
+    """The live kernel against the ``current`` model, at the requested levels."""
+
+    def __init__(
+        self,
+        levels: Sequence[str] = DEFAULT_LEVELS,
+        window: Window | None = None,
+        kernel: str = MODEL,
+        strict: bool = False,
+    ) -> None:
+        self.info = probe_levels()
+        wanted = [n for n in LEVELS if n in levels]
+        missing = [n for n in wanted if not self.info[n].available]
+        if strict and missing:
+            raise OracleError(f"level {missing[0]} is unavailable here: {self.info[missing[0]].how}")
+        self.used = tuple(n for n in wanted if self.info[n].available)
+        if "L0" not in self.used:
+            raise OracleError(f"L0 is unavailable here: {self.info['L0'].how}")
+        self.kernel = kernel
+        self.executor = Executor(window)
+        self.zero_pfns: set[int] = set()
+        if "L2" in self.used:
+            pfn = observe.zero_page_pfn()
+            if pfn is not None:
+                self.zero_pfns.add(pfn)
+        self.swap_tolerant = swap_total_kb() == 0
+        self.uname = platform.release()
+
+    def __enter__(self) -> Oracle:
+        self.executor.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.__exit__(*exc)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "uname": self.uname,
+            "model": self.kernel,
+            "levels_used": list(self.used),
+            "levels": {n: {"available": i.available, "how": i.how} for n, i in self.info.items()},
+            "window": {
+                "base": hex(self.executor.window.base),
+                "offset": self.executor.window.offset,
+                "pages": self.executor.window.pages,
+            },
+        }
+
+    @contextlib.contextmanager
+    def sequence(self, window: int, max_pids: int) -> Iterator[SequenceRun]:
+        if window > self.executor.window.pages:
+            raise OracleError(
+                f"the sequence's window ({window} pages) is larger than the live window "
+                f"({self.executor.window.pages} pages)"
+            )
+        with self.executor.session(max_pids) as session:
+            yield SequenceRun(self, session, window)
+
+    def run(self, steps: Sequence[ops.Op], window: int) -> Outcome:
+        reason = skip_reason(steps)
+        if reason is not None:
+            return Outcome("skipped", 0, reason=reason)
+        forks = sum(isinstance(op, ops.Fork) for op in steps)
+        with self.sequence(window, forks + 1) as run:
+            for i, op in enumerate(steps):
+                div = run.step(op)
+                if div is not None:
+                    return Outcome("diverge", i + 1, div, notes=run.notes)
+            div = run.finish()
+            if div is not None:
+                return Outcome("diverge", len(steps), div, notes=run.notes)
+        return Outcome("agree", len(steps), notes=run.notes)
+
+
+class SequenceRun:
+    """One sequence on both sides, a step at a time."""
+
+    def __init__(self, oracle: Oracle, session: Session, window: int) -> None:
+        self.oracle = oracle
+        self.session = session
+        self.window = window
+        self.runner = Runner(oracle.kernel, window, invariants=())
+        self.index = -1
+        self.last_result = ""  # the model's result of the last step
+        self.notes: list[str] = []
+        self.swapped = False  # the model swapped something out (MADV_PAGEOUT)
+
+    def _div(self, level: str, mismatch: compare.Mismatch | None) -> Divergence | None:
+        if mismatch is None:
+            return None
+        kernel, model, message = mismatch
+        return Divergence(self.index, level, kernel, model, message)
+
+    def step(self, op: ops.Op) -> Divergence | None:
+        """Run ``op`` on the model and the kernel; the first divergence it shows, or None."""
+        self.index += 1
+        try:
+            model_result, _ = self.runner.step(op)
+        except Violation as exc:  # the model itself broke (a UAF): nothing to compare with
+            raise OracleError(f"the model failed at step {self.index}: {exc}") from None
+        self.last_result = model_result
+        kernel_result = self.session.run(op, skip_fault=model_result == "SEGV")
+        if model_result == "SEGV" and isinstance(op, (ops.Read, ops.Write)):
+            self.notes.append(f"step {self.index}: {ops.describe(op)} not executed (the model says SEGV)")
+        div = self._div("result", compare.compare_result(kernel_result, model_result))
+        if div is not None:
+            return div
+        k = self.runner.kernel
+        kernel_layouts = {pid: self.session.vmas(pid) for pid in self.session.live}
+        div = self._div("L0", compare.compare_layouts(kernel_layouts, compare.model_layouts(k)))
+        if div is not None or "L2" not in self.oracle.used:
+            return div
+        model_pages = compare.model_page_states(k, self.window)
+        self.swapped = self.swapped or any(v == "S" for v in model_pages.values())
+        kernel_pages = self.kernel_page_states()
+        tolerant = self.oracle.swap_tolerant
+        return self._div("L2", compare.compare_pages(kernel_pages, model_pages, self.window, tolerant))
+
+    def kernel_page_states(self) -> dict[observe.Cell, object]:
+        out: dict[observe.Cell, object] = {}
+        zero = self.oracle.zero_pfns
+        for pid in self.session.live:
+            for n, entry in enumerate(self.session.pagemap(pid, self.window)):
+                if entry.present and entry.pfn not in zero and observe.is_zero_pfn_by_flags(entry.pfn):
+                    zero.add(entry.pfn)  # e.g. a second zero page; learnt once
+                out[(pid, n)] = observe.page_state(entry, zero)
+        return out
+
+    def finish(self) -> Divergence | None:
+        """End-of-sequence checks (L1), while the workers are still alive."""
+        if "L1" not in self.oracle.used:
+            return None
+        tolerant = self.oracle.swap_tolerant
+        kernel = compare.kernel_flags({pid: self.session.smaps(pid) for pid in self.session.live})
+        model = compare.model_flags(self.runner.kernel, tolerant)
+        return self._div("L1", compare.compare_flags(kernel, model))
+
+
+# ---- the differential campaign ----
+
+
+class DivergenceFound(AssertionError):
+    """Raised in a machine step: a divergence (Hypothesis shrinks it like any failure)."""
+
+    def __init__(self, divergence: Divergence, steps: list[ops.Op]) -> None:
+        super().__init__(str(divergence))
+        self.divergence = divergence
+        self.steps = steps
+
+
+def no_fail_alloc(strategy: Strategy) -> Strategy:
+    weights = {op: w for op, w in strategy.weights.items() if op != "fail_alloc"}
+    return attrs.evolve(strategy, weights=weights)
+
+
+class OracleMachine(RmapMachine):
+    """The model's machine, with every step also run live (bound by :func:`oracle_machine`)."""
+
+    oracle: ClassVar[Oracle]
+    stats: ClassVar[dict[str, int]]
+    last_failure: ClassVar[list[DivergenceFound]]
+    deadline: ClassVar[float | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cm = self.oracle.sequence(self.strategy.window, self.strategy.steps + 1)
+        self.run = self._cm.__enter__()
+        self.runner = self.run.runner  # the machine draws its arguments from the oracle's model
+        self.failed = False
+        self.stats["sequences"] += 1
+
+    def _fail(self, div: Divergence) -> None:
+        self.failed = True
+        found = DivergenceFound(div, list(self.steps))
+        self.last_failure[:] = [found]
+        raise found
+
+    def do(self, op: ops.Op) -> None:
+        if self.deadline is not None and not self.last_failure and time.monotonic() > self.deadline:
+            raise Stop("budget spent")
+        self.steps.append(op)
+        div = self.run.step(op)
+        self.stats["steps"] += 1
+        if div is not None:
+            self._fail(div)
+        if self.run.last_result == "ok":
+            if isinstance(op, ops.Fork):
+                self.live.append(self.runner.kernel.next_pid - 1)
+            elif isinstance(op, ops.Exit):
+                self.live.remove(op.pid)
+
+    def teardown(self) -> None:
+        try:
+            if not self.failed:
+                div = self.run.finish()
+                if div is not None:
+                    self._fail(div)
+        finally:
+            self._cm.__exit__(None, None, None)
+
+
+def oracle_machine(oracle: Oracle, strategy: Strategy, stats: dict[str, int]) -> type[OracleMachine]:
+    base = make_machine(oracle.kernel, no_fail_alloc(strategy), invariants=())
+    namespace: dict[str, Any] = {"oracle": oracle, "stats": stats, "last_failure": []}
+    cls: type[OracleMachine] = type("OracleMachine_" + base.__name__, (OracleMachine, base), namespace)
+    cls.TestCase.settings = machine_settings(strategy)
+    return cls
+
+
+@attrs.define
+class FuzzResult:
+    seconds: float
+    sequences: int
+    steps: int
+    divergence: Divergence | None = None
+    steps_list: list[ops.Op] = attrs.field(factory=list)
+    path: str | None = None
+    status: str | None = None
+
+
+def fuzz(
+    oracle: Oracle,
+    strategy: Strategy,
+    budget: float = 60.0,
+    seed: int = 0,
+    corpus_dir: Path | None = None,
+    chunk: int = 100,
+) -> FuzzResult:
+    """Run the differential campaign until ``budget`` seconds pass or a divergence is found; a
+    divergence is shrunk by Hypothesis, replayed to confirm it, and saved (kind ``divergence``)."""
+    stats = {"sequences": 0, "steps": 0}
+    started = time.monotonic()
+    run_chunk = 0
+    machine = oracle_machine(oracle, strategy, stats)
+    # the model's own invariants are not checked here: the campaign is about the kernel
+    while time.monotonic() - started < budget:
+        settings = machine_settings(strategy, max_examples=chunk, database=None, derandomize=False)
+        machine.last_failure[:] = []
+        machine.deadline = started + budget
+        try:
+            _run_machine(hypothesis.seed(seed * 1_000_003 + run_chunk)(machine), settings=settings)
+        except DivergenceFound:
+            pass
+        except Stop:
+            break
+        run_chunk += 1
+        if machine.last_failure:
+            found = machine.last_failure[0]
+            outcome = oracle.run(found.steps, strategy.window)
+            div = outcome.divergence or found.divergence
+            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, found.steps)
+            if corpus_dir is not None:
+                rep = divergence_reproducer(oracle, strategy, found.steps, div, seed)
+                path, status = corpus.save(corpus_dir, rep)
+                result.path, result.status = str(path), status
+            return result
+    return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"])
+
+
+def divergence_reproducer(
+    oracle: Oracle, strategy: Strategy, steps: list[ops.Op], div: Divergence, seed: int
+) -> corpus.Reproducer:
+    return corpus.Reproducer(
+        kernel=Runner(oracle.kernel, strategy.window, invariants=()).kernel.name,
+        window=strategy.window,
+        steps=steps,
+        kind="divergence",
+        violation={"invariant": "divergence", "step": div.step, "message": f"{div.level}: {div.message}"},
+        found={
+            "seed": seed,
+            "strategy": strategy.name,
+            "tool": f"rmapfuzz {__version__}",
+            "hypothesis": hypothesis.__version__,
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "uname": oracle.uname,
+            "levels": list(oracle.used),
+            "level": div.level,
+            "kernel_showed": div.kernel,
+            "model_predicted": div.model,
+        },
+    )
+
+
+def load_reproducer(path: str | Path) -> corpus.Reproducer:
+    """:func:`corpus.load`, also accepting divergence entries whose violation names the
+    pseudo-invariant ``divergence`` (which the corpus's invariant check does not know)."""
+    import json
+
+    path = Path(path)
+    try:
+        return corpus.load(path)
+    except corpus.CorpusError as first:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise first from None
+        violation = data.get("violation") if isinstance(data, dict) else None
+        if not (isinstance(violation, dict) and violation.get("invariant") == "divergence"):
+            raise
+        data["violation"] = None
+        rep = corpus.loads(json.dumps(data), path)
+        rep.violation = violation
+        return rep
+
+
+__all__ = ["DivergenceFound", "ExecutorError", "Oracle", "OracleError", "Outcome", "fuzz", "probe_levels"]
+
+
+# ---- random sequences, for measuring agreement ----
+
+
+class _Recorder:
+    """An observer that keeps every test case's steps (model-only machine runs)."""
+
+    def __init__(self) -> None:
+        self.cases: list[list[ops.Op]] = []
+
+    def on_start(self) -> None:
+        self.cases.append([])
+
+    def on_step(self, op: ops.Op, result: str) -> None:
+        self.cases[-1].append(op)
+
+    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
+        return True
+
+
+def sample_sequences(strategy: Strategy, count: int, seed: int = 0) -> list[list[ops.Op]]:
+    """``count`` random sequences as the campaign's machine draws them on the ``current`` model
+    (fail_alloc left out), without running anything live."""
+    from rmapfuzz.machine import Observer
+
+    recorder = _Recorder()
+
+    class Rec(Observer):
+        def on_start(self) -> None:
+            recorder.on_start()
+
+        def on_step(self, op: ops.Op, result: str) -> None:
+            recorder.on_step(op, result)
+
+    machine = make_machine(MODEL, no_fail_alloc(strategy), invariants=(), observer=Rec())
+    settings = machine_settings(strategy, max_examples=count, database=None, derandomize=False)
+    _run_machine(hypothesis.seed(seed)(machine), settings=settings)
+    return [case for case in recorder.cases if case][:count]
+
+
+def minimize_divergence(oracle: Oracle, steps: Sequence[ops.Op], window: int, budget: float = 30.0) -> list[ops.Op]:
+    """Greedy reduction of a diverging sequence: drop single steps (and truncate after the
+    divergence) while the replay still diverges at the same level; stops at a fixpoint or when
+    ``budget`` seconds pass."""
+    first = oracle.run(steps, window)
+    if first.divergence is None:
+        return list(steps)
+    level = first.divergence.level
+    best = list(steps[: first.divergence.step + 1])
+    deadline = time.monotonic() + budget
+    changed = True
+    while changed and time.monotonic() < deadline:
+        changed = False
+        for i in reversed(range(len(best))):
+            candidate = best[:i] + best[i + 1 :]
+            out = oracle.run(candidate, window)
+            if out.divergence is not None and out.divergence.level == level:
+                best = candidate[: out.divergence.step + 1]
+                changed = True
+                break
+            if time.monotonic() > deadline:
+                break
+    return best

@@ -1,0 +1,250 @@
+"""The live-kernel oracle on the running kernel: skipped where it cannot run.
+
+Needs Linux, root (PFNs in pagemap for L2), and a free window at 0x2000_0000_0000.  The scenarios
+are docs (live-kernel.md §3.2) measured on 6.18.44; each must agree with the ``current`` model at
+L0/L1/L2, and its final layout is checked against the kernel result recorded there.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rmapfuzz import corpus, ops
+from rmapfuzz.cli import main
+
+
+def _why_not() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    try:
+        from rmapfuzz.oracle import observe
+        from rmapfuzz.oracle.executor import DEFAULT_BASE
+    except OSError as exc:  # no libc
+        return f"cannot load the bindings: {exc}"
+    if not os.path.exists("/proc/self/pagemap"):
+        return "no /proc/self/pagemap"
+    if not observe.pfns_visible():
+        return "pagemap hides PFNs (needs root / CAP_SYS_ADMIN)"
+    taken = observe.window_is_free(DEFAULT_BASE, 64)
+    if taken is not None:
+        return f"the window is not free: {taken}"
+    return None
+
+
+WHY_NOT = _why_not()
+pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"live kernel oracle unavailable: {WHY_NOT}")
+
+
+def mm(pid, start, pages, prot="rw"):
+    return {"op": "mmap", "pid": pid, "start": start, "pages": pages, "prot": prot}
+
+
+def mp(pid, start, pages, prot):
+    return {"op": "mprotect", "pid": pid, "start": start, "pages": pages, "prot": prot}
+
+
+def wr(pid, addr):
+    return {"op": "write", "pid": pid, "addr": addr}
+
+
+def rd(pid, addr):
+    return {"op": "read", "pid": pid, "addr": addr}
+
+
+def mv(pid, start, pages, new_start):
+    return {
+        "op": "mremap",
+        "pid": pid,
+        "start": start,
+        "pages": pages,
+        "new_start": new_start,
+        "new_pages": pages,
+        "flags": ["maymove", "fixed"],
+    }
+
+
+def fork(pid):
+    return {"op": "fork", "pid": pid}
+
+
+def ex(pid):
+    return {"op": "exit", "pid": pid}
+
+
+# (name, steps, {pid: final layout on 6.18.44 as recorded in live-kernel.md §3.2})
+SCENARIOS = [
+    ("a1", [mm(0, 0, 4), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),
+    ("b3", [mm(0, 0, 4), rd(0, 0), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),
+    ("b4", [mm(0, 0, 4), wr(0, 0), mm(0, 8, 4), wr(0, 8), mm(0, 4, 4)], {0: [(0, 8, "rw"), (8, 12, "rw")]}),
+    ("c2", [mm(0, 4, 4), wr(0, 4), mp(0, 4, 4, "r"), mm(0, 0, 4), wr(0, 0), mp(0, 4, 4, "rw")], {0: [(0, 8, "rw")]}),
+    (
+        "c2d",
+        [mm(0, 14, 4), wr(0, 14), mv(0, 14, 4, 4), mp(0, 4, 4, "r"), mm(0, 0, 4), wr(0, 0), mp(0, 4, 4, "rw")],
+        {0: [(0, 4, "rw"), (4, 8, "rw")]},
+    ),
+    ("c4", [mm(0, 0, 4), mp(0, 0, 4, "r"), mm(0, 4, 4, "r")], {0: [(0, 8, "r")]}),
+    (
+        "c6",
+        [mm(0, 0, 4), mm(0, 4, 4), mp(0, 0, 4, "r"), wr(0, 4), mp(0, 4, 2, "r")],
+        {0: [(0, 4, "r"), (4, 6, "r"), (6, 8, "rw")]},
+    ),
+    ("d1", [mm(0, 0, 4), wr(0, 0), fork(0), mm(1, 4, 4)], {0: [(0, 4, "rw")], 1: [(0, 4, "rw"), (4, 8, "rw")]}),
+    ("d1''", [mm(0, 0, 4), wr(0, 0), fork(0), ex(1), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),
+    ("e1", [mm(0, 0, 4), wr(0, 0), mm(0, 10, 4), wr(0, 10), mv(0, 10, 4, 4)], {0: [(0, 4, "rw"), (4, 8, "rw")]}),
+    ("e2", [mm(0, 0, 4), wr(0, 0), mm(0, 10, 4), mv(0, 10, 4, 4)], {0: [(0, 8, "rw")]}),
+    (
+        "f5",
+        [mm(0, 0, 4), mm(0, 4, 4), {"op": "munmap", "pid": 0, "start": 2, "pages": 4}, wr(0, 0), wr(0, 6), mm(0, 2, 4)],
+        {0: [(0, 6, "rw"), (6, 8, "rw")]},
+    ),
+    (
+        "h3",
+        [
+            mm(0, 0, 4),
+            wr(0, 0),
+            {"op": "madvise", "pid": 0, "start": 0, "pages": 4, "advice": "wipeonfork"},
+            fork(0),
+            mm(1, 4, 4),
+            {"op": "madvise", "pid": 1, "start": 4, "pages": 4, "advice": "wipeonfork"},
+        ],
+        {0: [(0, 4, "rw")], 1: [(0, 8, "rw")]},
+    ),
+    (
+        "cow",
+        [mm(0, 0, 4), wr(0, 0), wr(0, 1), rd(0, 2), fork(0), wr(1, 0), fork(1), mp(2, 2, 1, "r")],
+        {0: [(0, 4, "rw")], 1: [(0, 4, "rw")], 2: [(0, 2, "rw"), (2, 3, "r"), (3, 4, "rw")]},
+    ),
+]
+WINDOW = 20
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    from rmapfuzz.oracle.oracle import Oracle
+
+    with Oracle(("L0", "L1", "L2"), strict=True) as o:
+        yield o
+
+
+@pytest.mark.parametrize(("name", "steps", "layout"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_scenario_agrees_with_current(oracle, name, steps, layout):
+    parsed = ops.parse_steps(steps, WINDOW)
+    outcome = oracle.run(parsed, WINDOW)
+    assert outcome.status == "agree", str(outcome.divergence)
+    from rmapfuzz.replay import replay
+
+    final = replay(parsed, "current", WINDOW, invariants=()).final
+    got = {
+        pid: [
+            (v.vm_start, v.vm_end, "".join(c for c, b in (("r", 1), ("w", 2), ("x", 4)) if v.vm_flags & b))
+            for v in m.vmas
+        ]
+        for pid, m in final.mms.items()
+        if m.alive
+    }
+    assert got == layout
+
+
+def test_a_divergence_is_reported():
+    """An mremap whose source is a hole: 6.18 fails before unmapping the target; the 2.6.34 model
+    (mremap_to unmaps the target first) diverges from the live kernel at L0."""
+    from rmapfuzz.oracle.oracle import Oracle
+
+    steps = ops.parse_steps(
+        [
+            mm(0, 6, 2, "r"),
+            {
+                "op": "mremap",
+                "pid": 0,
+                "start": 4,
+                "pages": 2,
+                "new_start": 7,
+                "new_pages": 1,
+                "flags": ["maymove", "fixed"],
+            },
+        ],
+        8,
+    )
+    with Oracle(("L0",), kernel="2.6.34") as old:
+        outcome = old.run(steps, 8)
+    assert outcome.status == "diverge"
+    div = outcome.divergence
+    assert div is not None
+    assert div.step == 1 and div.level == "L0"
+    assert div.kernel == "P0 [6,8) r"
+
+
+def test_fail_alloc_is_skipped(oracle):
+    assert oracle.run([ops.FailAlloc(1), ops.Fork(0)], 8).status == "skipped"
+
+
+def test_no_worker_left_behind(oracle):
+    before = set(os.listdir("/proc"))
+    oracle.run(ops.parse_steps([mm(0, 0, 4), fork(0), fork(1), fork(0), ex(0), wr(1, 0)], 8), 8)
+    mine = [p for p in set(os.listdir("/proc")) - before if p.isdigit()]
+    leftovers = []
+    for p in mine:
+        try:
+            with open(f"/proc/{p}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    leftovers.append(p)
+        except OSError:
+            pass
+    assert leftovers == []
+
+
+def test_cli_oracle_on_files(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(corpus.dumps(corpus.Reproducer("current", WINDOW, ops.parse_steps(SCENARIOS[2][1], WINDOW))))
+    assert main(["oracle", str(good)]) == 0
+    assert "agree" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"kernel": "current", "window": 8, "steps": [{"op": "mremap", "pid": 0, "start": 6, "pages": 2, '
+        '"new_start": 6, "new_pages": 2, "flags": []}]}'
+    )
+    assert main(["oracle", "--json", "--levels", "L0", str(bad)]) == 0  # 6.18: EFAULT on both sides
+    assert main(["oracle", "--json", "--levels", "L0", "--kernel", "2.6.34", str(bad)]) == 1
+    assert '"diverge"' in capsys.readouterr().out
+    assert main(["oracle"]) == 2
+    assert main(["oracle", "--levels", "L9", str(good)]) == 2
+
+
+def test_cli_oracle_fuzz_short(tmp_path, capsys):
+    code = main(
+        [
+            "oracle",
+            "--fuzz",
+            "--budget",
+            "2",
+            "--seed",
+            "3",
+            "--strategy",
+            "merge-storm",
+            "--corpus",
+            str(tmp_path / "div"),
+        ]
+    )
+    assert code in (0, 1)
+    out = capsys.readouterr().out
+    assert "sequences" in out
+    if code == 1:
+        saved = list((tmp_path / "div").glob("*.json"))
+        assert saved and '"kind": "divergence"' in saved[0].read_text()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler (cc)")
+def test_exported_c_program_passes(tmp_path):
+    from rmapfuzz import export
+
+    steps = ops.parse_steps(SCENARIOS[-1][1], WINDOW)
+    source = export.to_c(corpus.Reproducer("current", WINDOW, steps), "cow scenario")
+    c_file = tmp_path / "repro.c"
+    c_file.write_text(source)
+    subprocess.run(["cc", "-Wall", "-O0", "-o", str(tmp_path / "repro"), str(c_file)], check=True)
+    run = subprocess.run([str(tmp_path / "repro")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout
+    assert run.stdout.strip().endswith("PASS")
