@@ -44,7 +44,7 @@ from typing import ClassVar
 import attrs
 
 from rmapfuzz.kernels.v6_0 import Linux60
-from rmapfuzz.model.core import EFAULT, EINVAL, ENOMEM, OK, Err
+from rmapfuzz.model.core import EINVAL, ENOMEM, Err
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, AnonVma, Mm, Vma
 
 C0503EA8F = ("0503ea8f5ba7", "mm/mmap: remove __vma_adjust()")
@@ -412,41 +412,13 @@ class Linux615(Linux60):
             return EINVAL
         return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
 
-    def mremap_to(self, mm: Mm, addr: int, old_len: int, new_addr: int, new_len: int, flags: frozenset[str]) -> str:
-        """mremap_to() (mm/mremap.c): as 2.6.34, passing MREMAP_DONTUNMAP on to move_vma()."""
-        if new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len:
-            return EINVAL
-        err = self.do_munmap(mm, new_addr, new_len)
-        if err:
-            return err
-        if old_len > new_len:
-            err = self.do_munmap(mm, addr + new_len, old_len - new_len)
-            if err:
-                return err
-            old_len = new_len
-        err, vma = self.vma_to_resize(mm, addr, old_len, new_len)
-        if err or vma is None:
-            return err or EFAULT
-        return self.move_vma(vma, addr, old_len, new_len, new_addr, dontunmap="dontunmap" in flags)
-
-    def move_vma(
-        self, vma: Vma, old_addr: int, old_len: int, new_len: int, new_addr: int, dontunmap: bool = False
-    ) -> str:
+    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
         """move_vma() (mm/mremap.c, 5.19+): with MREMAP_DONTUNMAP the old range stays mapped (its ptes
         are gone) and, if the whole old VMA moved, unlink_anon_vmas() makes it unfaulted again."""
         if not dontunmap:
-            return super().move_vma(vma, old_addr, old_len, new_len, new_addr)
-        mm = vma.mm
-        new_pgoff = vma.vm_pgoff + (old_addr - vma.vm_start)
-        taken, taken_name = tuple(vma.chain_anon_vmas()), vma.name
-        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
-        if new_vma is None:
-            return ENOMEM
-        self.move_page_tables(mm, old_addr, new_addr, old_len)
-        self.record_takeover("move_vma", new_vma, taken_name, taken)
-        if new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
+            super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
+        elif new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
             self.unlink_anon_vmas(vma)
-        return OK
 
     # ---- mprotect ----
 

@@ -42,8 +42,11 @@ class MremapMixin(MadviseMixin):
         for i, pte in moved:
             ptes[new_addr + i] = pte
 
-    def move_vma(self, vma: Vma, old_addr: int, old_len: int, new_len: int, new_addr: int) -> str:
-        """move_vma() (mm/mremap.c, 2.6.34): copy_vma(), move_page_tables(), do_munmap() of the old range.
+    def move_vma(
+        self, vma: Vma, old_addr: int, old_len: int, new_len: int, new_addr: int, dontunmap: bool = False
+    ) -> str:
+        """move_vma() (mm/mremap.c, 2.6.34): copy_vma(), move_page_tables(), then the old range goes
+        (:meth:`release_old_range`).
 
         The VM_ACCOUNT hiding around the unmap changes no flag of a VMA that survives, so it is
         not modelled.
@@ -56,8 +59,12 @@ class MremapMixin(MadviseMixin):
             return ENOMEM
         self.move_page_tables(mm, old_addr, new_addr, old_len)
         self.record_takeover("move_vma", new_vma, taken_name, taken)
-        self.do_munmap(mm, old_addr, old_len)
+        self.release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
         return OK
+
+    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
+        """The end of move_vma() (2.6.34): do_munmap() of the old range (MREMAP_DONTUNMAP is 5.7+)."""
+        self.do_munmap(vma.mm, old_addr, old_len)
 
     def mremap_to(self, mm: Mm, addr: int, old_len: int, new_addr: int, new_len: int, flags: frozenset[str]) -> str:
         """mremap_to() (mm/mremap.c, 2.6.34): the target is unmapped before the source is checked."""
@@ -74,7 +81,7 @@ class MremapMixin(MadviseMixin):
         err, vma = self.vma_to_resize(mm, addr, old_len, new_len)
         if err or vma is None:
             return err or EFAULT
-        return self.move_vma(vma, addr, old_len, new_len, new_addr)
+        return self.move_vma(vma, addr, old_len, new_len, new_addr, dontunmap="dontunmap" in flags)
 
     def mremap_flags_valid(self, flags: frozenset[str]) -> bool:
         """2.6.34 knows MREMAP_MAYMOVE and MREMAP_FIXED only."""
