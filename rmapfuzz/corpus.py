@@ -245,7 +245,7 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
         raise _fail(path, f"bad field 'kind': {kind!r} (one of {', '.join(KINDS)})")
     violation = data.get("violation")
     if violation is not None:
-        _check_violation(path, violation, len(steps))
+        _check_violation(path, violation, len(steps), kind)
     found = data.get("found") or {}
     if not isinstance(found, dict):
         raise _fail(path, "bad field 'found': expected an object")
@@ -264,11 +264,14 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
     )
 
 
-def _check_violation(path: Path | str, violation: object, nsteps: int) -> None:
+def _check_violation(path: Path | str, violation: object, nsteps: int, kind: str) -> None:
     if not isinstance(violation, dict):
         raise _fail(path, "bad field 'violation': expected an object or null")
     name = violation.get("invariant")
-    if name not in inv.BY_NAME:
+    if kind == "divergence":
+        if name != "divergence":
+            raise _fail(path, f"bad field 'violation': a divergence entry records 'divergence', not {name!r}")
+    elif name not in inv.BY_NAME:
         raise _fail(path, f"bad field 'violation': unknown invariant {name!r} (known: {', '.join(inv.DEFAULT)})")
     step = violation.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < nsteps:
@@ -365,6 +368,9 @@ def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[Check
     the campaign from :func:`rmapfuzz.kernels.classify`) is skipped for that entry.
     """
     results = []
+    if rep.kind == "divergence":
+        why = "a divergence is judged against the live kernel: rmapfuzz oracle"
+        return [CheckResult(rep.name, case, "skipped", why) for case in ("own", *kernels)]
     try:
         status, detail = _own_verdict(rep)
     except Exception as exc:  # the model itself failed: report it, do not crash the gate

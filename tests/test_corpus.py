@@ -197,3 +197,23 @@ def test_check_reproducer() -> None:
     assert fails[1].status == "fail"
     divergence = bug_a(kind="divergence")
     assert corpus.check_reproducer(divergence, ["2.6.34-rc3"])[1].status == "skipped"
+
+
+def test_divergence_entries_record_the_divergence(tmp_path: Path) -> None:
+    """A divergence entry (rmapfuzz oracle) records the pseudo-invariant ``divergence``; the gate skips it."""
+    steps = '[{"op": "mmap", "pid": 0, "start": 0, "pages": 1, "prot": "rw"}]'
+    good = tmp_path / "good.json"
+    good.write_text(
+        '{"kernel": "current", "window": 8, "kind": "divergence", "steps": ' + steps + ", "
+        '"violation": {"invariant": "divergence", "step": 0, "message": "L0 differs"}}'
+    )
+    rep = corpus.load(good)
+    assert rep.invariant == "divergence"
+    assert {r.status for r in corpus.check_reproducer(rep, ["current"])} == {"skipped"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        '{"kernel": "current", "window": 8, "kind": "divergence", "steps": ' + steps + ", "
+        '"violation": {"invariant": "merge-superset", "step": 0, "message": ""}}'
+    )
+    with pytest.raises(corpus.CorpusError, match="a divergence entry records 'divergence'"):
+        corpus.load(bad)

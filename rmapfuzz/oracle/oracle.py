@@ -413,25 +413,8 @@ def divergence_reproducer(
 
 
 def load_reproducer(path: str | Path) -> corpus.Reproducer:
-    """:func:`corpus.load`, also accepting divergence entries whose violation names the
-    pseudo-invariant ``divergence`` (which the corpus's invariant check does not know)."""
-    import json
-
-    path = Path(path)
-    try:
-        return corpus.load(path)
-    except corpus.CorpusError as first:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise first from None
-        violation = data.get("violation") if isinstance(data, dict) else None
-        if not (isinstance(violation, dict) and violation.get("invariant") == "divergence"):
-            raise
-        data["violation"] = None
-        rep = corpus.loads(json.dumps(data), path)
-        rep.violation = violation
-        return rep
+    """:func:`corpus.load` (divergence entries record the pseudo-invariant ``divergence``)."""
+    return corpus.load(path)
 
 
 __all__ = ["DivergenceFound", "ExecutorError", "Oracle", "OracleError", "Outcome", "fuzz", "probe_levels"]
