@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from rmapfuzz.model.objects import VM_WRITE
+
 if TYPE_CHECKING:
     from rmapfuzz.model.core import KernelCore
-    from rmapfuzz.model.objects import AnonVma, Mm, Page, Vma
+    from rmapfuzz.model.objects import AnonVma, Mm, Page, SwapSlot, Vma
 
 
 class Violation(Exception):
@@ -228,6 +230,45 @@ def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
             )
 
 
+def check_mapcount(k: KernelCore) -> Iterator[Finding]:
+    ptes_of: dict[int, int] = {}
+    swaps_of: dict[int, tuple[SwapSlot, int]] = {}
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        for pte in mm.ptes.values():
+            if pte.swap is not None:
+                slot, n = swaps_of.get(id(pte.swap), (pte.swap, 0))
+                swaps_of[id(pte.swap)] = (slot, n + 1)
+            elif pte.page is not None:
+                ptes_of[id(pte.page)] = ptes_of.get(id(pte.page), 0) + 1
+    for page in k.pages:
+        if page.freed:
+            continue
+        mapped = ptes_of.get(id(page), 0)
+        if page.mapcount != mapped:
+            yield (f"{page.name}'s mapcount is {page.mapcount} but {mapped} ptes map it", [page])
+        cached = page.swapcache
+        if cached is not None and id(cached) not in swaps_of:
+            swaps_of[id(cached)] = (cached, 0)
+    for slot, n in swaps_of.values():
+        if slot.count != n:
+            yield (f"swap slot {slot!r} counts {slot.count} references but {n} swap ptes hold it", [slot])
+
+
+def check_pte_prot(k: KernelCore) -> Iterator[Finding]:
+    for mm in k.mms.values():
+        if not mm.alive:
+            continue
+        for vma in mm.vmas:
+            if vma.vm_flags & VM_WRITE:
+                continue
+            for addr in range(vma.vm_start, vma.vm_end):
+                pte = mm.ptes.get(addr)
+                if pte is not None and pte.swap is None and pte.writable:
+                    yield (f"{vma.name} is not writable but its pte at page {addr} is", [vma])
+
+
 # ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
 #
 # Each is a no-op on a generation without the fields it judges (the kernel class says which it has:
@@ -378,6 +419,19 @@ CATALOGUE: tuple[Invariant, ...] = (
         "I1",
         "Every present pte mapping an anonymous page is found by an rmap walk from the page's anon_vma.",
         check_rmap_complete,
+    ),
+    Invariant(
+        "mapcount",
+        "_mapcount / swap_map",
+        "A page's mapcount equals the number of present ptes that map it, and a swap entry's count the "
+        "number of swap ptes that hold it (what reuse, COW and freeing decide on).",
+        check_mapcount,
+    ),
+    Invariant(
+        "pte-prot",
+        "change_protection",
+        "No present pte is writable inside a VMA without VM_WRITE.",
+        check_pte_prot,
     ),
     *LATER_GENERATIONS,
 )

@@ -10,6 +10,7 @@ import pytest
 from rmapfuzz import invariants as inv
 from rmapfuzz.kernels import boot
 from rmapfuzz.layout import diagram, layout
+from rmapfuzz.model.objects import VM_WRITE
 from rmapfuzz.model.syscalls import SyscallMixin
 from tests.helpers import StepTuple, page_at, step, vma_at
 
@@ -138,6 +139,20 @@ def corrupt_rmap_complete() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     )
 
 
+def corrupt_mapcount() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """page1 mapped once, its mapcount raised to 2 (as a lost page_remove_rmap would leave it)."""
+    k = faulted()
+    page_at(k, 0, 0).mapcount = 2
+    return k, "page1's mapcount is 2 but 1 ptes map it", ("page1",)
+
+
+def corrupt_pte_prot() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """[0,2) made read-only by hand while its pte at page 0 stays writable."""
+    k = faulted()
+    vma_at(k, 0, 0).vm_flags &= ~VM_WRITE
+    return k, "P0:[0,2) is not writable but its pte at page 0 is", ("P0:[0,2)",)
+
+
 def corrupt_counters() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """6.0: AV1.num_active_vmas set to 3 where one VMA uses AV1.
 
@@ -181,6 +196,8 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "singleton": corrupt_singleton,
     "page-index": corrupt_page_index,
     "rmap-complete": corrupt_rmap_complete,
+    "mapcount": corrupt_mapcount,
+    "pte-prot": corrupt_pte_prot,
     "counters": corrupt_counters,
     "reuse-safe": corrupt_reuse_safe,
     "bounded-chain": corrupt_bounded_chain,
