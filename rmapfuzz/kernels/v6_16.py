@@ -289,16 +289,7 @@ class Linux615(Linux60):
             return None, merged
         if vmg.nomem:
             return ENOMEM, vma
-        if start != vma.vm_start:
-            err = self.split_vma(vma.mm, vma, start, new_below=True)
-            if err:
-                return err, vma
-        if end != vma.vm_end:
-            err = self.split_vma(vma.mm, vma, end, new_below=False)
-            if err:
-                return err, vma
-        vma.vm_flags = newflags
-        return None, vma
+        return self.split_out(vma, start, end, newflags)
 
     # ---- vma_merge_new_range and vma_expand (mmap, mremap) ----
 
@@ -356,16 +347,13 @@ class Linux615(Linux60):
         vmg = VmaMergeStruct(mm=mm, prev=prev, next=nxt, start=addr, end=end, pgoff=addr, flags=vm_flags)
         return self.vma_merge_new_range(vmg)
 
-    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> tuple[Vma | None, Vma]:
+    def copy_vma_merge(self, vma: Vma, addr: int, length: int, pgoff: int) -> Vma | None:
         """copy_vma() (mm/vma.c, 6.x): vma_merge_copied_range(), i.e. vma_merge_new_range() with the
-        source's anon_vma and ``copied_from`` = the source; else a struct copy with a cloned chain.
-        An unfaulted source is re-based (pgoff = new address) and may merge with itself."""
-        mm = vma.mm
-        if vma.anon_vma is None:
-            pgoff = addr
-        nxt, prev = self.find_vma_prev(mm, addr)
+        source's anon_vma and ``copied_from`` = the source (an unfaulted source, re-based, may merge
+        with itself)."""
+        nxt, prev = self.find_vma_prev(vma.mm, addr)
         vmg = VmaMergeStruct(
-            mm=mm,
+            mm=vma.mm,
             prev=prev,
             next=nxt,
             start=addr,
@@ -375,19 +363,7 @@ class Linux615(Linux60):
             anon_vma=vma.anon_vma,
             copied_from=vma,
         )
-        source_start = vma.vm_start
-        new = self.vma_merge_new_range(vmg)
-        if new is not None:
-            if new.vm_start <= source_start < new.vm_end:
-                vma = new
-            return new, vma
-        new = self.vm_area_dup(vma)
-        if self.anon_vma_clone(new, vma):
-            self.remove_vma(new)
-            return None, vma
-        new.vm_start, new.vm_end, new.vm_pgoff = addr, addr + length, pgoff
-        self.vma_link(mm, new)
-        return new, vma
+        return self.vma_merge_new_range(vmg)
 
     # ---- mremap ----
 

@@ -314,9 +314,8 @@ class MmapMixin(MemoryMixin):
         mm = vma.mm
         if vma.anon_vma is None:
             pgoff = addr
-        _v, prev = self.find_vma_prev(mm, addr)
         source_start = vma.vm_start
-        new = self.vma_merge(mm, prev, addr, addr + length, vma.vm_flags, vma.anon_vma, pgoff)
+        new = self.copy_vma_merge(vma, addr, length, pgoff)
         if new is not None:
             if new.vm_start <= source_start < new.vm_end:
                 vma = new
@@ -328,3 +327,9 @@ class MmapMixin(MemoryMixin):
         new.vm_start, new.vm_end, new.vm_pgoff = addr, addr + length, pgoff
         self.vma_link(mm, new)
         return new, vma
+
+    def copy_vma_merge(self, vma: Vma, addr: int, length: int, pgoff: int) -> Vma | None:
+        """The merge attempt of copy_vma() (2.6.34): vma_merge() of the target range with the
+        source's flags and anon_vma."""
+        _v, prev = self.find_vma_prev(vma.mm, addr)
+        return self.vma_merge(vma.mm, prev, addr, addr + length, vma.vm_flags, vma.anon_vma, pgoff)

@@ -25,6 +25,11 @@ class MprotectMixin(MmapMixin):
         if merged is not None:
             merged.vm_flags = newflags
             return None, merged
+        return self.split_out(vma, start, end, newflags)
+
+    def split_out(self, vma: Vma, start: int, end: int, newflags: int) -> tuple[Err, Vma]:
+        """No merge: split [start, end) out of ``vma`` (__split_vma at each end that is not the
+        VMA's) and give it ``newflags``."""
         if start != vma.vm_start:
             err = self.split_vma(vma.mm, vma, start, new_below=True)
             if err:
