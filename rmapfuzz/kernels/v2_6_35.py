@@ -95,27 +95,12 @@ class Linux2635(Linux2634):
 
     # 5c341ee1dfc8 + 76545066c852 in anon_vma_fork(), and the unlinking error path
 
-    def anon_vma_fork(self, vma: Vma, pvma: Vma) -> Err:
-        """anon_vma_fork() (2.6.35): the new anon_vma takes the parent's root and pins it.
-
-        On failure after the clone, the cloned links are unlinked again (bug C is gone).
-        """
-        if pvma.anon_vma is None:
-            return None
-        if self.anon_vma_clone(vma, pvma):
-            return ENOMEM
-        av = self.anon_vma_alloc()
-        if av is None:
-            return self.anon_vma_fork_failed(vma)
-        if not self.anon_vma_chain_alloc():
-            self.anon_vma_free(av)
-            return self.anon_vma_fork_failed(vma)
+    def anon_vma_fork_adopt(self, av: AnonVma, pvma: Vma) -> None:
+        """anon_vma_fork() (2.6.35): the new anon_vma takes the parent's root and pins it."""
+        assert pvma.anon_vma is not None
         av.root = pvma.anon_vma.root
         assert av.root is not None
         self.get_anon_vma(av.root)
-        vma.anon_vma = av
-        self.anon_vma_chain_link(vma, av)
-        return None
 
     def anon_vma_fork_failed(self, vma: Vma) -> Err:
         """The out_error label of anon_vma_fork() (2.6.35): unlink_anon_vmas() on the child VMA."""

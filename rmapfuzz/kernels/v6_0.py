@@ -41,22 +41,9 @@ class Linux319With2555283e(Linux319):
     has_degree: ClassVar[bool] = False
     has_fork_counters: ClassVar[bool] = True
 
-    def anon_vma_prepare(self, vma: Vma) -> Err:
+    def anon_vma_prepare_new(self, av: AnonVma) -> None:
         """__anon_vma_prepare() (2555283eb40d): a new root counts its self-parent link in num_children."""
-        if vma.anon_vma is not None:
-            return None
-        if not self.anon_vma_chain_alloc():
-            return ENOMEM
-        av = self.find_mergeable_anon_vma(vma)
-        if av is not None:
-            self.counters.borrows += 1
-        else:
-            av = self.anon_vma_alloc()
-            if av is None:
-                return ENOMEM
-            av.num_children += 1
-        self.anon_vma_prepare_link(vma, av)
-        return None
+        av.num_children += 1
 
     def anon_vma_prepare_link(self, vma: Vma, av: AnonVma) -> None:
         """The locked part of __anon_vma_prepare() (2555283eb40d): link; one more active VMA."""

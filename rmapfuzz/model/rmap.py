@@ -46,8 +46,12 @@ class RmapMixin(KernelCore):
             av = self.anon_vma_alloc()
             if av is None:
                 return ENOMEM
+            self.anon_vma_prepare_new(av)
         self.anon_vma_prepare_link(vma, av)
         return None
+
+    def anon_vma_prepare_new(self, av: AnonVma) -> None:
+        """What anon_vma_prepare() does to an anon_vma it allocated (a new root): nothing here."""
 
     def anon_vma_prepare_link(self, vma: Vma, av: AnonVma) -> None:
         """The locked part of anon_vma_prepare(): set vma->anon_vma and link it (head of both lists)."""
@@ -85,9 +89,14 @@ class RmapMixin(KernelCore):
         if not self.anon_vma_chain_alloc():
             self.anon_vma_free(av)
             return self.anon_vma_fork_failed(vma)
+        self.anon_vma_fork_adopt(av, pvma)
         self.anon_vma_chain_link(vma, av)
         vma.anon_vma = av
         return None
+
+    def anon_vma_fork_adopt(self, av: AnonVma, pvma: Vma) -> None:
+        """What anon_vma_fork() does to the child's new anon_vma before linking it: nothing in
+        2.6.34 (2.6.35 gives it the parent's root)."""
 
     def anon_vma_fork_failed(self, vma: Vma) -> Err:
         """The out_error label of anon_vma_fork() (2.6.34-rc3): nothing is undone."""
