@@ -15,6 +15,7 @@ example database and the corpus directory, and report to the parent through a qu
 from __future__ import annotations
 
 import datetime
+import functools
 import multiprocessing as mp
 import os
 import queue
@@ -26,14 +27,15 @@ from typing import Any
 
 import attrs
 import hypothesis
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import __version__, corpus, ops
+from rmapfuzz.database import make_database
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import classify
-from rmapfuzz.machine import Observer, machine_settings, make_machine
+from rmapfuzz.machine import Observer, RmapMachine, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import Strategy
@@ -55,7 +57,8 @@ class Config:
     examples: int | None = None  # test cases in all; None with ``budget`` set
     workers: int = 1
     corpus_dir: Path | None = Path("corpus")
-    database: Path | None = None
+    database: Path | None = None  # a local directory (rmapfuzz.database)
+    database_url: str | None = None  # redis://host:port/db, shared between machines; with database, both
     invariants: tuple[str, ...] | None = None
     keep_going: bool = False  # after a find, look for other signatures
     shrink_seconds: float = 1.0  # Hypothesis' shrinking of one find, before minimize takes over
@@ -137,6 +140,7 @@ class CampaignObserver(Observer):
         self.stop_event = stop_event
         self.known: set[str] = set()
         self.pending: dict[str, _Pending] = {}
+        self.deferred: dict[str, _Pending] = {}  # off-target finds, reduced when the search ends
         self.shrink_deadline: float | None = None
         self.seed = 0
         self.n_checks = 0
@@ -171,6 +175,14 @@ class CampaignObserver(Observer):
             return False
         now = time.monotonic()
         found = self.pending.get(sig)
+        if found is None and self._off_target(steps):
+            # Hunting named bugs: another bug is kept as first seen and reduced after the search,
+            # so no search time goes into shrinking it.
+            self.deferred[sig] = _Pending(sig, steps, now - self.stats.started, self.stats.steps,
+                                          self.stats.examples, self.seed)  # fmt: skip
+            self.known.add(sig)
+            self._tick()
+            return False
         if found is None:
             self.pending[sig] = _Pending(sig, steps, now - self.stats.started, self.stats.steps,
                                          self.stats.examples, self.seed)  # fmt: skip
@@ -180,6 +192,13 @@ class CampaignObserver(Observer):
             found.best = steps
         self._tick()
         return True
+
+    def _off_target(self, steps: list[ops.Op]) -> bool:
+        """With ``targets`` set: the failure shows none of the targeted bugs."""
+        targets = self.config.targets
+        if not targets:
+            return False
+        return not set(targets) & set(classify(self.config.kernel, steps, self.config.strategy.window))
 
     def harvest(self) -> list[_Pending]:
         out = list(self.pending.values())
@@ -235,7 +254,20 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
 
 
 def _database(config: Config) -> ExampleDatabase | None:
-    return None if config.database is None else DirectoryBasedExampleDatabase(str(config.database))
+    return make_database(config.database_url, config.database)
+
+
+def _factory(machine: type[RmapMachine], config: Config, seed: int) -> Callable[[], RmapMachine]:
+    """The machine factory Hypothesis runs.  Not the generated class: Hypothesis keys its example
+    database on a digest of the factory's source, and looking for the source of a generated class
+    parses the whole module (15 ms per run, the cost of a few hundred steps).  A ``partial`` has
+    no source to look for; the digest is the kernel, strategy and invariants instead, so a shared
+    database keeps them apart."""
+    factory = functools.partial(machine)
+    key = f"{config.kernel}/{config.strategy.name}/{config.invariants}"
+    factory._hypothesis_internal_add_digest = key.encode()  # type: ignore[attr-defined]
+    seeded: Callable[[], RmapMachine] = hypothesis.seed(seed)(factory)
+    return seeded
 
 
 def run_worker(
@@ -258,15 +290,15 @@ def run_worker(
     examples_left = config.examples
     chunk = 0
     db = _database(config)
+    machine = make_machine(config.kernel, config.strategy, config.invariants, observer)
     while True:
         size = config.chunk_examples if examples_left is None else min(config.chunk_examples, examples_left)
         if size <= 0:
             break
         observer.seed = config.seed * 1_000_003 + worker * 10_007 + chunk
-        machine = make_machine(config.kernel, config.strategy, config.invariants, observer)
         settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
         try:
-            _run_machine(hypothesis.seed(observer.seed)(machine), settings=settings)
+            _run_machine(_factory(machine, config, observer.seed), settings=settings)
         except Stop:
             pass
         except KeyboardInterrupt:
@@ -289,6 +321,11 @@ def run_worker(
         if examples_left is not None:
             examples_left -= size
         chunk += 1
+    for pending in observer.deferred.values():
+        find = _finish(config, pending, worker)
+        finds.append(find)
+        if on_find is not None:
+            on_find(find)
     return finds, interrupted
 
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import campaign, corpus, ops, render, strategy
+from rmapfuzz import campaign, corpus, database, ops, render, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.kernels import BUGS, KERNELS, UnknownKernel, resolve
@@ -335,6 +335,24 @@ def _seed(value: str | None) -> int:
         raise CliError(f"--seed must be an integer, got {value!r}") from None
 
 
+def _fuzz_database(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """``--database`` (a directory, a ``redis://`` URL, or one of each) as (directory, URL); a URL's
+    server is pinged here, so a wrong address is one line before the campaign starts."""
+    if args.no_database:
+        return None, None
+    values: list[str] = args.database or [str(campaign.default_database())]
+    urls = [v for v in values if database.is_url(v)]
+    dirs = [v for v in values if not database.is_url(v)]
+    if len(urls) > 1 or len(dirs) > 1:
+        raise CliError("--database: give at most one directory and one redis:// URL")
+    url = urls[0] if urls else None
+    try:
+        database.check(url)
+    except database.DatabaseError as exc:
+        raise CliError(str(exc)) from None
+    return (Path(dirs[0]) if dirs else None), url
+
+
 def fuzz_config(args: argparse.Namespace) -> Config:
     kernel = _kernel(args.kernel) or args.kernel
     strat = strategy.load(args.strategy)
@@ -350,6 +368,7 @@ def fuzz_config(args: argparse.Namespace) -> Config:
     if args.examples is not None and args.examples < 1:
         raise CliError(f"--examples must be at least 1, got {args.examples}")
     names = _invariants(args.invariants)
+    db_dir, db_url = _fuzz_database(args)
     return Config(
         kernel=kernel,
         strategy=strat,
@@ -358,7 +377,8 @@ def fuzz_config(args: argparse.Namespace) -> Config:
         examples=args.examples,
         workers=args.workers,
         corpus_dir=Path(args.corpus),
-        database=None if args.no_database else Path(args.database),
+        database=db_dir,
+        database_url=db_url,
         invariants=tuple(names) if names else None,
         keep_going=args.keep_going,
         shrink_seconds=args.shrink_seconds,
@@ -412,7 +432,13 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--corpus", default="corpus", help="corpus directory for reproducers (default ./corpus)")
-    p.add_argument("--database", default=str(campaign.default_database()), help="Hypothesis example database")
+    p.add_argument(
+        "--database",
+        action="append",
+        metavar="DIR|URL",
+        help=f"Hypothesis example database: a directory (default {campaign.default_database()}) or "
+        "redis://host[:port][/db], shared by many machines; give both to write to both",
+    )
     p.add_argument("--no-database", action="store_true", help="run without a Hypothesis database")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
@@ -553,6 +579,8 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         if args.budget <= 0:
             raise CliError(f"--budget must be positive, got {args.budget}")
+        if args.sequences is not None and args.sequences < 1:
+            raise CliError(f"--sequences must be at least 1, got {args.sequences}")
     try:
         oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name)
     except (orc.OracleError, ExecutorError) as exc:
@@ -597,7 +625,7 @@ def _oracle_fuzz(args: argparse.Namespace, oracle: Any, strat: strategy.Strategy
 
     seed = _seed(args.seed)
     corpus_dir = Path(args.corpus) if args.corpus else None
-    result = orc.fuzz(oracle, strat, budget=args.budget, seed=seed, corpus_dir=corpus_dir)
+    result = orc.fuzz(oracle, strat, budget=args.budget, seed=seed, corpus_dir=corpus_dir, sequences=args.sequences)
     div = result.divergence
     if args.json:
         _emit_json(
@@ -642,11 +670,16 @@ def add_oracle_command(subparsers: Subparsers) -> None:
         "Exit 1 on a divergence, 0 if all agree, 2 on bad input. See docs/live-oracle.md.",
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="reproducer files")
-    p.add_argument("--levels", default="L0,L1,L2", help="observation levels (default L0,L1,L2; L3 not implemented)")
+    p.add_argument(
+        "--levels",
+        default="L0,L1,L2,L3",
+        help="observation levels (default L0,L1,L2,L3; a level this machine cannot observe is dropped and reported)",
+    )
     p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
     p.add_argument("--budget", type=float, default=60.0, help="--fuzz: seconds to run (default 60)")
+    p.add_argument("--sequences", type=int, default=None, help="--fuzz: stop after this many sequences")
     p.add_argument("--strategy", default="default", help="--fuzz: a strategy name or .toml (fail_alloc is left out)")
     p.add_argument("--seed", default=None, help="--fuzz: seed (default: random)")
     p.add_argument("--corpus", default="divergences", help="--fuzz: where to save a divergence (default ./divergences)")

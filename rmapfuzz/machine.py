@@ -90,6 +90,29 @@ class RmapMachine(RuleBasedStateMachine):
         candidates = [a for a in mergeable if 0 <= a < window] + list(range(window))
         return candidates[i % len(candidates)]
 
+    def abutting_pages(self, pid: int, start: int, i: int) -> int:
+        """The i-th candidate length of a range from ``start``: first the lengths that end it
+        exactly where another VMA begins (where a new or moved range can merge with its next),
+        then every length that fits in the window."""
+        ends = [v.vm_start - start for v in self.runner.kernel.mms[pid].vmas if v.vm_start > start]
+        candidates = ends[:1] + list(range(1, self.strategy.window - start + 1))
+        return candidates[i % len(candidates)]
+
+    # ---- the one rule Hypothesis runs: a burst of ops (see WeightedRules) ----
+
+    @rule(chunk=st.binary())
+    def burst(self, chunk: bytes) -> None:
+        rules: WeightedRules = self._rules_strategy  # type: ignore[assignment]
+        for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
+            if len(self.steps) >= self.strategy.steps:
+                return
+            word = chunk[at : at + OP_BYTES]
+            if not any(word):
+                continue  # an all-zero slot is no op: Hypothesis's simplest choice deletes the op
+            chosen = rules.pick(word[0])
+            args = _decode_args(int.from_bytes(word[1:], "big"), chosen.function.rmap_args)
+            chosen.function(self, **args)
+
     # ---- the one place a step happens ----
 
     def do(self, op: ops.Op) -> None:
@@ -108,12 +131,21 @@ class RmapMachine(RuleBasedStateMachine):
 
 
 class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
-    """The rule choice of one test case: swarm flags per op, then weighted picks.
+    """The rule choice of one test case: swarm flags per op, then bursts of weighted picks.
 
     Swarm testing (Groce et al. 2012) as Hypothesis does it: a disable probability is drawn once,
-    then one flag per op, all shrinking towards "enabled".  Each step draws one integer picking an
-    enabled op whose preconditions hold, with probabilities in proportion to the weights (the
-    choice still shrinks towards the first rule of :data:`RULE_ORDER`).
+    then one flag per op, all shrinking towards "enabled".
+
+    A Hypothesis step costs tens of microseconds of bookkeeping whatever it draws, several times a
+    model step, so each Hypothesis step is a *burst* of up to ``strategy.burst`` ops drawn as ONE
+    byte string, :data:`OP_BYTES` bytes per op: the first byte picks an enabled op whose
+    preconditions hold, through a 256-slot table with slots in proportion to the weights; the other
+    three are the op's arguments as one mixed-radix number.  The burst is decoded op by op as it
+    runs (an argument such as "the i-th mapped page" depends on the state the previous op left).
+    Bytes shrink towards zero, so an op shrinks towards the first rule of :data:`RULE_ORDER` with
+    its smallest arguments, and an op whose four bytes are all zero is no op: Hypothesis's
+    simplest choice deletes it (and the all-zero bursts Hypothesis generates, about a quarter of
+    them, cost no model time).  :mod:`rmapfuzz.minimize` then works op by op.
     """
 
     def __init__(self, machine: RmapMachine) -> None:
@@ -125,11 +157,17 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
         self.rules: list[tuple[Any, float]] = [
             (by_name[op], float(weights[op])) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name
         ]
+        self.burst_rule = by_name["burst"]
         self.enabled: list[tuple[Any, float]] | None = None
+        self._tables: dict[int, list[Any]] = {}
 
     def _swarm(self, data: Any) -> list[tuple[Any, float]]:
-        """mmap is never switched off (without it a test case has no VMA to work on), but its weight
-        shrinks with the share of the other ops left on, so it keeps its place in the mix."""
+        """Swarm flags for a share ``strategy.swarm`` of the test cases (the rest run the whole
+        mix: the catalogued bugs each need several kinds of op).  mmap is never switched off
+        (without it a test case has no VMA to work on), but its weight shrinks with the share of
+        the other ops left on, so it keeps its place in the mix."""
+        if not data.draw_boolean(self.machine.strategy.swarm):
+            return list(self.rules)
         p_disabled = data.draw_integer(0, 254) / 255
         kept = [(r, w) for r, w in self.rules if r.function.__name__ in ALWAYS_ON or not data.draw_boolean(p_disabled)]
         others = sum(w for r, w in self.rules if r.function.__name__ not in ALWAYS_ON)
@@ -141,27 +179,45 @@ class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
         if self.enabled is None:
             self.enabled = self._swarm(data)
+        size = OP_BYTES * self.machine.strategy.burst
+        return self.burst_rule, {"chunk": data.draw_bytes(size, size)}
+
+    def pick(self, slot: int) -> Any:
+        """The rule of one op: slot (0-255) in the table of the enabled ops that may run now.  The
+        preconditions (fork, exit) depend only on the number of live processes, which keys the
+        tables."""
         machine = self.machine
-        valid = [(r, w) for r, w in self.enabled if all(pred(machine) for pred in r.preconditions)]
-        if not valid:
-            valid = [(r, w) for r, w in self.rules if all(pred(machine) for pred in r.preconditions)]
-        total = sum(w for _, w in valid)
-        weights = {i: 0.99 * w / total for i, (_, w) in enumerate(valid)}
-        chosen = valid[data.draw_integer(0, len(valid) - 1, weights=weights)][0]
-        return chosen, _draw_args(data, chosen.function.rmap_args)
+        assert self.enabled is not None
+        table = self._tables.get(len(machine.live))
+        if table is None:
+            table = self._tables[len(machine.live)] = _slot_table(
+                [(r, w) for r, w in self.enabled if all(pred(machine) for pred in r.preconditions)]
+                or [(r, w) for r, w in self.rules if all(pred(machine) for pred in r.preconditions)]
+            )
+        return table[slot]
+
+
+OP_BYTES = 4  # one byte picks the op, three hold its arguments
+
+
+def _slot_table(rules: list[tuple[Any, float]]) -> list[Any]:
+    """256 slots shared out in proportion to the weights (each rule at least one), in rule order,
+    so slot 0 is the first rule."""
+    total = sum(w for _, w in rules)
+    counts = [max(1, round(256 * w / total)) for _, w in rules]
+    while sum(counts) > 256:
+        counts[counts.index(max(counts))] -= 1
+    counts[counts.index(max(counts))] += 256 - sum(counts)
+    return [r for (r, _), n in zip(rules, counts, strict=True) for _ in range(n)]
 
 
 ArgSpec = range | tuple[Any, ...]
 
 
-def _draw_args(data: Any, specs: dict[str, ArgSpec]) -> dict[str, Any]:
-    """All of a rule's arguments from ONE choice: a mixed-radix integer whose digits are the
-    arguments, first argument least significant.  One choice per step instead of one per argument
-    halves the cost of generation; shrinking the integer still lowers the arguments."""
-    total = 1
-    for spec in specs.values():
-        total *= len(spec)
-    value = data.draw_integer(0, total - 1)
+def _decode_args(value: int, specs: dict[str, ArgSpec]) -> dict[str, Any]:
+    """All of a rule's arguments from one number: its digits in the mixed radix of the argument
+    ranges, first argument least significant (24 random bits leave at most a 1 % skew for
+    the largest rule, mremap)."""
     out = {}
     for name, spec in specs.items():
         value, digit = divmod(value, len(spec))
@@ -206,6 +262,7 @@ def recorded(build: Callable[..., ops.Op]) -> Callable[..., None]:
     return run
 
 
+# Preconditions may read only the number of live processes (WeightedRules.pick caches on it).
 def _can_fork(self: RmapMachine) -> bool:
     return len(self.live) < self.strategy.max_processes
 
@@ -222,7 +279,8 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
     count = range(1, w + 1)
 
     def mmap(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
-        return ops.Mmap(self.pid(p), start, self.span(start, pages), prot)
+        pid = self.pid(p)
+        return ops.Mmap(pid, start, self.abutting_pages(pid, start, pages), prot)
 
     def munmap(self: RmapMachine, p: int, start: int, pages: int) -> ops.Op:
         return ops.Munmap(self.pid(p), start, self.span(start, pages))
@@ -243,7 +301,7 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
         start = self.mapped_page(pid, start)
         pages = self.span(start, pages)
         new_start = self.move_target(pid, start, pages, new_start) if "fixed" in flags else start
-        return ops.Mremap(pid, start, pages, new_start, self.span(new_start, new_pages), flags)
+        return ops.Mremap(pid, start, pages, new_start, self.abutting_pages(pid, new_start, new_pages), flags)
 
     def fork(self: RmapMachine, p: int) -> ops.Op:
         return ops.Fork(self.pid(p))
@@ -281,7 +339,7 @@ def machine_settings(s: Strategy, **overrides: Any) -> settings:
     """Settings for a campaign: the strategy's run length, no deadline, no health checks that a
     stateful model search trips by design (slow data generation, filtered rules)."""
     base: dict[str, Any] = {
-        "stateful_step_count": s.steps,
+        "stateful_step_count": -(-s.steps // s.burst),  # bursts; the machine stops at s.steps ops
         "deadline": None,
         "suppress_health_check": list(HealthCheck),
         "print_blob": False,

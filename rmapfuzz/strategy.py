@@ -35,6 +35,8 @@ class Strategy:
     prots: tuple[str, ...]
     advices: tuple[str, ...]
     mremap_flags: tuple[tuple[str, ...], ...]
+    burst: int = 4  # ops per Hypothesis step (machine.WeightedRules)
+    swarm: float = 0.25  # share of test cases that switch ops off (swarm testing)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -73,6 +75,13 @@ def _positive(data: dict[str, Any], key: str, where: str, low: int, high: int) -
     return value
 
 
+def _share(data: dict[str, Any], key: str, where: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise StrategyError(f"{where}: field {key!r} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
 def _choices(data: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
     values = _field(data, key, list, where)
     bad = [v for v in values if v not in allowed]
@@ -83,7 +92,18 @@ def _choices(data: dict[str, Any], key: str, allowed: tuple[str, ...], where: st
 
 def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
     """Validate a strategy table; every error names the field."""
-    known = {"description", "window", "max_processes", "steps", "weights", "prots", "advices", "mremap_flags"}
+    known = {
+        "description",
+        "window",
+        "max_processes",
+        "steps",
+        "weights",
+        "prots",
+        "advices",
+        "mremap_flags",
+        "burst",
+        "swarm",
+    }
     unknown = set(data) - known
     if unknown:
         raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -117,6 +137,8 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         prots=_choices(data, "prots", ops.PROTS, where),
         advices=_choices(data, "advices", ops.ADVICES, where),
         mremap_flags=tuple(tuple(f for f in ops.MREMAP_FLAGS if f in flags) for flags in flag_sets),
+        burst=_positive(data, "burst", where, 1, 64) if "burst" in data else 4,
+        swarm=_share(data, "swarm", where) if "swarm" in data else 0.25,
     )
 
 

@@ -6,7 +6,8 @@ import ast
 import random
 
 from bench.mutants import KINDS, mutate, sites
-from bench.walk import UNIFORM, random_sequence, walk
+from bench.walk import UNIFORM, Language, random_sequence, uniform_mix, walk
+from rmapfuzz import strategy
 
 
 def test_mutant_sites_cover_every_kind_and_mutate_to_different_code() -> None:
@@ -29,3 +30,20 @@ def test_walker_finds_bug_a_on_rc3_and_nothing_on_current() -> None:
 def test_random_sequences_track_pids() -> None:
     seq = random_sequence(random.Random(3), 200)
     assert len(seq) == 200
+
+
+def test_the_walker_speaks_the_strategy_language() -> None:
+    s = strategy.load("enomem")
+    lang = Language.of(s)
+    seq = random_sequence(random.Random(5), 400, lang, uniform_mix(s))
+    kinds = {op.op for op in seq}
+    assert "fail_alloc" in kinds and kinds <= set(s.weights) | {"write"}
+    assert all(getattr(op, "prot", "rw") in s.prots for op in seq)
+
+
+def test_mutant_sites_leave_out_methods_the_kernel_overrides() -> None:
+    """6.18.8 overrides mmap_merge (vma_merge_new_range) and mprotect_fixup, 3.7 does not."""
+    for name in ("mmap_merge", "mprotect_fixup"):
+        assert any(s.function == name for s in sites("3.7"))
+        assert not any(s.function == name for s in sites("6.18.8"))
+    assert len(sites("6.18.8")) < len(sites("3.7")) <= len(sites())

@@ -6,6 +6,7 @@ import contextlib
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import campaign, corpus, ops, strategy
@@ -79,9 +80,14 @@ class Recorder(Observer):
     def __init__(self) -> None:
         self.ops: list[ops.Op] = []
         self.failures: list[list[ops.Op]] = []
+        self.lengths: list[int] = []
+
+    def on_start(self) -> None:
+        self.lengths.append(0)
 
     def on_step(self, op: ops.Op, result: str) -> None:
         self.ops.append(op)
+        self.lengths[-1] += 1
 
     def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
         self.failures.append(steps)
@@ -91,8 +97,11 @@ class Recorder(Observer):
 def _run(kernel: str, strat: str, examples: int, observer: Observer | None = None) -> None:
     s = strategy.load(strat)
     machine = make_machine(kernel, s, observer=observer)
+    # No Hypothesis shrinking: these tests judge what is found (minimize_failure reduces it), and
+    # shrinking a long burst-built test case can take minutes.
+    phases = (Phase.explicit, Phase.reuse, Phase.generate)
     run_state_machine_as_test(
-        machine, settings=machine_settings(s, max_examples=examples, derandomize=True, database=None)
+        machine, settings=machine_settings(s, max_examples=examples, derandomize=True, database=None, phases=phases)
     )
 
 
@@ -122,8 +131,37 @@ def test_machine_ops_follow_the_strategy() -> None:
 
 
 def test_testcase_is_exposed_for_pytest_and_hypofuzz() -> None:
-    machine = make_machine("2.6.34", strategy.load("merge-storm"))
-    assert machine.TestCase.settings.stateful_step_count == strategy.load("merge-storm").steps
+    s = strategy.load("merge-storm")
+    machine = make_machine("2.6.34", s)
+    # Hypothesis steps are bursts of up to s.burst ops; the machine stops at s.steps ops.
+    assert machine.TestCase.settings.stateful_step_count * s.burst >= s.steps
+    assert (machine.TestCase.settings.stateful_step_count - 1) * s.burst < s.steps
+
+
+def test_test_cases_never_run_more_ops_than_the_strategy_allows() -> None:
+    rec = Recorder()
+    _run("2.6.34", "merge-storm", 30, rec)
+    assert 0 < max(rec.lengths) <= strategy.load("merge-storm").steps
+
+
+def test_an_all_zero_op_slot_is_no_op() -> None:
+    """Hypothesis's simplest choice (all-zero bytes) deletes an op: a zero burst runs nothing."""
+    cls = make_machine("2.6.34", strategy.load("default"))
+    machine = cls()
+    machine._rules_strategy.enabled = list(machine._rules_strategy.rules)  # type: ignore[attr-defined]
+    machine.burst(bytes(4 * 8))
+    assert machine.steps == []
+    machine.burst(bytes([0, 0, 0, 1]) + bytes(28))  # slot 0 (mmap) with the smallest non-zero arguments
+    assert [op.op for op in machine.steps] == ["mmap"]
+
+
+def test_slot_table_follows_the_weights() -> None:
+    from rmapfuzz.machine import _slot_table
+
+    table = _slot_table([("a", 3.0), ("b", 1.0), ("c", 0.001)])
+    assert len(table) == 256
+    assert table[0] == "a" and table.count("c") == 1
+    assert abs(table.count("a") / table.count("b") - 3) < 0.1
 
 
 # ---- the minimizer ----

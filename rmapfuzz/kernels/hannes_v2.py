@@ -26,7 +26,7 @@ class HannesV2(Linux2634rc3):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("lkml-2010-04-09", "[PATCH -v2] rmap: make anon_vma_prepare link in all the anon_vmas of a mergeable VMA"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("A", "S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("A", "S", "C", "M", "L")
 
     def anon_vma_prepare(self, vma: Vma) -> Err:
         """-v2: borrow the lender's anon_vma and link in all of the lender's anon_vmas."""

@@ -30,7 +30,7 @@ class Linux2634(Linux2634rc4):
         ("(unverified)", "anon_vma: clone the anon_vma chain in the right order"),
         ("(unverified)", "rmap: add exclusively owned pages to the newest anon_vma"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("C", "M", "L")
 
     # "anon_vma: clone the anon_vma chain in the right order"
 

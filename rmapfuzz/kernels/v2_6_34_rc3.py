@@ -17,4 +17,4 @@ class Linux2634rc3(SyscallMixin):
         ("5beb49305251", "mm: change anon_vma linking to fix multi-process server scalability issue"),
         ("c44b674323f4", "rmap: move exclusively owned pages to own anon_vma in do_wp_page()"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("A", "B", "S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("A", "B", "S", "C", "M", "L")

@@ -28,7 +28,7 @@ class Linux2634rc3WithD0e9fe17(Linux2634rc3):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("d0e9fe1758f2", "Simplify and comment on anon_vma re-use for anon_vma_prepare()"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("A", "S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("A", "S", "C", "M", "L")
 
     @staticmethod
     def anon_vma_compatible(a: Vma, b: Vma) -> bool:
@@ -65,7 +65,7 @@ class Linux2634rc3With287d97ac(Linux2634rc3):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("287d97ac0321", "vma_adjust: fix the copying of anon_vma chains"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("B", "S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("B", "S", "C", "M", "L")
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
         """vma_adjust() after 287d97ac0321: the importer clones the exporter's chain."""
@@ -88,4 +88,4 @@ class Linux2634rc4(Linux2634rc3With287d97ac, Linux2634rc3WithD0e9fe17):
     base = "2.6.34-rc3"
     summary = "both April 2010 merge fixes; the old swap-in rule is still there"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (D0E9FE17, C287D97AC)
-    bugs: ClassVar[tuple[str, ...]] = ("S", "C", "M")
+    bugs: ClassVar[tuple[str, ...]] = ("S", "C", "M", "L")

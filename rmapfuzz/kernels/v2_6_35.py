@@ -49,7 +49,7 @@ class Linux2635(Linux2634):
         ("76545066c852", "mm: extend KSM refcounts to the anon_vma root"),
         ("(unverified)", "anon_vma_fork() error path unlinks the cloned chain"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("M",)
+    bugs: ClassVar[tuple[str, ...]] = ("M", "L")
 
     has_refcount: ClassVar[bool] = True
 
@@ -116,7 +116,7 @@ class Linux2636(Linux2635):
         ("288468c334e9", "rmap: always use anon_vma root pointer"),
         ("(unverified)", "rmap: add exclusive page to private anon_vma on swapin"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ("M",)
+    bugs: ClassVar[tuple[str, ...]] = ("M", "L")
 
     def page_set_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool) -> None:
         """__page_set_anon_rmap() (288468c334e9): not exclusive -> vma->anon_vma->root."""

@@ -27,7 +27,7 @@ class Linux2634With965f55de(Linux2634):
     base = "2.6.34"
     summary = "2.6.34 with only Shaohua Li's singular-chain merge rule (for classifying bug M)"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C965F55DE,)
-    bugs: ClassVar[tuple[str, ...]] = ("C",)
+    bugs: ClassVar[tuple[str, ...]] = ("C", "L")
 
     def is_mergeable_anon_vma(self, av1: AnonVma | None, av2: AnonVma | None, vma: Vma | None) -> bool:
         """is_mergeable_anon_vma() (965f55dea0e3): a NULL side merges only next to a singular chain.
@@ -46,4 +46,4 @@ class Linux30(Linux2634With965f55de, Linux2636):
     base = "2.6.36"
     summary = "Shaohua Li's rule: no merge of an unfaulted side with a forked (non-singular) neighbour"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C965F55DE,)
-    bugs: ClassVar[tuple[str, ...]] = ()
+    bugs: ClassVar[tuple[str, ...]] = ("L",)

@@ -59,7 +59,7 @@ class Linux319rc4(Linux37):
     base = "3.7"
     summary = "anon_vma->degree and fork-time reuse; vma_adjust's import still clones before setting"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C7A3EF208,)
-    bugs: ClassVar[tuple[str, ...]] = ("D", "E", "G")
+    bugs: ClassVar[tuple[str, ...]] = ("D", "E", "G", "L")
 
     has_degree: ClassVar[bool] = True
 
@@ -179,7 +179,7 @@ class Linux319(Linux319rc4):
     base = "3.19-rc4"
     summary = "degree reuse with b800c91a0517: vma_adjust sets the importer's anon_vma before cloning"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (CB800C91A,)
-    bugs: ClassVar[tuple[str, ...]] = ("E", "G")
+    bugs: ClassVar[tuple[str, ...]] = ("E", "G", "L")
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
         """vma_adjust() (b800c91a0517): ``importer->anon_vma`` is set first, so the clone counts it,

@@ -21,7 +21,7 @@ class Linux37(Linux30):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         ("bf181b9f9d8d", "mm anon rmap: replace same_anon_vma linked list with an interval tree"),
     )
-    bugs: ClassVar[tuple[str, ...]] = ()
+    bugs: ClassVar[tuple[str, ...]] = ("L",)
 
     def anon_vma_interval_tree(self, av: AnonVma, page: Page) -> list[AnonVmaChain]:
         """anon_vma_interval_tree_foreach(avc, &av->rb_root, pgoff, pgoff): the VMAs whose

@@ -15,6 +15,9 @@ changed in these functions between 3.19 and 6.0:
 * Wei Yang, "mm/rmap.c: don't reuse anon_vma if we just want a copy" (2019, [id unverified]):
   reuse only when ``src->anon_vma`` is set.
 * MADV_WIPEONFORK (4.14) is available.
+* Andrea Arcangeli, e86f15ee64d8 (4.8; id from memory, the code read in later mm/mmap.c): vma_adjust()
+  case 6 imports the anon_vma of the VMA after next on its first pass, before next is freed, so a
+  failed anon_vma_clone() no longer leaves mprotect_fixup() with a freed VMA.
 
 Not modelled between 3.19 and 6.0: the 4.8 role swap of vma_merge() case 8 (the model keeps the
 2.6.34 orientation), MREMAP_DONTUNMAP (5.7), per-VMA locking.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rmapfuzz.kernels.v3_7 import Linux37
 from rmapfuzz.kernels.v3_19 import Linux319
 from rmapfuzz.model.core import ENOMEM, Err
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Vma
@@ -36,7 +40,7 @@ class Linux319With2555283e(Linux319):
     base = "3.19"
     summary = "3.19 with only Jann Horn's num_children/num_active_vmas fix (for classifying bug G)"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C2555283E,)
-    bugs: ClassVar[tuple[str, ...]] = ("E",)
+    bugs: ClassVar[tuple[str, ...]] = ("E", "L")
 
     has_degree: ClassVar[bool] = False
     has_fork_counters: ClassVar[bool] = True
@@ -116,24 +120,53 @@ class Linux319With2555283e(Linux319):
             vma.anon_vma_chain.remove(avc)
 
 
-class Linux60(Linux319With2555283e):
-    name = "6.0"
-    base = "3.19+2555283e"
-    summary = "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("(unverified)", "mm: fix anon_vma->degree underflow in anon_vma endless growing prevention"),
-        ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy"),
-    )
+E86F15EE = ("e86f15ee64d8", "mm: vma_merge: fix vm_page_prot SMP race condition against rmap_walk")
+
+
+class Linux37WithE86f15ee(Linux37):
+    name = "3.7+e86f15ee"
+    base = "3.7"
+    summary = "3.7 with only 4.8's first-pass import of vma_adjust() case 6 (for classifying bug L)"
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (E86F15EE,)
     bugs: ClassVar[tuple[str, ...]] = ()
+    case6_imports_first: ClassVar[bool] = True
 
-    has_wipeonfork: ClassVar[bool] = True
 
-    def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
-        """The reuse test (6.0): also only when src has an anon_vma (Wei Yang, 2019)."""
-        return src.anon_vma is not None and super().may_reuse_anon_vma(dst, src, av)
+LEON_YU = ("(unverified)", "mm: fix anon_vma->degree underflow in anon_vma endless growing prevention")
+
+
+class CloneFailureClearsAnonVma:
+    """Leon Yu's 4.0 fix to anon_vma_clone()'s enomem_failure path, shared by the overlays that carry it."""
 
     def anon_vma_clone_failed(self, dst: Vma) -> Err:
         """enomem_failure (Leon Yu, 4.0): ``dst->anon_vma`` is cleared before unlinking."""
         dst.anon_vma = None
-        self.unlink_anon_vmas(dst)
+        self.unlink_anon_vmas(dst)  # type: ignore[attr-defined]
         return ENOMEM
+
+
+class Linux319WithLeonYu(CloneFailureClearsAnonVma, Linux319):
+    name = "3.19+degree-underflow-fix"
+    base = "3.19"
+    summary = "3.19 with only Leon Yu's anon_vma_clone() ENOMEM fix (for classifying bug E)"
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (LEON_YU,)
+    bugs: ClassVar[tuple[str, ...]] = ("G", "L")
+
+
+class Linux60(CloneFailureClearsAnonVma, Linux319With2555283e):
+    name = "6.0"
+    base = "3.19+2555283e"
+    summary = "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma"
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (
+        LEON_YU,
+        ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy"),
+        E86F15EE,
+    )
+    bugs: ClassVar[tuple[str, ...]] = ()
+
+    has_wipeonfork: ClassVar[bool] = True
+    case6_imports_first: ClassVar[bool] = True  # 4.8 (Andrea Arcangeli): the exporter is chosen up front
+
+    def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
+        """The reuse test (6.0): also only when src has an anon_vma (Wei Yang, 2019)."""
+        return src.anon_vma is not None and super().may_reuse_anon_vma(dst, src, av)

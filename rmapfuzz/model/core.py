@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import attrs
 
+from rmapfuzz.invariants import use_after_free
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Mm, Page, SwapSlot, Vma
 
 Err = str | None
@@ -165,12 +166,16 @@ class KernelCore(ABC):
     @staticmethod
     def vma_next(vma: Vma) -> Vma | None:
         """vma->vm_next"""
+        if vma.freed:
+            raise use_after_free(f"vm_next of freed {vma.name}", vma)
         vmas = vma.mm.vmas
         i = vmas.index(vma)
         return vmas[i + 1] if i + 1 < len(vmas) else None
 
     @staticmethod
     def vma_prev(vma: Vma) -> Vma | None:
+        if vma.freed:
+            raise use_after_free(f"vm_prev of freed {vma.name}", vma)
         vmas = vma.mm.vmas
         i = vmas.index(vma)
         return vmas[i - 1] if i > 0 else None

@@ -11,6 +11,8 @@ The ``vma_merge`` case numbers are the kernel comment's (kernel-rmap.md §2.7):
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rmapfuzz.model.core import EINVAL, ENOMEM, OK, Err
 from rmapfuzz.model.memory import MemoryMixin
 from rmapfuzz.model.objects import (
@@ -134,6 +136,8 @@ class MmapMixin(MemoryMixin):
                     remove_next = 1 + (end > nxt.vm_end)
                     end = nxt.vm_end
                     importer, exporter = vma, nxt
+                    if remove_next == 2 and nxt.anon_vma is None and self.case6_imports_first:
+                        exporter = self.vma_next(nxt)
                 elif end > nxt.vm_start:
                     adjust_next = end - nxt.vm_start
                     importer, exporter = vma, nxt
@@ -166,6 +170,12 @@ class MmapMixin(MemoryMixin):
                 return None
             nxt = self.vma_next(vma)
             again = True
+
+    # Before 4.8, case 6 imports the anon_vma of the VMA after next on its second pass, after next
+    # was freed: if that anon_vma_clone() fails, vma_adjust() returns -ENOMEM with next gone, and
+    # the mprotect_fixup()/madvise caller goes on with the freed VMA (vma_modify_flags).  4.8 picks
+    # that exporter on the first pass, before anything is freed.
+    case6_imports_first: ClassVar[bool] = False
 
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
         """The anon_vma import in vma_adjust() (2.6.34-rc3, bug A).

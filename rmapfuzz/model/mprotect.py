@@ -6,6 +6,7 @@ every vma_merge() case the April 2010 bugs went through.
 
 from __future__ import annotations
 
+from rmapfuzz.invariants import use_after_free
 from rmapfuzz.model.core import ENOMEM, OK, Err
 from rmapfuzz.model.mmap import MmapMixin
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_PROT_MASK, VM_WRITE, Mm, Vma, prot_to_flags
@@ -25,6 +26,8 @@ class MprotectMixin(MmapMixin):
         if merged is not None:
             merged.vm_flags = newflags
             return None, merged
+        if vma.freed:  # vma_adjust() failed after freeing it (case 6 before 4.8): the caller uses it
+            raise use_after_free(f"vma_merge() failed after vma_adjust() freed {vma.name}; the caller uses it", vma)
         return self.split_out(vma, start, end, newflags)
 
     def split_out(self, vma: Vma, start: int, end: int, newflags: int) -> tuple[Err, Vma]:

@@ -8,7 +8,12 @@ Levels (each a function of a model kernel, and of plain data for the live kernel
 * **L1** -- per VMA, the merge-relevant VmFlags (``ac``, ``dc``, ``wf``; ``nr``, ``hg``, ``nh`` must
   be absent) and smaps ``Anonymous``;
 * **L2** -- per (pid, page): not present, the zero page, or a physical page, compared as classes
-  (which cells share one page), not as PFNs.
+  (which cells share one page), not as PFNs;
+* **L3** -- the anon_vma graph up to renaming: per VMA ``vm_pgoff``, the model's ``vm_flags`` bits,
+  which anon_vma it has (anon_vmas are named ``av0``, ``av1`` ... by first appearance walking
+  processes in pid order, VMAs by address, each VMA's anon_vma and then its chain in order), its
+  chain as a list of those names, and per chained anon_vma its root and parent (renamed),
+  ``num_children``, ``num_active_vmas`` and ``refcount``.
 
 When the machine has no swap device ``MADV_PAGEOUT`` cannot push anon pages out, while the model
 swaps them: cells the model holds as swap entries are then left out of L2, and L1's ``Anonymous``
@@ -17,12 +22,22 @@ may count them (``swap_tolerant``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import NamedTuple
 
 import attrs
 
 from rmapfuzz.model.core import KernelCore
-from rmapfuzz.model.objects import VM_ACCOUNT, VM_DONTCOPY, VM_WIPEONFORK, flags_to_prot
+from rmapfuzz.model.objects import (
+    VM_ACCOUNT,
+    VM_DONTCOPY,
+    VM_MAY_ALL,
+    VM_PROT_MASK,
+    VM_WIPEONFORK,
+    describe_flags,
+    flags_to_prot,
+)
+from rmapfuzz.oracle.bpf import END_COMPLETE, END_NULL, END_TRUNCATED, VmaRecord
 from rmapfuzz.oracle.observe import COMPARED_FLAGS, Cell, KVma, SmapsVma, canonical_classes
 
 PAGE_KB = 4
@@ -31,7 +46,7 @@ PAGE_KB = 4
 @attrs.frozen
 class Divergence:
     """The first place kernel and model disagree: ``step`` is the 0-based step index (after which
-    the observation was taken), ``level`` one of ``result``, ``L0``, ``L1``, ``L2``."""
+    the observation was taken), ``level`` one of ``result``, ``L0``, ``L1``, ``L2``, ``L3``."""
 
     step: int
     level: str
@@ -204,3 +219,240 @@ def compare_pages(
         classes_text({**mc, **mark}, pids, pages),
         f"page identity differs (first in P{pid}; '-' not present, '0' zero page, pN a shared class, '~' not compared)",
     )
+
+
+# ---- L3: the anon_vma graph, up to renaming ----
+
+# The vm_flags bits L3 compares: the ones the model carries.  Others the kernel may set on these
+# VMAs (VM_SOFTDIRTY with CONFIG_MEM_SOFT_DIRTY, ...) are not part of the model.
+GRAPH_FLAGS = VM_PROT_MASK | VM_MAY_ALL | VM_ACCOUNT | VM_DONTCOPY | VM_WIPEONFORK
+
+
+class AvState(NamedTuple):
+    """One anon_vma at L3; ``root`` and ``parent`` are identities (kernel pointers, or the
+    model's AnonVma objects)."""
+
+    root: Hashable | None
+    parent: Hashable | None
+    num_children: int
+    num_active_vmas: int
+    refcount: int
+
+
+class GraphVma(NamedTuple):
+    """One VMA at L3: window pages, ``pgoff`` relative to the window's first page, flags masked
+    with :data:`GRAPH_FLAGS`; ``chain`` is the same_vma list from its head, as far as it was read
+    (``status`` says whether it was cut: ``END_TRUNCATED`` past the iterator's limit,
+    ``END_NULL`` at a NULL link)."""
+
+    start: int
+    end: int
+    pgoff: int
+    flags: int
+    anon_vma: Hashable | None
+    chain: tuple[Hashable, ...]
+    status: int = END_COMPLETE
+
+
+@attrs.define
+class Graph:
+    """Per process (op-language pid) its VMAs by address, and the state of every chained anon_vma."""
+
+    vmas: dict[int, list[GraphVma]]
+    avs: dict[Hashable, AvState]
+
+
+def model_graph(k: KernelCore, max_chain: int) -> Graph:
+    """The model's graph, with chains cut at ``max_chain`` as the iterator cuts them."""
+    vmas: dict[int, list[GraphVma]] = {}
+    avs: dict[Hashable, AvState] = {}
+    for pid in model_live(k):
+        rows = []
+        for v in k.mms[pid].vmas:
+            chain = v.chain_anon_vmas()
+            status = END_TRUNCATED if len(chain) > max_chain else END_COMPLETE
+            rows.append(
+                GraphVma(
+                    v.vm_start,
+                    v.vm_end,
+                    v.vm_pgoff,
+                    v.vm_flags & GRAPH_FLAGS,
+                    v.anon_vma,
+                    tuple(chain[:max_chain]),
+                    status,
+                )
+            )
+            for av in chain[:max_chain]:
+                avs[av] = AvState(av.root, av.parent, av.num_children, av.num_active_vmas, av.refcount)
+        vmas[pid] = rows
+    return Graph(vmas, avs)
+
+
+def kernel_graph(records: Mapping[int, Sequence[VmaRecord]], start: int, page: int) -> Graph:
+    """The kernel's graph from the iterator's records (per op-language pid); ``start`` is the
+    window's first address."""
+    first = start // page
+    vmas: dict[int, list[GraphVma]] = {}
+    avs: dict[Hashable, AvState] = {}
+    for pid, recs in records.items():
+        rows = []
+        for r in sorted(recs, key=lambda r: r.start):
+            chain = tuple(c.anon_vma for c in r.chain)
+            rows.append(
+                GraphVma(
+                    (r.start - start) // page,
+                    (r.end - start) // page,
+                    r.pgoff - first,
+                    r.flags & GRAPH_FLAGS,
+                    r.anon_vma or None,
+                    chain,
+                    r.status,
+                )
+            )
+            for c in r.chain:
+                avs[c.anon_vma] = AvState(
+                    c.root or None, c.parent or None, c.num_children, c.num_active_vmas, c.refcount
+                )
+        vmas[pid] = rows
+    return Graph(vmas, avs)
+
+
+class CanonAv(NamedTuple):
+    """A chained anon_vma under its canonical name; ``root``/``parent`` are names too (``None``
+    for NULL)."""
+
+    name: str
+    root: str | None
+    parent: str | None
+    num_children: int
+    num_active_vmas: int
+    refcount: int
+
+    def text(self) -> str:
+        if self.root == self.name and self.parent == self.name:
+            where = "root"
+        else:
+            where = f"root {self.root or 'NULL'}, parent {self.parent or 'NULL'}"
+        return f"{self.name} ({where}, ch={self.num_children} act={self.num_active_vmas} ref={self.refcount})"
+
+
+class CanonVma(NamedTuple):
+    start: int
+    end: int
+    pgoff: int
+    flags: int
+    anon_vma: str | None
+    chain: tuple[CanonAv, ...]
+    status: int
+
+    def text(self, seen: set[str] | None = None) -> str:
+        """``[s,e) pgoff +n rw- ac av1, chain [av1 (root av0, ...), av0 (...)]``; anon_vmas named
+        in ``seen`` are not described again (and are added to it)."""
+        flags = describe_flags(self.flags)
+        if self.flags & VM_MAY_ALL != VM_MAY_ALL:
+            flags += f" (vm_flags {self.flags:#x})"
+        head = f"[{self.start},{self.end}) pgoff {self.pgoff:+d} {flags}"
+        if self.anon_vma is None and not self.chain:
+            body = "none"
+        else:
+            entries = []
+            for c in self.chain:
+                entries.append(c.name if seen is not None and c.name in seen else c.text())
+                if seen is not None:
+                    seen.add(c.name)
+            body = f"{self.anon_vma or 'no anon_vma'}, chain [{', '.join(entries)}"
+            body += {END_COMPLETE: "]", END_TRUNCATED: ", ...] (cut)", END_NULL: ", NULL link]"}.get(self.status, "]")
+        return f"{head} {body}"
+
+
+def canonical_graph(g: Graph) -> dict[int, list[CanonVma]]:
+    """Rename anon_vmas by first appearance (pids in order, VMAs by address; a VMA's anon_vma,
+    then its chain, then each chained anon_vma's root and parent).  Two graphs are the same up
+    to renaming exactly when their canonical forms are equal."""
+    names: dict[Hashable, str] = {}
+
+    def name(key: Hashable | None) -> str | None:
+        if key is None:
+            return None
+        if key not in names:
+            names[key] = f"av{len(names)}"
+        return names[key]
+
+    out: dict[int, list[CanonVma]] = {}
+    for pid in sorted(g.vmas):
+        rows = []
+        for v in g.vmas[pid]:
+            anon_vma = name(v.anon_vma)
+            for key in v.chain:
+                name(key)
+            chain = []
+            for key in v.chain:
+                st = g.avs[key]
+                chain.append(
+                    CanonAv(
+                        name(key) or "",
+                        name(st.root),
+                        name(st.parent),
+                        st.num_children,
+                        st.num_active_vmas,
+                        st.refcount,
+                    )
+                )
+            rows.append(CanonVma(v.start, v.end, v.pgoff, v.flags, anon_vma, tuple(chain), v.status))
+        out[pid] = rows
+    return out
+
+
+def _vma_difference(k: CanonVma, m: CanonVma) -> str | None:
+    """The first field in which two canonical VMAs differ, in words."""
+    if (k.start, k.end) != (m.start, m.end):
+        return "the VMAs differ"
+    if k.pgoff != m.pgoff:
+        return "vm_pgoff differs"
+    if k.flags != m.flags:
+        return "vm_flags differ"
+    if (k.anon_vma is None) != (m.anon_vma is None):
+        return "whether it has an anon_vma differs"
+    if k.anon_vma != m.anon_vma:
+        return "its anon_vma differs (which VMAs share an anon_vma)"
+    if len(k.chain) != len(m.chain) or k.status != m.status:
+        return "the anon_vma_chain's length differs"
+    for i, (a, b) in enumerate(zip(k.chain, m.chain, strict=True)):
+        if a.name != b.name:
+            return f"anon_vma_chain[{i}] differs"
+    for i, (a, b) in enumerate(zip(k.chain, m.chain, strict=True)):
+        for fld in ("root", "parent", "num_children", "num_active_vmas", "refcount"):
+            if getattr(a, fld) != getattr(b, fld):
+                return f"{fld} of anon_vma_chain[{i}] ({a.name}) differs"
+    return None
+
+
+def compare_graphs(kernel: Graph, model: Graph) -> Mismatch | None:
+    """L3: the same processes, and per VMA the same canonical row (see :func:`canonical_graph`);
+    the first differing VMA is reported with the field."""
+    kc, mc = canonical_graph(kernel), canonical_graph(model)
+    if kc == mc:
+        return None
+    if sorted(kc) != sorted(mc):
+        return f"processes {sorted(kc)}", f"processes {sorted(mc)}", "the live processes differ"
+    for pid in sorted(mc):
+        krows, mrows = kc[pid], mc[pid]
+        for a, b in zip(krows, mrows, strict=False):
+            what = _vma_difference(a, b)
+            if what is not None:
+                return f"P{pid} {a.text()}", f"P{pid} {b.text()}", f"P{pid} [{b.start},{b.end}): {what}"
+        if len(krows) != len(mrows):
+            ktext = "; ".join(r.text() for r in krows) or "(empty)"
+            mtext = "; ".join(r.text() for r in mrows) or "(empty)"
+            return f"P{pid} {ktext}", f"P{pid} {mtext}", f"P{pid}'s VMAs differ"
+    return None
+
+
+def graph_text(g: Graph) -> str:
+    """The whole canonical graph, one process after another, each anon_vma described where it
+    first appears (for reports and tests)."""
+    seen: set[str] = set()
+    parts = []
+    for pid, rows in canonical_graph(g).items():
+        parts.append(f"P{pid} " + (", ".join(v.text(seen) for v in rows) or "(empty)"))
+    return "; ".join(parts)

@@ -5,7 +5,10 @@
 * **L1** smaps ``VmFlags`` and ``Anonymous`` per VMA (slow: the kernel walks every VMA of the
   process, so it is read once, at the end of a sequence);
 * **L2** pagemap per page: present, swapped, exclusively mapped (bit 56) and PFN.  PFNs are only
-  compared as classes ("these (pid, page) share a physical page"), with the zero page told apart.
+  compared as classes ("these (pid, page) share a physical page"), with the zero page told apart;
+* **L3** the anon_vma graph: per VMA ``vm_pgoff``, ``vm_flags``, ``anon_vma`` and its
+  ``anon_vma_chain``, each chained anon_vma's root, parent and counters, read by a BPF
+  ``task_vma`` iterator (:mod:`rmapfuzz.oracle.bpf`, offsets from :mod:`rmapfuzz.oracle.btf`).
 
 Everything is in window pages: a VMA is ``(start, end, prot)`` with ``start``/``end`` page numbers
 relative to the window base and ``prot`` a subset of ``"rwx"`` (the op language's spelling).
@@ -17,12 +20,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import attrs
 
+from rmapfuzz.oracle import bpf, btf
 from rmapfuzz.oracle import syscalls as sc
 
 KVma = tuple[int, int, str]
@@ -362,3 +367,55 @@ class ProcView:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pagemap_fd = None
+
+
+# ---- L3: the anon_vma graph ----
+
+
+@functools.cache
+def graph_unavailable() -> str | None:
+    """Why L3 cannot run here (``None`` if it can): the kernel's BTF must describe the structs,
+    and a test program must load, attach and run (CAP_BPF + CAP_PERFMON).  Probed once per
+    process."""
+    if not os.path.exists(btf.VMLINUX):
+        return f"no {btf.VMLINUX} (kernel built without CONFIG_DEBUG_INFO_BTF)"
+    try:
+        layout = btf.kernel_layout()
+    except OSError as exc:
+        return f"cannot read {btf.VMLINUX}: {exc.strerror}"
+    except btf.BtfError as exc:
+        return str(exc)
+    try:
+        with bpf.VmaIterator(layout, 0, sc.PAGE, max_chain=1) as it:  # a window nothing maps
+            it.snapshot([os.getpid()])
+    except bpf.BpfError as exc:
+        return str(exc)
+    except bpf.DecodeError as exc:
+        return f"the test iterator's output does not decode: {exc}"
+    return None
+
+
+class GraphObserver:
+    """The L3 iterator for one window: snapshots of the workers' window VMAs, by op-language pid."""
+
+    def __init__(self, start: int, pages: int, max_chain: int = bpf.DEFAULT_MAX_CHAIN, page: int = sc.PAGE) -> None:
+        self.start = start
+        self.page = page
+        self.max_chain = max_chain
+        self.iterator = bpf.VmaIterator(btf.kernel_layout(), start, start + pages * page, max_chain)
+
+    def snapshot(self, pids: Mapping[int, int]) -> dict[int, list[bpf.VmaRecord]]:
+        """``pids`` maps op-language pids to OS pids; each process's window VMAs, by address.
+        The processes must be idle (between steps)."""
+        out: dict[int, list[bpf.VmaRecord]] = {}
+        for pid, os_pid in pids.items():
+            out[pid] = [r for r in self.iterator.snapshot([os_pid]) if r.tgid == os_pid]
+        return out
+
+    def forget(self, os_pids: Iterable[int]) -> None:
+        """Drop the per-process links of workers that are gone (their pids may be reused)."""
+        for os_pid in os_pids:
+            self.iterator.forget(os_pid)
+
+    def close(self) -> None:
+        self.iterator.close()

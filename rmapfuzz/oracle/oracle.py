@@ -3,7 +3,8 @@
 :class:`Oracle` owns an :class:`~rmapfuzz.oracle.executor.Executor` and knows which levels it can
 observe here (:func:`probe_levels`).  :meth:`Oracle.sequence` starts one sequence (a fresh worker
 tree and a fresh model); :meth:`SequenceRun.step` runs one step on both and compares the result,
-L0 and L2 after it; :meth:`SequenceRun.finish` compares L1 at the end.  :meth:`Oracle.run` does a
+L0, L2 and L3 after it; :meth:`SequenceRun.finish` compares L1 (and L3, if it is not compared
+after every step) at the end.  :meth:`Oracle.run` does a
 whole list of steps and returns an :class:`Outcome`.  :func:`fuzz` is the differential campaign:
 the Hypothesis machine on the model, every step also run live, a divergence a failure that
 shrinks like any other.
@@ -16,6 +17,7 @@ import datetime
 import os
 import platform
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,7 +40,7 @@ from rmapfuzz.strategy import Strategy
 _run_machine: Callable[..., None] = run_state_machine_as_test
 
 LEVELS = ("L0", "L1", "L2", "L3")
-DEFAULT_LEVELS = ("L0", "L1", "L2")
+DEFAULT_LEVELS = ("L0", "L1", "L2", "L3")  # those unavailable here are left out
 MODEL = "current"
 
 
@@ -64,8 +66,9 @@ def swap_total_kb() -> int:
     return 0
 
 
-def probe_levels() -> dict[str, LevelInfo]:
-    """Which observation levels work on this machine, detected now."""
+def probe_levels(wanted: Sequence[str] = LEVELS) -> dict[str, LevelInfo]:
+    """Which observation levels work on this machine, detected now.  L3's probe (BTF parse and
+    a test program, about 0.2 s once per process) runs only if L3 is in ``wanted``."""
     out: dict[str, LevelInfo] = {}
     if not os.path.exists("/proc/self/maps"):
         out["L0"] = LevelInfo("L0", False, "no /proc/<pid>/maps")
@@ -88,7 +91,12 @@ def probe_levels() -> dict[str, LevelInfo]:
     else:
         swap = "" if swap_total_kb() else "; no swap: cells the model swapped out are not compared"
         out["L2"] = LevelInfo("L2", True, f"pagemap PFN classes after every step{swap}")
-    out["L3"] = LevelInfo("L3", False, "not implemented (BPF anon_vma graph, live-kernel.md §6)")
+    if "L3" not in wanted:
+        out["L3"] = LevelInfo("L3", False, "not probed (not requested)")
+    elif (why := observe.graph_unavailable()) is not None:
+        out["L3"] = LevelInfo("L3", False, f"BPF anon_vma graph unavailable: {why}")
+    else:
+        out["L3"] = LevelInfo("L3", True, "BPF task_vma iterator: the anon_vma graph after every step")
     return out
 
 
@@ -130,7 +138,10 @@ def skip_reason(steps: Sequence[ops.Op]) -> str | None:
 
 
 class Oracle:
-    """The live kernel against the ``current`` model, at the requested levels."""
+    """The live kernel against the ``current`` model, at the requested levels (those unavailable
+    here are left out, unless ``strict``).  ``graph_every_step=False`` compares L3 only at the end
+    of each sequence.  :meth:`close` releases the L3 program early (it is also released when the
+    oracle is collected)."""
 
     def __init__(
         self,
@@ -138,9 +149,10 @@ class Oracle:
         window: Window | None = None,
         kernel: str = MODEL,
         strict: bool = False,
+        graph_every_step: bool = True,
     ) -> None:
-        self.info = probe_levels()
         wanted = [n for n in LEVELS if n in levels]
+        self.info = probe_levels(wanted)
         missing = [n for n in wanted if not self.info[n].available]
         if strict and missing:
             raise OracleError(f"level {missing[0]} is unavailable here: {self.info[missing[0]].how}")
@@ -156,6 +168,13 @@ class Oracle:
                 self.zero_pfns.add(pfn)
         self.swap_tolerant = swap_total_kb() == 0
         self.uname = platform.release()
+        # L3: after every step (about 70 µs per process), or only at the end of a sequence
+        self.graph_every_step = graph_every_step
+        self.graph: observe.GraphObserver | None = None
+        if "L3" in self.used:
+            w = self.executor.window
+            self.graph = observe.GraphObserver(w.start, w.pages)
+            self._graph_finalizer = weakref.finalize(self, self.graph.close)
 
     def __enter__(self) -> Oracle:
         self.executor.__enter__()
@@ -163,6 +182,11 @@ class Oracle:
 
     def __exit__(self, *exc: object) -> None:
         self.executor.__exit__(*exc)
+
+    def close(self) -> None:
+        """Release the L3 program (also done when the oracle is collected)."""
+        if self.graph is not None:
+            self._graph_finalizer()
 
     def report(self) -> dict[str, Any]:
         return {
@@ -185,7 +209,11 @@ class Oracle:
                 f"({self.executor.window.pages} pages)"
             )
         with self.executor.session(max_pids) as session:
-            yield SequenceRun(self, session, window)
+            try:
+                yield SequenceRun(self, session, window)
+            finally:
+                if self.graph is not None:
+                    self.graph.forget(w.pid for w in session.order)
 
     def run(self, steps: Sequence[ops.Op], window: int) -> Outcome:
         reason = skip_reason(steps)
@@ -239,13 +267,43 @@ class SequenceRun:
         k = self.runner.kernel
         kernel_layouts = {pid: self.session.vmas(pid) for pid in self.session.live}
         div = self._div("L0", compare.compare_layouts(kernel_layouts, compare.model_layouts(k)))
-        if div is not None or "L2" not in self.oracle.used:
+        if div is not None:
             return div
-        model_pages = compare.model_page_states(k, self.window)
-        self.swapped = self.swapped or any(v == "S" for v in model_pages.values())
-        kernel_pages = self.kernel_page_states()
-        tolerant = self.oracle.swap_tolerant
-        return self._div("L2", compare.compare_pages(kernel_pages, model_pages, self.window, tolerant))
+        if "L2" in self.oracle.used:
+            model_pages = compare.model_page_states(k, self.window)
+            self.swapped = self.swapped or any(v == "S" for v in model_pages.values())
+            kernel_pages = self.kernel_page_states()
+            tolerant = self.oracle.swap_tolerant
+            div = self._div("L2", compare.compare_pages(kernel_pages, model_pages, self.window, tolerant))
+            if div is not None:
+                return div
+        if self.oracle.graph is not None and self.oracle.graph_every_step:
+            return self.compare_graph()
+        return None
+
+    def kernel_graph(self) -> compare.Graph:
+        """The kernel's anon_vma graph now (the workers are idle between steps)."""
+        graph = self.oracle.graph
+        assert graph is not None
+        records = graph.snapshot({pid: self.session.workers[pid].pid for pid in self.session.live})
+        return compare.kernel_graph(records, graph.start, graph.page)
+
+    def compare_graph(self) -> Divergence | None:
+        """L3.  A mismatch is confirmed by a second snapshot a moment later: the kernel's
+        refcount also counts short-lived references (page migration, an rmap walk that had to
+        sleep) that the model does not have."""
+        graph = self.oracle.graph
+        assert graph is not None
+        model = compare.model_graph(self.runner.kernel, graph.max_chain)
+        mismatch = compare.compare_graphs(self.kernel_graph(), model)
+        if mismatch is None:
+            return None
+        time.sleep(0.005)
+        second = compare.compare_graphs(self.kernel_graph(), model)
+        if second is None:
+            self.notes.append(f"step {self.index}: L3 differed once, then agreed ({mismatch[2]})")
+            return None
+        return self._div("L3", second)
 
     def kernel_page_states(self) -> dict[observe.Cell, object]:
         out: dict[observe.Cell, object] = {}
@@ -258,13 +316,18 @@ class SequenceRun:
         return out
 
     def finish(self) -> Divergence | None:
-        """End-of-sequence checks (L1), while the workers are still alive."""
-        if "L1" not in self.oracle.used:
-            return None
-        tolerant = self.oracle.swap_tolerant
-        kernel = compare.kernel_flags({pid: self.session.smaps(pid) for pid in self.session.live})
-        model = compare.model_flags(self.runner.kernel, tolerant)
-        return self._div("L1", compare.compare_flags(kernel, model))
+        """End-of-sequence checks (L1; L3 if not compared after every step), while the workers
+        are still alive."""
+        if "L1" in self.oracle.used:
+            tolerant = self.oracle.swap_tolerant
+            kernel = compare.kernel_flags({pid: self.session.smaps(pid) for pid in self.session.live})
+            model = compare.model_flags(self.runner.kernel, tolerant)
+            div = self._div("L1", compare.compare_flags(kernel, model))
+            if div is not None:
+                return div
+        if self.oracle.graph is not None and not self.oracle.graph_every_step:
+            return self.compare_graph()
+        return None
 
 
 # ---- the differential campaign ----
@@ -356,16 +419,21 @@ def fuzz(
     seed: int = 0,
     corpus_dir: Path | None = None,
     chunk: int = 100,
+    sequences: int | None = None,
 ) -> FuzzResult:
-    """Run the differential campaign until ``budget`` seconds pass or a divergence is found; a
-    divergence is shrunk by Hypothesis, replayed to confirm it, and saved (kind ``divergence``)."""
+    """Run the differential campaign until ``budget`` seconds pass, ``sequences`` sequences ran, or a
+    divergence is found; a divergence is shrunk by Hypothesis, replayed to confirm it, and saved
+    (kind ``divergence``)."""
     stats = {"sequences": 0, "steps": 0}
     started = time.monotonic()
     run_chunk = 0
     machine = oracle_machine(oracle, strategy, stats)
     # the model's own invariants are not checked here: the campaign is about the kernel
     while time.monotonic() - started < budget:
-        settings = machine_settings(strategy, max_examples=chunk, database=None, derandomize=False)
+        left = chunk if sequences is None else min(chunk, sequences - stats["sequences"])
+        if left <= 0:
+            break
+        settings = machine_settings(strategy, max_examples=left, database=None, derandomize=False)
         machine.last_failure[:] = []
         machine.deadline = started + budget
         try:

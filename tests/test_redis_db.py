@@ -1,0 +1,232 @@
+"""A shared Hypothesis database in Redis (``--database redis://...``), against a real redis-server.
+
+The server: ``RMAPFUZZ_REDIS_URL`` if set (``.ci/run`` starts one on loopback and sets it; the
+tests flush its database, so point it at a scratch server only), else a redis-server this module
+starts on a free loopback port and stops at the end, else the server tests are skipped.  The URL
+parsing and the command line's error paths need no server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
+
+from rmapfuzz import campaign, database, strategy
+from rmapfuzz.cli import build_parser, fuzz_config, main
+from rmapfuzz.database import DatabaseError, RedisURL, parse_url
+
+KERNEL = "2.6.34-rc3"  # bug A: found in well under a second from an empty database
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pytest.importorskip("redis", reason="the redis package is not installed (pip install -e '.[test]')")
+    url = os.environ.get("RMAPFUZZ_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("RMAPFUZZ_REDIS_URL is unset and there is no redis-server binary (apt-get install redis-server)")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                database.check(url)
+                break
+            except DatabaseError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The server's database, emptied for this test."""
+    client = database.redis_client(redis_server)
+    client.flushdb()
+    client.close()
+    return redis_server
+
+
+def _config(tmp_path: Path, **kw: object) -> campaign.Config:
+    base: dict[str, object] = {
+        "kernel": KERNEL,
+        "strategy": strategy.load("default"),
+        "seed": 1,
+        "budget": 30.0,
+        "corpus_dir": tmp_path / "corpus",
+        "database": None,
+    }
+    base.update(kw)
+    return campaign.Config(**base)  # type: ignore[arg-type]
+
+
+# ---- URLs, and bad input on the command line (no server needed) ----
+
+
+def test_parse_url() -> None:
+    assert parse_url("redis://localhost") == RedisURL("localhost", 6379, 0)
+    assert parse_url("redis://127.0.0.1:6390/3") == RedisURL("127.0.0.1", 6390, 3)
+    assert parse_url("redis://127.0.0.1:6390/") == RedisURL("127.0.0.1", 6390, 0)
+    assert parse_url("redis://:s%40cret@db.example:7000/1") == RedisURL("db.example", 7000, 1, None, "s@cret")
+    assert parse_url("redis://fuzz:pw@[::1]:6390") == RedisURL("::1", 6390, 0, "fuzz", "pw")
+    assert str(parse_url("redis://fuzz:pw@[::1]:6390")) == "redis://[::1]:6390/0"  # no password shown
+    assert database.is_url("redis://h") and not database.is_url(".hypothesis/rmapfuzz")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://localhost:6379", "only redis://"),
+        ("rediss://localhost", "only redis://"),
+        ("redis://", "no host"),
+        ("redis://localhost:port", "bad database URL"),
+        ("redis://localhost:99999", "bad database URL"),
+        ("redis://localhost/zero", "database number"),
+        ("redis://localhost/0?ssl=1", "no query"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(DatabaseError, match=message):
+        parse_url(url)
+    with pytest.raises(DatabaseError, match=message):
+        database.make_database(url, None)
+
+
+def _fuzz_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> str:
+    code = main(["fuzz", "--examples", "1", "--corpus", str(tmp_path / "corpus"), *argv])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.startswith("rmapfuzz: error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "corpus").exists()
+    return err
+
+
+def test_cli_bad_database_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert "only redis://" in _fuzz_error(capsys, tmp_path, "--database", "http://localhost")
+    assert "bad database URL" in _fuzz_error(capsys, tmp_path, "--database", "redis://localhost:port")
+    err = _fuzz_error(capsys, tmp_path, "--database", "redis://127.0.0.1:1", "--database", "redis://127.0.0.1:2")
+    assert "at most one directory and one redis:// URL" in err
+    err = _fuzz_error(capsys, tmp_path, "--database", str(tmp_path / "a"), "--database", str(tmp_path / "b"))
+    assert "at most one directory" in err
+
+
+def test_cli_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("redis")
+    port = _free_port()  # nothing listens there: connection refused, at once (no retries)
+    started = time.monotonic()
+    err = _fuzz_error(capsys, tmp_path, "--database", f"redis://127.0.0.1:{port}/0")
+    assert f"cannot reach the redis database at redis://127.0.0.1:{port}/0" in err
+    assert time.monotonic() - started < 5
+
+
+def test_missing_redis_package_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import redis -> ImportError
+    with pytest.raises(DatabaseError, match=r"pip install 'rmapfuzz\[redis\]'"):
+        database.check("redis://127.0.0.1:6390")
+
+
+def test_directory_database_is_still_the_default(tmp_path: Path) -> None:
+    config = fuzz_config(build_parser().parse_args(["fuzz"]))
+    assert config.database == campaign.default_database() and config.database_url is None
+    config = fuzz_config(build_parser().parse_args(["fuzz", "--database", str(tmp_path)]))
+    assert config.database == tmp_path and config.database_url is None
+    config = fuzz_config(build_parser().parse_args(["fuzz", "--database", str(tmp_path), "--no-database"]))
+    assert config.database is None and config.database_url is None
+    assert isinstance(database.make_database(None, tmp_path), DirectoryBasedExampleDatabase)
+    assert database.make_database(None, None) is None
+
+
+# ---- against the server ----
+
+
+def test_make_database_kinds(redis_url: str, tmp_path: Path) -> None:
+    from hypothesis.extra.redis import RedisExampleDatabase
+
+    shared = database.make_database(redis_url, None)
+    assert isinstance(shared, RedisExampleDatabase)
+    both = database.make_database(redis_url, tmp_path / "db")
+    assert isinstance(both, MultiplexedDatabase)
+    both.save(b"k", b"v")  # a save goes to both
+    assert list(shared.fetch(b"k")) == [b"v"]
+    assert list(DirectoryBasedExampleDatabase(str(tmp_path / "db")).fetch(b"k")) == [b"v"]
+    config = fuzz_config(build_parser().parse_args(["fuzz", "--database", redis_url, "--database", str(tmp_path)]))
+    assert config.database == tmp_path and config.database_url == redis_url
+    config = fuzz_config(build_parser().parse_args(["fuzz", "--database", redis_url]))
+    assert config.database is None and config.database_url == redis_url
+
+
+def _seed_whose_first_test_case_passes(tmp_path: Path) -> int:
+    """A campaign seed whose first generated test case does not find the bug on its own (the
+    generation is fixed by the seed), so a find in one test case can only come from the database."""
+    for seed in range(100, 120):
+        config = _config(tmp_path, seed=seed, budget=None, examples=1, corpus_dir=None)
+        if not campaign.run(config).finds:
+            return seed
+    raise AssertionError("every seed found the bug in its first test case")
+
+
+def test_two_machines_share_failing_examples(redis_url: str, tmp_path: Path) -> None:
+    # Machine 1: two workers (each forked worker opens its own connection), a local directory
+    # database as well as the shared one.
+    first = campaign.run(_config(tmp_path, workers=2, database=tmp_path / "local-1", database_url=redis_url))
+    assert first.exit_code == 1 and first.finds
+    signatures = {f.signature for f in first.finds}
+
+    # What it left in Redis: Hypothesis' sets of failing examples, expiring after 8 days unused.
+    client = database.redis_client(redis_url)
+    keys = [k for k in client.keys(database.KEY_PREFIX + b"*") if isinstance(k, bytes)]
+    primary = [k for k in keys if not k.endswith((b".secondary", b".pareto"))]
+    assert primary and all(client.scard(k) > 0 for k in primary)
+    assert all(0 < client.ttl(k) <= timedelta(days=8).total_seconds() for k in keys)
+    client.close()
+    assert any(p.is_file() for p in (tmp_path / "local-1").rglob("*"))  # and a local copy
+
+    # Machine 2: another process, another corpus, Redis alone, one test case, a seed that does not
+    # find the bug in its first test case: Hypothesis replays machine 1's example and fails at once.
+    seed = _seed_whose_first_test_case_passes(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rmapfuzz", "fuzz", "--kernel", KERNEL, "--seed", str(seed), "--examples", "1",
+         "--database", redis_url, "--corpus", str(tmp_path / "corpus-2"), "--json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    second = json.loads(proc.stdout)["finds"]
+    assert second and second[0]["signature"] in signatures
+    assert second[0]["examples_before"] == 1
+    assert list((tmp_path / "corpus-2").glob("*.json"))
