@@ -23,7 +23,6 @@ Nothing here is a timed test: the numbers are written down, not asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import statistics
@@ -34,14 +33,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hypothesis
-from hypothesis.stateful import run_state_machine_as_test
-
 from bench import mutants, scale
+from bench.mutants import machine_sequences
 from bench.walk import Language, random_sequence, replay_speed, uniform_mix, walk
 from rmapfuzz import campaign, ops, strategy
-from rmapfuzz.invariants import Violation
-from rmapfuzz.machine import Observer, machine_settings, make_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,33 +72,6 @@ def _campaign(kernel: str, strat: str, seed: int, budget: float, targets: Sequen
 
 
 # ---- speed ----
-
-
-class _Recorder(Observer):
-    def __init__(self) -> None:
-        self.sequences: list[list[ops.Op]] = []
-
-    def on_start(self) -> None:
-        self.sequences.append([])
-
-    def on_step(self, op: ops.Op, result: str) -> None:
-        self.sequences[-1].append(op)
-
-    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
-        self.sequences[-1].append(steps[-1])
-        return True
-
-
-def machine_sequences(kernel: str, strat: str, count: int, seed: int = 3) -> list[list[ops.Op]]:
-    """The op sequences the campaign's machine generates (``count`` test cases)."""
-    rec = _Recorder()
-    s = strategy.load(strat)
-    machine = make_machine(kernel, s, None, rec)
-    with contextlib.suppress(Violation):
-        run_state_machine_as_test(
-            hypothesis.seed(seed)(machine), settings=machine_settings(s, max_examples=count, database=None)
-        )
-    return [seq for seq in rec.sequences if seq]
 
 
 def section_speed(kernel: str, budget: float) -> list[str]:

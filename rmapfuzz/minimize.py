@@ -9,7 +9,10 @@ A candidate is kept if it still breaks the same invariant at a step with the sam
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import marshal
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -261,6 +264,9 @@ def minimize_more(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: i
 # a fresh value is renamed to.
 PROT_CLASSES: tuple[tuple[str, ...], ...] = (("",), ("r", "x", "rx"), ("rw", "w", "wx", "rwx"))
 _PROT_CLASS: dict[str, int] = {p: c for c, values in enumerate(PROT_CLASSES) for p in values}
+_PROT_OF_BITS: tuple[tuple[str, int], ...] = tuple(
+    (flags_to_prot(bits), _PROT_CLASS[flags_to_prot(bits)]) for bits in range(VM_PROT_MASK + 1)
+)
 MREMAP_FLAG_SETS: tuple[tuple[str, ...], ...] = (
     (),
     ("dontunmap",),
@@ -268,72 +274,165 @@ MREMAP_FLAG_SETS: tuple[tuple[str, ...], ...] = (
     ("maymove", "fixed", "dontunmap"),
 )
 # Kernel attributes that never decide what a later step does: names and statistics only.  The
-# anon_vma and page lists are replaced by what is reachable (plus unreachable live anon_vmas).
+# anon_vma and page lists are replaced by what is reachable (plus unreachable live objects).
+# ``events`` and ``reuse_events`` describe the last step only (cleared before the next one) and are
+# judged with that step (the transition invariants below), so they are not part of the state.
 _KERNEL_IGNORED = frozenset(
-    {"events", "counters", "_next_vma", "_next_page", "_next_swap", "window", "anon_vmas", "pages", "mms"}
+    {
+        "events",
+        "reuse_events",
+        "counters",
+        "_next_vma",
+        "_next_page",
+        "_next_swap",
+        "window",
+        "anon_vmas",
+        "pages",
+        "mms",
+        "external_pins",
+    }
 )
+# The invariants that judge the step rather than the state it leaves: they read the per-step event
+# lists.  Every other invariant is a function of the state the fingerprint serialises.
+TRANSITION_INVARIANTS = frozenset({"merge-superset", "reuse-safe"})
+STATE_INVARIANTS = frozenset(
+    {
+        "chain-consistency",
+        "primary-linked",
+        "unfaulted-empty",
+        "no-dangling",
+        "same-chain",
+        "singleton",
+        "page-index",
+        "rmap-complete",
+        "mapcount",
+        "pte-prot",
+        "counters",
+        "bounded-chain",
+    }
+)
+_SCALARS = (int, bool, str, type(None))
+_SCALAR_TYPES = frozenset({"int", "bool", "str"})
+_Ref = Callable[[object], int | None]
+_Flags = Callable[[int], tuple[int, int, int]]
+_Serialiser = Callable[[object, _Ref, _Flags, Callable[[object], object]], tuple[object, ...]]
+_SERIALISERS: dict[type, _Serialiser | None] = {}
+_KERNEL_FIELDS: dict[type, tuple[frozenset[str], list[str]]] = {}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _field_code(cls: type, field: attrs.Attribute[Any]) -> str:
+    """The expression serialising one field of ``cls``, chosen by its declared type: scalars as
+    they are, objects and lists or int-keyed dicts of objects as reference numbers, anything else
+    through the generic encoder."""
+    get = f"o.{field.name}"
+    kind = (field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")).replace(" ", "")
+    if cls is Vma and field.name == "vm_flags":
+        return f"fl({get})"
+    if kind in _SCALAR_TYPES:
+        return get
+    if kind.endswith("|None") and _NAME.match(kind[:-5]) and kind[:-5] not in _SCALAR_TYPES:
+        return f"ref({get})"
+    if _NAME.match(kind) and kind not in _SCALAR_TYPES:
+        return f"ref({get})"
+    if kind.startswith("list[") and _NAME.match(kind[5:-1]) and kind[5:-1] not in _SCALAR_TYPES:
+        return f"tuple(map(ref, {get}))"
+    if kind.startswith("dict[int,") and _NAME.match(kind[9:-1]) and kind[9:-1] not in _SCALAR_TYPES:
+        return f"tuple([(a, ref(b)) for a, b in {get}.items()])"  # insertion order: checks iterate it
+    return f"enc({get})"
+
+
+def _serialiser(cls: type) -> _Serialiser | None:
+    """A compiled function serialising an object of attrs class ``cls`` (every field but
+    ``ident``, in declaration order, after the class name), or None for other classes."""
+    try:
+        return _SERIALISERS[cls]
+    except KeyError:
+        pass
+    fn: _Serialiser | None = None
+    if attrs.has(cls):
+        parts = [repr(cls.__name__)]
+        parts += [_field_code(cls, f) for f in attrs.fields(cls) if f.name != "ident"]
+        scope: dict[str, Any] = {}
+        exec(f"def ser(o, ref, fl, enc):\n    return ({', '.join(parts)},)\n", scope)
+        fn = scope["ser"]
+    _SERIALISERS[cls] = fn
+    return fn
 
 
 def fingerprint(k: KernelCore) -> tuple[bytes, frozenset[str]]:
     """A canonical digest of the model state up to renaming of objects and of prot values, and
     the prot values the state holds.
 
-    Every attrs object reachable from the processes (and every live anon_vma, reachable or not)
-    is numbered by first appearance in a fixed traversal (pids in order, list orders kept) and
-    serialised with all its fields but ``ident``; prot bits are renamed by first appearance
-    within their class.  Equal digests mean isomorphic states, which have the same futures.
+    Every attrs object reachable from the processes (then every live anon_vma and live page,
+    reachable or not) is numbered by first appearance in a fixed traversal (pids in order, list
+    orders kept) and serialised with all its fields but ``ident``; prot bits are renamed by first
+    appearance within their class.  Equal digests mean isomorphic states, which have the same
+    futures and the same verdict for every state invariant (docs/minimality.md, "state dedup").
     """
+    if getattr(k, "external_pins", None):  # keyed by id(): no op of the language pins an anon_vma
+        raise TypeError("fingerprint: external pins cannot be canonicalised")
     ids: dict[int, int] = {}
     queue: list[object] = []
-    rank: dict[str, int] = {}
+    rank: dict[int, int] = {}
     used = [0] * len(PROT_CLASSES)
     present: set[str] = set()
 
-    def flags(value: int) -> tuple[int, int, int]:
-        prot = flags_to_prot(value)
-        present.add(prot)
-        cls = _PROT_CLASS[prot]
-        if prot not in rank:
-            rank[prot] = used[cls]
-            used[cls] += 1
-        return value & ~VM_PROT_MASK, cls, rank[prot]
+    def ref(value: object) -> int | None:
+        if value is None:
+            return None
+        i = ids.get(id(value))
+        if i is None:
+            if _serialiser(type(value)) is None:
+                raise TypeError(f"fingerprint: cannot serialise {type(value).__name__}")
+            i = ids[id(value)] = len(queue)
+            queue.append(value)
+        return i
 
-    def ref(value: object) -> object:
-        if value is None or isinstance(value, (bool, int, str)):
+    def fl(value: int) -> tuple[int, int, int]:
+        bits = value & VM_PROT_MASK
+        r = rank.get(bits)
+        prot, c = _PROT_OF_BITS[bits]
+        if r is None:
+            present.add(prot)
+            r = rank[bits] = used[c]
+            used[c] += 1
+        return value & ~VM_PROT_MASK, c, r
+
+    def enc(value: object) -> object:
+        t = type(value)
+        if t in _SCALARS:
             return value
-        if isinstance(value, (list, tuple)):
-            return tuple(ref(v) for v in value)
-        if isinstance(value, dict):
-            return tuple(sorted((key, ref(v)) for key, v in value.items()))
-        if attrs.has(type(value)):
-            key = id(value)
-            if key not in ids:
-                ids[key] = len(ids)
-                queue.append(value)
-            return ("@", ids[key])
-        raise TypeError(f"fingerprint: cannot serialise {type(value).__name__}")
+        if t is list or t is tuple:
+            return ("[", *[enc(v) for v in value])  # type: ignore[attr-defined]
+        if t is dict:
+            return ("{", *[(key, enc(v)) for key, v in value.items()])  # type: ignore[attr-defined]
+        return ("@", ref(value))
 
+    state = vars(k)
+    names = _KERNEL_FIELDS.get(type(k))
+    if names is None or state.keys() != names[0]:
+        names = _KERNEL_FIELDS[type(k)] = (frozenset(state), sorted(set(state) - _KERNEL_IGNORED))
     out: list[object] = [
-        tuple(sorted((name, ref(v)) for name, v in vars(k).items() if name not in _KERNEL_IGNORED)),
+        tuple([(name, enc(state[name])) for name in names[1]]),
         tuple((pid, ref(mm)) for pid, mm in sorted(k.mms.items())),
     ]
+    done = 0
 
     def drain() -> None:
-        while len(out) - 2 < len(queue):
-            obj = queue[len(out) - 2]
-            fields = []
-            for field in attrs.fields(type(obj)):  # type: ignore[arg-type]
-                if field.name == "ident":
-                    continue
-                value = getattr(obj, field.name)
-                fields.append(flags(value) if isinstance(obj, Vma) and field.name == "vm_flags" else ref(value))
-            out.append((type(obj).__name__, tuple(fields)))
+        nonlocal done
+        while done < len(queue):
+            obj = queue[done]
+            done += 1
+            out.append(_SERIALISERS[type(obj)](obj, ref, fl, enc))  # type: ignore[misc]
 
     drain()
-    live = tuple(ref(av) for av in k.anon_vmas if not av.freed and id(av) not in ids)
+    out.append(("live", *[ref(av) for av in k.anon_vmas if not av.freed and id(av) not in ids]))
     drain()
-    out.append(live)
-    digest = hashlib.blake2b(repr(out).encode(), digest_size=20).digest()
+    out.append(("pages", *[ref(page) for page in k.pages if not page.freed and id(page) not in ids]))
+    drain()
+    # marshal version 2 writes no back-references: equal structures give equal bytes
+    digest = hashlib.blake2b(marshal.dumps(out, 2), digest_size=20).digest()
     return digest, frozenset(present)
 
 
@@ -353,11 +452,17 @@ def _covered(k: SyscallMixin, pid: int) -> dict[int, int]:
 
 
 def alphabet(
-    k: SyscallMixin, present: frozenset[str], processes: int, fail_nths: Sequence[int], writes_only: bool = False
+    k: SyscallMixin,
+    present: frozenset[str],
+    processes: int,
+    fail_nths: Sequence[int],
+    writes_only: bool = False,
+    pages: tuple[int, int] | None = None,
 ) -> list[ops.Op]:
-    """Every op worth trying in state ``k``: the op language over the window and the live pids,
-    minus ops that provably change nothing (docs/minimality.md, "no-op steps")."""
-    w = k.window
+    """Every op worth trying in state ``k``: the op language over the window (or only the pages
+    ``lo..hi-1`` of ``pages = (lo, hi)``) and the live pids, minus ops that provably change nothing
+    (docs/minimality.md, "no-op steps")."""
+    lo, w = (0, k.window) if pages is None else pages
     out: list[ops.Op] = []
     live = [pid for pid, mm in sorted(k.mms.items()) if mm.alive]
     prots = _prots(present)
@@ -366,40 +471,48 @@ def alphabet(
     for pid in live:
         covered = _covered(k, pid)
         for addr, vm_flags in sorted(covered.items()):
+            if not lo <= addr < w:
+                continue
             if vm_flags & VM_WRITE:
                 out.append(ops.Write(pid, addr))
             if vm_flags & VM_PROT_MASK and not writes_only:
                 out.append(ops.Read(pid, addr))
         if writes_only:
             continue
-        for start in range(w):
-            for pages in range(1, w - start + 1):
-                out.extend(ops.Mmap(pid, start, pages, prot) for prot in prots)
-                if any(a in covered for a in range(start, start + pages)):
-                    out.append(ops.Munmap(pid, start, pages))
-                    out.extend(ops.Madvise(pid, start, pages, advice) for advice in advices)
+        for start in range(lo, w):
+            for size in range(1, w - start + 1):
+                out.extend(ops.Mmap(pid, start, size, prot) for prot in prots)
+                if any(a in covered for a in range(start, start + size)):
+                    out.append(ops.Munmap(pid, start, size))
+                    out.extend(ops.Madvise(pid, start, size, advice) for advice in advices)
                 if start in covered:
-                    out.extend(ops.Mprotect(pid, start, pages, prot) for prot in prots)
+                    out.extend(ops.Mprotect(pid, start, size, prot) for prot in prots)
         for flags in flag_sets:
-            for start in range(w):
-                for pages in range(w - start + 1):
+            for start in range(lo, w):
+                for size in range(w - start + 1):
                     if "fixed" not in flags:
                         out.extend(
-                            ops.Mremap(pid, start, pages, start, new, flags)
+                            ops.Mremap(pid, start, size, start, new, flags)
                             for new in range(1, w - start + 1)
-                            if new != pages
+                            if new != size
                         )
                         continue
-                    for new_start in range(w):
+                    for new_start in range(lo, w):
                         for new in range(1, w - new_start + 1):
-                            if not (new_start <= start < new_start + new or start <= new_start < start + pages):
-                                out.append(ops.Mremap(pid, start, pages, new_start, new, flags))
+                            if not (new_start <= start < new_start + new or start <= new_start < start + size):
+                                out.append(ops.Mremap(pid, start, size, new_start, new, flags))
         if k.next_pid < processes:
             out.append(ops.Fork(pid))
         out.append(ops.Exit(pid))
     if not writes_only:
         out.extend(ops.FailAlloc(nth) for nth in fail_nths)
-    return out
+    # mremaps of 0 pages last: of two witnesses of one length, the first found is the one kept, and
+    # Linux 4.17+ refuses to "duplicate" a private mapping (dba58d3b8c50), which the model allows
+    return [op for op in out if not _degenerate(op)] + [op for op in out if _degenerate(op)]
+
+
+def _degenerate(op: ops.Op) -> bool:
+    return isinstance(op, ops.Mremap) and op.pages == 0
 
 
 def language_size(window: int, processes: int, fail_nths: Sequence[int]) -> int:
@@ -416,24 +529,107 @@ def language_size(window: int, processes: int, fail_nths: Sequence[int]) -> int:
 
 @attrs.define
 class SearchResult:
-    """The outcome of :func:`exhaustive`: ``proved``, ``shorter`` (``witness`` is a shorter
-    reproducer, itself minimal) or ``not proved`` (``reason`` says why)."""
+    """The outcome of :func:`exhaustive`: ``proved``, ``shorter`` (``witness`` is a shortest
+    sequence breaking the invariant: every shorter length was exhausted) or ``not proved``
+    (``reason`` says why).
+
+    ``same_shape`` tells whether the witness's failing step has the searched shape; when it has
+    not, ``shape_complete`` tells whether every sequence of the witness's length was tried for one
+    that has (none does), or the budget ran out first.
+    """
 
     status: str
     witness: list[ops.Op] | None
     bound: dict[str, Any]
     reason: str | None
     seconds: float
+    same_shape: bool = True
+    shape_complete: bool = True
 
 
 def _run(kernel: str, window: int, path: Sequence[ops.Op]) -> SyscallMixin:
-    """The state after a clean prefix (replay from boot: cheaper than copying a model)."""
+    """The state after a clean prefix, replayed from boot."""
     k = boot(kernel, window)
     for op in path:
         k.events.clear()
         k.apply(op)
     k.events.clear()
     return k
+
+
+# ---- copying a state (docs/minimality.md, "copies") ----
+
+_Copier = Callable[[Any, dict[int, Any]], Any]
+_COPIERS: dict[type, _Copier] = {}
+# kernel attributes that hold the last step's events: a copy starts with none (every step clears them)
+_PER_STEP = frozenset({"events", "reuse_events"})
+
+
+def _copy_code(field: attrs.Attribute[Any]) -> str:
+    """The statement copying one field of an attrs object ``x`` into ``n``, by its declared type:
+    scalars are shared, objects (and lists or int-keyed dicts of them) copied once each through
+    ``memo``; anything else goes through ``copy.deepcopy`` with the same memo."""
+    get = f"x.{field.name}"
+    kind = (field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")).replace(" ", "")
+    obj = "(memo.get(id({v})) or CP[type({v})]({v}, memo))"
+    if kind in _SCALAR_TYPES:
+        value = get
+    elif kind.endswith("|None") and _NAME.match(kind[:-5]) and kind[:-5] not in _SCALAR_TYPES:
+        value = f"(None if {get} is None else {obj.format(v=get)})"
+    elif _NAME.match(kind) and kind not in _SCALAR_TYPES:
+        value = obj.format(v=get)
+    elif kind.startswith("list[") and _NAME.match(kind[5:-1]) and kind[5:-1] not in _SCALAR_TYPES:
+        value = f"[{obj.format(v='y')} for y in {get}]"
+    elif kind.startswith("dict[int,") and _NAME.match(kind[9:-1]) and kind[9:-1] not in _SCALAR_TYPES:
+        value = f"{{a: {obj.format(v='y')} for a, y in {get}.items()}}"
+    else:
+        value = f"deepcopy({get}, memo)"
+    return f"    n.{field.name} = {value}"
+
+
+class _Copiers(dict[type, _Copier]):
+    """type -> compiled copier, built on first use (attrs classes only)."""
+
+    def __missing__(self, cls: type) -> _Copier:
+        if not attrs.has(cls) or hasattr(cls, "__bool__") or hasattr(cls, "__len__"):
+            raise TypeError(f"copy: cannot copy {cls.__name__}")  # the copiers test objects for truth
+        lines = ["def cp(x, memo):", "    n = new(cls)", "    memo[id(x)] = n"]
+        lines += [_copy_code(f) for f in attrs.fields(cls)]
+        lines.append("    return n")
+        scope: dict[str, Any] = {"new": object.__new__, "cls": cls, "CP": self, "deepcopy": copy.deepcopy}
+        exec("\n".join(lines), scope)
+        fn: _Copier = scope["cp"]
+        self[cls] = fn
+        return fn
+
+
+_CP = _Copiers()
+
+
+def clone(k: SyscallMixin) -> SyscallMixin:
+    """A deep copy of a model state between steps: every object reachable from the kernel's
+    attributes copied once (sharing and list and dict orders kept, ``ident`` included), the
+    per-step event lists empty.  Behaves as ``k`` does in every future step."""
+    memo: dict[int, Any] = {}
+    new = object.__new__(type(k))
+    out = new.__dict__
+    for name, value in vars(k).items():
+        t = type(value)
+        if name in _PER_STEP:
+            out[name] = []
+        elif t in _SCALARS:
+            out[name] = value
+        elif t is dict and name == "mms":
+            out[name] = {pid: memo.get(id(mm)) or _CP[type(mm)](mm, memo) for pid, mm in value.items()}
+        elif t is list and name in ("anon_vmas", "pages"):
+            out[name] = [memo.get(id(y)) or _CP[type(y)](y, memo) for y in value]
+        elif attrs.has(t):
+            out[name] = memo.get(id(value)) or _CP[t](value, memo)
+        elif name == "external_pins" and value:  # keyed by id(): no op of the language pins an anon_vma
+            raise TypeError("copy: external pins cannot be copied")
+        else:
+            out[name] = copy.deepcopy(value, memo)
+    return new
 
 
 def processes_used(kernel: str, window: int, steps: Sequence[ops.Op]) -> int:
@@ -449,6 +645,42 @@ def processes_used(kernel: str, window: int, steps: Sequence[ops.Op]) -> int:
     return count
 
 
+def pages_spanned(steps: Sequence[ops.Op]) -> tuple[int, int]:
+    """(lowest, 1 + highest) page any step names; (0, 0) for none."""
+    ranges: list[tuple[int, int]] = []
+    for op in steps:
+        if isinstance(op, (ops.Read, ops.Write)):
+            ranges.append((op.addr, op.addr + 1))
+        elif isinstance(op, ops.Mremap):
+            ranges.append((op.start, max(op.start + op.pages, op.start + 1)))
+            ranges.append((op.new_start, max(op.new_start + op.new_pages, op.new_start + 1)))
+        elif isinstance(op, (ops.Mmap, ops.Munmap, ops.Mprotect, ops.Madvise)):
+            ranges.append((op.start, max(op.start + op.pages, op.start + 1)))
+    if not ranges:
+        return 0, 0
+    return min(a for a, _ in ranges), max(b for _, b in ranges)
+
+
+def pages_used(steps: Sequence[ops.Op]) -> int:
+    """1 + the highest page any step names (0 for none): the smallest window the steps fit in."""
+    return pages_spanned(steps)[1]
+
+
+def _invariant_classes() -> tuple[tuple[inv.Invariant, ...], tuple[inv.Invariant, ...]]:
+    """(transition invariants, state invariants) in catalogue order; an invariant in neither set
+    is refused, since the dedup's soundness depends on the class (docs/minimality.md)."""
+    unknown = set(inv.BY_NAME) - TRANSITION_INVARIANTS - STATE_INVARIANTS
+    if unknown:
+        raise ValueError(
+            f"exhaustive search: invariant {sorted(unknown)[0]!r} is neither a state nor a transition "
+            "invariant for the minimality search (rmapfuzz/minimize.py)"
+        )
+    return (
+        tuple(i for i in inv.CATALOGUE if i.name in TRANSITION_INVARIANTS),
+        tuple(i for i in inv.CATALOGUE if i.name in STATE_INVARIANTS),
+    )
+
+
 def exhaustive(
     kernel: str,
     window: int,
@@ -457,87 +689,128 @@ def exhaustive(
     budget: float = 300.0,
     max_steps: int | None = None,
     max_states: int = 1_000_000,
+    shape: str | None = None,
+    pages: tuple[int, int] | None = None,
 ) -> SearchResult:
     """Prove that no sequence shorter than ``steps`` breaks ``invariant`` first (breadth first
     over the pruned alphabet with canonical-state dedup), or find the shortest one that does.
 
     A sequence counts when its first violating step breaks ``invariant`` (among the invariants
-    broken there), whatever its op: the proof covers every shape.
+    broken there), whatever its op: the proof covers every shape.  At the first length where one
+    is found, the rest of that length is searched for one whose failing step has ``shape``
+    (default: that of ``steps``' last step), which is returned in preference.  With ``pages =
+    (lo, hi)`` only sequences naming no page outside ``lo..hi-1`` are searched.
     """
     t0 = time.monotonic()
     deadline = t0 + budget
     depth = len(steps) - 1
     if max_steps is not None:
         depth = min(depth, max_steps)
+    if shape is None:
+        shape = step_shape(steps[-1])
     processes = processes_used(kernel, window, steps)
     fail_nths = list(range(1, max((op.nth for op in steps if isinstance(op, ops.FailAlloc)), default=0) + 1))
-    target = inv.BY_NAME[invariant]
-    stats = {"sequences": 0, "states": 1, "model_errors": 0, "alphabet_max": 0, "completed_length": 0}
+    target = (inv.BY_NAME[invariant],)
+    transition_checks, state_checks = _invariant_classes()
+    by_length = [1]
+    stats: dict[str, Any] = {
+        "sequences": 0,
+        "states": 1,
+        "model_errors": 0,
+        "alphabet_max": 0,
+        "completed_length": 0,
+        "states_by_length": by_length,
+    }
     bound: dict[str, Any] = {
         "length": depth,
         "window": window,
         "processes": processes,
         "prots": "classes none / read-only (r, x, rx) / writable (rw, w, wx, rwx), renamed",
         "fail_alloc": fail_nths[-1] if fail_nths else 0,
-        "language_size": language_size(window, processes, fail_nths),
+        "language_size": language_size(window if pages is None else pages[1] - pages[0], processes, fail_nths),
         "stats": stats,
     }
+    if pages is not None:
+        bound["pages"] = list(pages)
 
     def done(status: str, witness: list[ops.Op] | None = None, reason: str | None = None) -> SearchResult:
         seconds = time.monotonic() - t0
         bound["seconds"] = round(seconds, 3)
-        return SearchResult(status, witness, bound, reason, seconds)
+        same = witness is None or step_shape(witness[-1]) == shape
+        complete = same or reason is None
+        return SearchResult(status, witness, bound, reason, seconds, same, complete)
 
-    seen: set[bytes] = set()
+    seen: set[bytes] = set()  # clean states (the state invariants hold in them)
+    dead: set[bytes] = set()  # states where a state invariant other than ``invariant`` breaks
     root = boot(kernel, window)
     digest, present = fingerprint(root)
     seen.add(digest)
     frontier: list[tuple[tuple[ops.Op, ...], frozenset[str], bool]] = [((), present, True)]
+    other: list[ops.Op] | None = None  # the first witness found, of another shape
     for level in range(depth):
-        last = level == depth - 1
+        final = level == depth - 1
         nxt: list[tuple[tuple[ops.Op, ...], frozenset[str], bool]] = []
-        for path, present, anon_free in frontier:
-            base = _run(kernel, window, path)
-            letters = alphabet(base, present, processes, fail_nths, writes_only=last and anon_free)
-            stats["alphabet_max"] = max(stats["alphabet_max"], len(letters))
+        for n, (path, present, anon_free) in enumerate(frontier):
             if time.monotonic() > deadline:
+                what = f"a {shape} step among the sequences" if other is not None else "sequences"
                 return done(
-                    "not proved",
-                    reason=f"budget of {budget:g} s exhausted while searching length {level + 1} "
-                    f"(every sequence of length <= {level} searched)",
+                    "shorter" if other is not None else "not proved",
+                    other,
+                    f"budget of {budget:g} s exhausted while searching {what} of length {level + 1} ({n} of the "
+                    f"{len(frontier)} states of length {level} expanded; every sequence of length <= {level} searched)",
                 )
+            base = _run(kernel, window, path)
+            letters = alphabet(base, present, processes, fail_nths, final and anon_free, pages)
+            stats["alphabet_max"] = max(stats["alphabet_max"], len(letters))
             for op in letters:
-                k = _run(kernel, window, path)
+                if other is not None and step_shape(op) != shape:
+                    continue
+                k = clone(base)
                 stats["sequences"] += 1
                 try:
                     k.apply(op)
-                except inv.Violation as uaf:
-                    if uaf.invariant == invariant:
-                        return done("shorter", [*path, op])
-                    continue
+                except inv.Violation as uaf:  # the model's own use-after-free: judged at this step
+                    hit = uaf.invariant == invariant
                 except Exception:  # the model failed: not a reproducer (replay would raise)
                     stats["model_errors"] += 1
                     continue
-                if last:  # a walk inside the check may raise a use-after-free: another invariant
-                    if any(v.invariant == invariant for v in inv.check(k, [target])):
-                        return done("shorter", [*path, op])
+                else:
+                    if final or other is not None:  # no extension will be searched: judge I only
+                        hit = any(v.invariant == invariant for v in inv.check(k, target))
+                    else:
+                        found = inv.check(k, transition_checks)
+                        if not found:
+                            digest, now = fingerprint(k)
+                            if digest in seen or digest in dead:  # judged already: clean, or dead
+                                continue
+                            found = inv.check(k, state_checks)
+                            if not found:
+                                seen.add(digest)
+                                nxt.append(((*path, op), now, not k.anon_vmas and not k.pages))
+                                continue
+                            if all(v.invariant != invariant for v in found):
+                                dead.add(digest)
+                                continue
+                        else:
+                            found += inv.check(k, state_checks)
+                        hit = any(v.invariant == invariant for v in found)
+                if not hit:
                     continue
-                found = inv.check(k, inv.CATALOGUE)
-                if found:
-                    if any(v.invariant == invariant for v in found):
-                        return done("shorter", [*path, op])
-                    continue
-                digest, now = fingerprint(k)
-                if digest in seen:
-                    continue
-                seen.add(digest)
-                nxt.append(((*path, op), now, not k.anon_vmas and not k.pages))
+                witness = [*path, op]
+                if step_shape(op) == shape:
+                    return done("shorter", witness)
+                if other is None:
+                    other, nxt = witness, []  # nothing longer will be searched
             if len(seen) > max_states:
                 return done(
                     "not proved",
                     reason=f"state space: more than {max_states} distinct states while searching length "
                     f"{level + 1} (every sequence of length <= {level} searched)",
                 )
+        if other is not None:
+            return done("shorter", other)
+        if not final:
+            by_length.append(len(nxt))
         stats["states"] = len(seen)
         stats["completed_length"] = level + 1
         frontier = nxt
@@ -580,13 +853,59 @@ def _violation(kernel: str, window: int, steps: Sequence[ops.Op], invariant: str
     return {"invariant": invariant, "step": len(steps) - 1, "message": found.message}
 
 
-def minimize_reproducer(
-    rep: Reproducer, exhaustive_search: bool = False, budget: float = 300.0, max_steps: int | None = None
-) -> Outcome:
-    """Shrink ``rep`` greedily (same invariant, same failing-step shape), then, if asked, prove the
-    result minimal or replace it by the shortest reproducer the search finds.
+def span_search(
+    kernel: str, window: int, steps: Sequence[ops.Op], invariant: str, budget: float, shape: str
+) -> dict[str, Any] | None:
+    """The fallback when the search over the whole window is out of reach: the same search, once
+    for every position of a range of pages as wide as the one ``steps`` name, over sequences that
+    name no page outside it.  None when the steps span the whole window (nothing to restrict).
 
-    Raises ValueError when the file records no violation or no longer reproduces it.
+    ``status: proved`` means: no sequence shorter than ``steps`` whose pages all lie within some
+    ``pages`` consecutive pages of the window breaks ``invariant`` first (same processes and
+    fail_alloc bound as the full search)."""
+    lo, hi = pages_spanned(steps)
+    width = max(hi - lo, 1)
+    if width >= window:
+        return None
+    t0 = time.monotonic()
+    totals = {"sequences": 0, "states": 0, "model_errors": 0}
+    out: dict[str, Any] = {"pages": width, "positions": window - width + 1, "length": len(steps) - 1}
+    status, reason = "proved", None
+    for start in range(window - width + 1):
+        left = budget - (time.monotonic() - t0)
+        result = exhaustive(
+            kernel, window, steps, invariant, budget=max(left, 0.001), shape=shape, pages=(start, start + width)
+        )
+        for key in totals:
+            totals[key] += result.bound["stats"][key]
+        if result.witness is not None:
+            w = result.witness
+            status = "not proved"
+            reason = (
+                f"a {len(w)}-step sequence over pages {start}..{start + width - 1} breaks {invariant} with a "
+                f"{step_shape(w[-1])} step: {'; '.join(ops.describe(op) for op in w)}"
+            )
+            break
+        if result.status != "proved":
+            status, reason = "not proved", f"pages {start}..{start + width - 1}: {result.reason}"
+            break
+    out.update(status=status, reason=reason, stats=totals, seconds=round(time.monotonic() - t0, 3))
+    return out
+
+
+def minimize_reproducer(
+    rep: Reproducer,
+    exhaustive_search: bool = False,
+    budget: float = 300.0,
+    max_steps: int | None = None,
+    window: int | None = None,
+) -> Outcome:
+    """Shrink ``rep`` greedily (same invariant, same failing-step shape), reduce its window to the
+    pages its steps name (or set it to ``window``), then, if asked, prove the result minimal over
+    that window or replace it by the shortest reproducer of the same shape the search finds.
+
+    Raises ValueError when the file records no violation or no longer reproduces it, or when
+    ``window`` is too small for the steps.
     """
     invariant = rep.invariant
     index = rep.failing_step
@@ -596,42 +915,66 @@ def minimize_reproducer(
     first = first_violations(rep.kernel, rep.window, steps)
     if first is None or first[0] != index or invariant not in first[1]:
         raise ValueError(f"{rep.name}: no longer breaks {invariant} first at step {index} on {rep.kernel}")
-    still_fails = reproduces(rep.kernel, rep.window, invariant, step_shape(steps[-1]))
-    best = minimize_more(steps, still_fails)
+    shape = step_shape(steps[-1])
+    best = minimize_more(steps, reproduces(rep.kernel, rep.window, invariant, shape))
     greedy_len = len(best)
+    fit = max(pages_used(best), 1)
+    if window is not None and window < fit:
+        raise ValueError(f"{rep.name}: a window of {window} pages is too small, the steps name page {fit - 1}")
+    new_window = fit if window is None else window
+    # The model never reads the window size (it only bounds the pages a step may name), so the
+    # replay in the new window is the same; checked anyway.
+    if new_window != rep.window and not reproduces(rep.kernel, new_window, invariant, shape)(best):
+        new_window = rep.window
     search: SearchResult | None = None
     if exhaustive_search:
-        search = exhaustive(rep.kernel, rep.window, best, invariant, budget=budget, max_steps=max_steps)
-        if search.witness is not None and step_shape(search.witness[-1]) != step_shape(best[-1]):
+        search = exhaustive(rep.kernel, new_window, best, invariant, budget=budget, max_steps=max_steps, shape=shape)
+        bound = dict(search.bound)
+        if new_window != rep.window:
+            bound["window_from"] = rep.window
+        if search.witness is not None and not search.same_shape:
             # a shorter sequence breaks the invariant through another kind of step (often another
             # bug): the file keeps its steps and its signature, and is recorded as not minimal
-            found = "; ".join(ops.describe(op) for op in search.witness)
+            w = search.witness
+            m = len(w)
+            if search.shape_complete:
+                tail = f"no {m}-step sequence breaks it with a {shape} step"
+                if m == len(best) - 1:
+                    tail += f": the reproducer is minimal among those whose failing step is a {shape} step"
+            else:
+                tail = f"whether a {m}-step sequence breaks it with a {shape} step is open: {search.reason}"
             record = minimal_record(
                 "not proved",
                 "exhaustive",
-                search.bound,
-                f"not minimal for {invariant}: a {len(search.witness)}-step sequence breaks it with a "
-                f"{step_shape(search.witness[-1])} step (kept the {step_shape(best[-1])} reproducer): {found}",
+                bound,
+                f"not minimal for {invariant}: a {m}-step sequence breaks it with a {step_shape(w[-1])} step "
+                f"(kept the {shape} reproducer): {'; '.join(ops.describe(op) for op in w)}; {tail}",
             )
         elif search.witness is not None:
             best = search.witness
-            record = minimal_record("proved", "exhaustive", search.bound, None)
-            record["bound"] = {**search.bound, "length": len(best) - 1}
+            record = minimal_record("proved", "exhaustive", {**bound, "length": len(best) - 1}, None)
         else:
             status = "proved" if search.status == "proved" else "not proved"
-            record = minimal_record(status, "exhaustive", search.bound, search.reason)
+            record = minimal_record(status, "exhaustive", bound, search.reason)
+            if status == "not proved" and max_steps is None and "--max-steps" not in (search.reason or ""):
+                span = span_search(rep.kernel, new_window, best, invariant, budget, shape)
+                if span is not None:
+                    record["span"] = span
     else:
+        bound = {"length": len(best), "window": new_window}
+        if new_window != rep.window:
+            bound["window_from"] = rep.window
         record = minimal_record(
             "not proved",
             "greedy",
-            {"length": len(best)},
+            bound,
             "greedy fixpoint: no chunk deletion, fork fold, argument lowering, merge of adjacent ops or "
             "process swap keeps the failure; shorter sequences were not searched",
         )
-    violation = rep.violation if best == rep.steps else _violation(rep.kernel, rep.window, best, invariant)
+    violation = rep.violation if best == rep.steps else _violation(rep.kernel, new_window, best, invariant)
     new = Reproducer(
         kernel=rep.kernel,
-        window=rep.window,
+        window=new_window,
         steps=list(best),
         violation=violation,
         found=rep.found,
