@@ -526,3 +526,22 @@ def test_6_17_mremap_rework(name: str, ts: tuple[StepTuple, ...], results: list[
     k, got, found = checked("6.18.8", *ts)
     assert got == results and found is None
     assert shape(k)[0] == diagram
+
+
+@pytest.mark.parametrize("kernel", ["6.0", "6.16", "6.18.8"])
+def test_mremap_of_zero_old_length_is_einval_since_4_17(kernel: str) -> None:
+    """dba58d3b8c50: duplicating a private mapping with old_len 0 fails (3.19 still allows it)."""
+    steps = [
+        {"op": "mmap", "pid": 0, "start": 0, "pages": 2, "prot": "rw"},
+        {
+            "op": "mremap",
+            "pid": 0,
+            "start": 0,
+            "pages": 0,
+            "new_start": 4,
+            "new_pages": 2,
+            "flags": ["maymove", "fixed"],
+        },
+    ]
+    assert replay(steps, kernel, 8).results == ["ok", "EINVAL"]
+    assert replay(steps, "3.19", 8).results == ["ok", "ok"]

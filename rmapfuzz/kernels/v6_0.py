@@ -15,6 +15,7 @@ changed in these functions between 3.19 and 6.0:
 * Wei Yang, "mm/rmap.c: don't reuse anon_vma if we just want a copy" (2019, [id unverified]):
   reuse only when ``src->anon_vma`` is set.
 * MADV_WIPEONFORK (4.14) is available.
+* dba58d3b8c50 (4.17): mremap() with an old length of 0 on a private mapping is EINVAL.
 * Andrea Arcangeli, e86f15ee64d8 (4.8; id from memory, the code read in later mm/mmap.c): vma_adjust()
   case 6 imports the anon_vma of the VMA after next on its first pass, before next is freed, so a
   failed anon_vma_clone() no longer leaves mprotect_fixup() with a freed VMA.
@@ -29,8 +30,8 @@ from typing import ClassVar
 
 from rmapfuzz.kernels.v3_7 import Linux37
 from rmapfuzz.kernels.v3_19 import Linux319
-from rmapfuzz.model.core import ENOMEM, Err
-from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Vma
+from rmapfuzz.model.core import EINVAL, ENOMEM, Err
+from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Mm, Vma
 
 C2555283E = ("2555283eb40d", "mm/rmap: Fix anon_vma->degree ambiguity leading to double-reuse")
 
@@ -54,6 +55,14 @@ class Linux319With2555283e(Linux319):
         vma.anon_vma = av
         self.anon_vma_chain_link(vma, av)
         av.num_active_vmas += 1
+
+    def vma_to_resize(self, mm: Mm, addr: int, old_len: int, new_len: int) -> tuple[Err, Vma | None]:
+        """vma_to_resize() (4.17+, dba58d3b8c50 "mm/mremap: fail map duplication attempts for
+        private mappings"): an old length of 0 duplicates a mapping, which only a shared one may."""
+        err, vma = super().vma_to_resize(mm, addr, old_len, new_len)
+        if vma is not None and old_len == 0:  # every VMA of the model is private anonymous
+            return EINVAL, None
+        return err, vma
 
     def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
         """The reuse test (2555283eb40d): no VMA uses it and at most one child."""
