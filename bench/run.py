@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # minimum length of a reproducer (the invariant that fires first).
 FIND_SUITE: tuple[tuple[str, str, str, str], ...] = (
     ("A", "2.6.34-rc3", "default", "4 (merge-superset)"),
-    ("B", "2.6.34-rc3", "default", "5 (same-chain)"),
+    ("B", "2.6.34-rc3", "default", "5 (same-chain, ending in a write)"),
     ("S", "2.6.34-rc4", "swap", "6 (rmap-complete)"),
     ("C", "2.6.34", "enomem", "4 (chain-consistency)"),
     ("M", "2.6.34", "mremap", "5 (merge-superset)"),
-    ("D", "3.19-rc4", "fork-tree", "5 (counters)"),
+    ("D", "3.19-rc4", "fork-tree", "4 (counters)"),
     ("E", "3.19", "enomem", "4 (counters; 5 via same-chain)"),
     ("L", "3.7", "enomem", "<= 6 (no-dangling; not searched)"),
     ("G", "3.19", "fork-tree", "7 (reuse-safe)"),
