@@ -331,6 +331,46 @@ def check_bounded_chain(k: KernelCore) -> Iterator[Finding]:
             yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
 
 
+def _covering(mm: Mm, start: int, end: int) -> list[Vma] | None:
+    """The VMAs that cover [start, end) without a hole, or None."""
+    vmas = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
+    at = start
+    for v in vmas:
+        if v.vm_start > at:
+            return None
+        at = v.vm_end
+    return vmas if at >= end else None
+
+
+def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
+    from rmapfuzz import ops
+    from rmapfuzz.model.objects import VM_PROT_MASK, prot_to_flags
+
+    call = getattr(k, "last_call", None)
+    if call is None or call[1] != "ok":
+        return
+    op = call[0]
+    if not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect) or op.pages == 0:
+        return
+    mm = k.mms[op.pid]
+    start, end = op.start, op.start + op.pages
+    where = f"P{op.pid}:[{start},{end})"
+    if isinstance(op, ops.Munmap):
+        left = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
+        if left:
+            yield (f"munmap {where} returned 0 but {', '.join(v.name for v in left)} still maps it", left)
+        return
+    vmas = _covering(mm, start, end)
+    if vmas is None:
+        yield (f"{op.op} {where} returned 0 but the range is not all mapped", [])
+        return
+    want = prot_to_flags(op.prot) & VM_PROT_MASK
+    wrong = [v for v in vmas if v.vm_flags & VM_PROT_MASK != want]
+    if wrong:
+        yield (f"{op.op} {where} {op.prot or 'none'} returned 0 but {', '.join(v.name for v in wrong)} "
+               f"has other protections", wrong)  # fmt: skip
+
+
 LATER_GENERATIONS: tuple[Invariant, ...] = (
     Invariant(
         "counters",
@@ -434,6 +474,13 @@ CATALOGUE: tuple[Invariant, ...] = (
         check_pte_prot,
     ),
     *LATER_GENERATIONS,
+    Invariant(
+        "syscall-effect",
+        "mmap(2), munmap(2), mprotect(2)",
+        "A call that returned 0 did what it says: after mmap or mprotect the whole range is mapped with the "
+        "asked protection, after munmap none of it is (the layout the merge and split code leaves behind).",
+        check_syscall_effect,
+    ),
 )
 
 BY_NAME: dict[str, Invariant] = {inv.name: inv for inv in CATALOGUE}

@@ -281,6 +281,7 @@ _KERNEL_IGNORED = frozenset(
     {
         "events",
         "reuse_events",
+        "last_call",
         "counters",
         "_next_vma",
         "_next_page",
@@ -294,7 +295,7 @@ _KERNEL_IGNORED = frozenset(
 )
 # The invariants that judge the step rather than the state it leaves: they read the per-step event
 # lists.  Every other invariant is a function of the state the fingerprint serialises.
-TRANSITION_INVARIANTS = frozenset({"merge-superset", "reuse-safe"})
+TRANSITION_INVARIANTS = frozenset({"merge-superset", "reuse-safe", "syscall-effect"})
 STATE_INVARIANTS = frozenset(
     {
         "chain-consistency",
@@ -562,7 +563,7 @@ def _run(kernel: str, window: int, path: Sequence[ops.Op]) -> SyscallMixin:
 _Copier = Callable[[Any, dict[int, Any]], Any]
 _COPIERS: dict[type, _Copier] = {}
 # kernel attributes that hold the last step's events: a copy starts with none (every step clears them)
-_PER_STEP = frozenset({"events", "reuse_events"})
+_PER_STEP = frozenset({"events", "reuse_events", "last_call"})
 
 
 def _copy_code(field: attrs.Attribute[Any]) -> str:

@@ -186,6 +186,18 @@ def corrupt_bounded_chain() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     return k, "P1:[0,1)'s chain has 2 entries, more than 1", ("P1:[0,1)",)
 
 
+def corrupt_syscall_effect() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """An mmap that reports success while vma_link() drops the new VMA.
+
+    P0: AA......   [0,2) rw; then mmap [4,6) r "succeeds" and maps nothing
+    """
+    k = faulted()
+    k.vma_link = lambda mm, vma: None  # type: ignore[method-assign]
+    assert k.apply(step(("mmap", 0, 4, 2, "r"))) == "ok"
+    assert diagram(k, 0) == "AA......"
+    return k, "mmap P0:[4,6) returned 0 but the range is not all mapped", ()
+
+
 CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] = {
     "merge-superset": corrupt_merge_superset,
     "chain-consistency": corrupt_chain_consistency,
@@ -201,6 +213,7 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "counters": corrupt_counters,
     "reuse-safe": corrupt_reuse_safe,
     "bounded-chain": corrupt_bounded_chain,
+    "syscall-effect": corrupt_syscall_effect,
 }
 
 

@@ -11,7 +11,7 @@ success, or the errno's name ("ENOMEM", ...).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 
@@ -82,6 +82,7 @@ class KernelCore(ABC):
         self.anon_vmas: list[AnonVma] = []
         self.pages: list[Page] = []
         self.events: list[TakeOver] = []
+        self.last_call: tuple[Any, str] | None = None  # the last step and its result (SyscallMixin.apply)
         self.counters = Counters()
         self.fail_nth: int | None = None
         self._next_vma = 1

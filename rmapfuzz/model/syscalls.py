@@ -21,7 +21,14 @@ class SyscallMixin(ForkMixin):
         return mm if mm is not None and mm.alive else None
 
     def apply(self, op: ops.Op) -> str:
-        """Run one step; returns "ok" or the errno / fault outcome."""
+        """Run one step; returns "ok" or the errno / fault outcome (kept in ``last_call`` for the
+        ``syscall-effect`` invariant)."""
+        self.last_call = None
+        result = self._dispatch(op)
+        self.last_call = (op, result)
+        return result
+
+    def _dispatch(self, op: ops.Op) -> str:
         if isinstance(op, ops.FailAlloc):
             self.fail_nth = op.nth
             return OK
