@@ -97,3 +97,45 @@ def walk(k: SyscallMixin, page: Page) -> list[tuple[str, int]]:
 
 def describe_steps(ts: Sequence[ops.Op]) -> str:
     return "; ".join(ops.describe(op) for op in ts)
+
+
+# ---- op-language steps as reproducer files write them (dicts), for the live-oracle tests ----
+
+Step = dict[str, Any]
+
+
+def mm(pid: int, start: int, pages: int, prot: str = "rw") -> Step:
+    return {"op": "mmap", "pid": pid, "start": start, "pages": pages, "prot": prot}
+
+
+def mp(pid: int, start: int, pages: int, prot: str) -> Step:
+    return {"op": "mprotect", "pid": pid, "start": start, "pages": pages, "prot": prot}
+
+
+def wr(pid: int, addr: int) -> Step:
+    return {"op": "write", "pid": pid, "addr": addr}
+
+
+def rd(pid: int, addr: int) -> Step:
+    return {"op": "read", "pid": pid, "addr": addr}
+
+
+def mv(pid: int, start: int, pages: int, new_start: int) -> Step:
+    """A same-size MREMAP_MAYMOVE|MREMAP_FIXED move."""
+    return {
+        "op": "mremap",
+        "pid": pid,
+        "start": start,
+        "pages": pages,
+        "new_start": new_start,
+        "new_pages": pages,
+        "flags": ["maymove", "fixed"],
+    }
+
+
+def fork(pid: int) -> Step:
+    return {"op": "fork", "pid": pid}
+
+
+def ex(pid: int) -> Step:
+    return {"op": "exit", "pid": pid}

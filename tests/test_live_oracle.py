@@ -14,6 +14,7 @@ import pytest
 
 from rmapfuzz import corpus, ops
 from rmapfuzz.cli import main
+from tests.helpers import ex, fork, mm, mp, mv, rd, wr
 
 
 def _why_not() -> str | None:
@@ -36,42 +37,6 @@ def _why_not() -> str | None:
 
 WHY_NOT = _why_not()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"live kernel oracle unavailable: {WHY_NOT}")
-
-
-def mm(pid, start, pages, prot="rw"):
-    return {"op": "mmap", "pid": pid, "start": start, "pages": pages, "prot": prot}
-
-
-def mp(pid, start, pages, prot):
-    return {"op": "mprotect", "pid": pid, "start": start, "pages": pages, "prot": prot}
-
-
-def wr(pid, addr):
-    return {"op": "write", "pid": pid, "addr": addr}
-
-
-def rd(pid, addr):
-    return {"op": "read", "pid": pid, "addr": addr}
-
-
-def mv(pid, start, pages, new_start):
-    return {
-        "op": "mremap",
-        "pid": pid,
-        "start": start,
-        "pages": pages,
-        "new_start": new_start,
-        "new_pages": pages,
-        "flags": ["maymove", "fixed"],
-    }
-
-
-def fork(pid):
-    return {"op": "fork", "pid": pid}
-
-
-def ex(pid):
-    return {"op": "exit", "pid": pid}
 
 
 # (name, steps, {pid: final layout on 6.18.44 as recorded in live-kernel.md §3.2})

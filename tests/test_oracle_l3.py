@@ -39,6 +39,7 @@ from rmapfuzz.oracle.bpf import (
     R10,
 )
 from rmapfuzz.replay import Runner
+from tests.helpers import fork, mm, mp, wr
 
 # ---- a synthetic BTF blob ----
 
@@ -588,22 +589,6 @@ def _why_not() -> str | None:
 
 WHY_NOT = _why_not()
 live = pytest.mark.skipif(WHY_NOT is not None, reason=f"L3 (BPF anon_vma graph) unavailable: {WHY_NOT}")
-
-
-def mm(pid, start, pages, prot="rw"):
-    return {"op": "mmap", "pid": pid, "start": start, "pages": pages, "prot": prot}
-
-
-def mp(pid, start, pages, prot):
-    return {"op": "mprotect", "pid": pid, "start": start, "pages": pages, "prot": prot}
-
-
-def wr(pid, addr):
-    return {"op": "write", "pid": pid, "addr": addr}
-
-
-def fork(pid):
-    return {"op": "fork", "pid": pid}
 
 
 # (name, steps, the kernel's final graph on 6.18.44 as recorded in live-kernel.md §3.2 / §7.3)
