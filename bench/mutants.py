@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import random
 import shutil
 import subprocess
@@ -36,13 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import hypothesis
-from hypothesis.stateful import run_state_machine_as_test
 
-from rmapfuzz import ops, strategy
-from rmapfuzz.invariants import Violation
-from rmapfuzz.machine import Observer, machine_settings, make_machine
-from rmapfuzz.replay import replay
+from rmapfuzz import strategy
+from rmapfuzz.machine import generated_sequences
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "rmapfuzz" / "model"
@@ -105,35 +100,8 @@ def _methods(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef]]:
             yield from ((node.name, fn) for fn in node.body if isinstance(fn, ast.FunctionDef))
 
 
-class _Recorder(Observer):
-    def __init__(self) -> None:
-        self.sequences: list[list[ops.Op]] = []
-
-    def on_start(self) -> None:
-        self.sequences.append([])
-
-    def on_step(self, op: ops.Op, result: str) -> None:
-        self.sequences[-1].append(op)
-
-    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
-        self.sequences[-1].append(steps[-1])
-        return True
-
-
-def machine_sequences(kernel: str, strat: str, count: int, seed: int = 3) -> list[list[ops.Op]]:
-    """The op sequences the campaign's machine generates (``count`` test cases)."""
-    rec = _Recorder()
-    s = strategy.load(strat)
-    machine = make_machine(kernel, s, None, rec)
-    with contextlib.suppress(Violation):
-        run_state_machine_as_test(
-            hypothesis.seed(seed)(machine), settings=machine_settings(s, max_examples=count, database=None)
-        )
-    return [seq for seq in rec.sequences if seq]
-
-
 def covered_lines(kernel: str, count: int = 300) -> set[tuple[str, int]]:
-    """(model file, line) pairs that replaying ``count`` test cases of the default strategy runs on
+    """(model file, line) pairs that ``count`` test cases of the default strategy run on
     ``kernel``: mutants elsewhere (code the generation never runs, such as the pre-6.x merge path
     on a 6.x kernel) could not be killed by any campaign on it."""
     seen: set[tuple[str, int]] = set()
@@ -150,11 +118,9 @@ def covered_lines(kernel: str, count: int = 300) -> set[tuple[str, int]]:
 
         return lines
 
-    sequences = machine_sequences(kernel, "default", count)
     sys.settrace(tracer)
     try:
-        for seq in sequences:
-            replay(seq, kernel, strategy.load("default").window)
+        generated_sequences(kernel, strategy.load("default"), count, seed=3)
     finally:
         sys.settrace(None)
     return seen
@@ -250,7 +216,7 @@ def report(kernel: str, budget: float, count: int, jobs: int, seed: int) -> str:
         f"{budget:.0f} s campaign each, strategy default, {jobs} at once)",
         "",
         f"Sites: every drop-call, swap-args, off-by-one, negate-if and drop-augassign in the model "
-        f"({len(sites())} in all) on a line that {kernel} runs when it replays 300 test cases of the "
+        f"({len(sites())} in all) on a line that {kernel} runs in 300 test cases of the "
         f"default strategy ({len(pool)}): mutants of code the generation never runs (methods its "
         f"overlays override, the older merge paths) cannot be killed on it.  The unmutated model ran "
         f"the same campaign clean.  Killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %).",

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import mutants, scale
-from bench.mutants import machine_sequences
 from bench.walk import Language, random_sequence, replay_speed, uniform_mix, walk
 from rmapfuzz import campaign, ops, strategy
+from rmapfuzz.machine import generated_sequences
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,7 @@ def _campaign(kernel: str, strat: str, seed: int, budget: float, targets: Sequen
 
 def section_speed(kernel: str, budget: float) -> list[str]:
     walker = [random_sequence(random.Random(1), 50) for _ in range(400)]
-    generated = machine_sequences(kernel, "default", 200)
+    generated = generated_sequences(kernel, strategy.load("default"), 200, seed=3)
     on = replay_speed(kernel, walker, invariants=True)
     off = replay_speed(kernel, walker, invariants=False)
     own = replay_speed(kernel, generated, invariants=True)

@@ -15,13 +15,15 @@ every executed step as an op; an :class:`Observer` (the campaign) sees each step
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import hypothesis
 from hypothesis import HealthCheck, reject, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 from hypothesis.strategies import SearchStrategy
 
 from rmapfuzz import ops
@@ -370,3 +372,34 @@ def make_machine(
     )
     cls.TestCase.settings = machine_settings(strategy)
     return cls
+
+
+class SequenceRecorder(Observer):
+    """Keeps the steps of every test case, the failing step included."""
+
+    def __init__(self) -> None:
+        self.sequences: list[list[ops.Op]] = []
+
+    def on_start(self) -> None:
+        self.sequences.append([])
+
+    def on_step(self, op: ops.Op, result: str) -> None:
+        self.sequences[-1].append(op)
+
+    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
+        self.sequences[-1].append(steps[-1])
+        return True
+
+
+def generated_sequences(
+    kernel: str, strategy: Strategy, count: int, seed: int = 0, invariants: tuple[str, ...] | None = None
+) -> list[list[ops.Op]]:
+    """The op sequences of ``count`` test cases as the campaign's machine draws them on ``kernel``
+    (a violation ends the run early); for measuring raw replay speed, coverage and agreement."""
+    recorder = SequenceRecorder()
+    machine = make_machine(kernel, strategy, invariants, recorder)
+    settings = machine_settings(strategy, max_examples=count, database=None, derandomize=False)
+    run: Callable[..., None] = run_state_machine_as_test  # untyped in older Hypothesis
+    with contextlib.suppress(Violation):
+        run(hypothesis.seed(seed)(machine), settings=settings)
+    return [case for case in recorder.sequences if case][:count]

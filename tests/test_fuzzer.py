@@ -12,8 +12,9 @@ from hypothesis.stateful import run_state_machine_as_test
 from rmapfuzz import campaign, corpus, ops, strategy
 from rmapfuzz.invariants import Violation
 from rmapfuzz.kernels import KERNELS, classify
-from rmapfuzz.machine import Observer, machine_settings, make_machine
+from rmapfuzz.machine import Observer, generated_sequences, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure, without
+from rmapfuzz.replay import replay
 from tests.helpers import steps
 
 BUG_A = steps(("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "rwx"), ("write", 0, 2), ("mprotect", 0, 2, 1, "rwx"))
@@ -291,3 +292,11 @@ def test_derandomized_campaign_per_kernel(kernel: str, strat: str, must_find: bo
         small = minimize_failure(kernel, window, min(rec.failures, key=len))
         assert carried, f"{kernel} carries no catalogued bug, yet: {[ops.describe(op) for op in small]}"
         assert set(classify(kernel, small, window)) <= carried
+
+
+def test_generated_sequences_keep_each_test_case_and_its_failing_step() -> None:
+    s = strategy.load("default")
+    clean = generated_sequences("current", s, 20, seed=1)
+    assert 0 < len(clean) <= 20 and all(0 < len(seq) <= s.steps for seq in clean)
+    found = generated_sequences("2.6.34-rc3", s, 300, seed=1)
+    assert any(not replay(seq, "2.6.34-rc3", s.window).clean for seq in found)

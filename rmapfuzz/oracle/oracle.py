@@ -29,7 +29,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.campaign import Stop
 from rmapfuzz.invariants import Violation
-from rmapfuzz.machine import RmapMachine, machine_settings, make_machine
+from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine
 from rmapfuzz.oracle import compare, observe
 from rmapfuzz.oracle.compare import Divergence
 from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
@@ -491,40 +491,10 @@ __all__ = ["DivergenceFound", "ExecutorError", "Oracle", "OracleError", "Outcome
 # ---- random sequences, for measuring agreement ----
 
 
-class _Recorder:
-    """An observer that keeps every test case's steps (model-only machine runs)."""
-
-    def __init__(self) -> None:
-        self.cases: list[list[ops.Op]] = []
-
-    def on_start(self) -> None:
-        self.cases.append([])
-
-    def on_step(self, op: ops.Op, result: str) -> None:
-        self.cases[-1].append(op)
-
-    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
-        return True
-
-
 def sample_sequences(strategy: Strategy, count: int, seed: int = 0) -> list[list[ops.Op]]:
     """``count`` random sequences as the campaign's machine draws them on the ``current`` model
-    (fail_alloc left out), without running anything live."""
-    from rmapfuzz.machine import Observer
-
-    recorder = _Recorder()
-
-    class Rec(Observer):
-        def on_start(self) -> None:
-            recorder.on_start()
-
-        def on_step(self, op: ops.Op, result: str) -> None:
-            recorder.on_step(op, result)
-
-    machine = make_machine(MODEL, no_fail_alloc(strategy), invariants=(), observer=Rec())
-    settings = machine_settings(strategy, max_examples=count, database=None, derandomize=False)
-    _run_machine(hypothesis.seed(seed)(machine), settings=settings)
-    return [case for case in recorder.cases if case][:count]
+    (fail_alloc left out, invariants off), without running anything live."""
+    return generated_sequences(MODEL, no_fail_alloc(strategy), count, seed, invariants=())
 
 
 def minimize_divergence(oracle: Oracle, steps: Sequence[ops.Op], window: int, budget: float = 30.0) -> list[ops.Op]:
