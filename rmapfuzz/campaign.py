@@ -29,7 +29,7 @@ import attrs
 import hypothesis
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import get_state_machine_test as _get_state_machine_test
 
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.database import make_database
@@ -40,8 +40,12 @@ from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import Strategy
 
-# Annotated here: older Hypothesis releases leave it untyped.
-_run_machine: Callable[..., None] = run_state_machine_as_test
+# Annotated here: Hypothesis leaves it untyped.
+get_state_machine_test: Callable[..., Any] = _get_state_machine_test
+
+# The version of the machine's choice sequence: bump it when a change to machine.py makes old
+# Hypothesis database entries mean other operations.
+MACHINE_FORMAT = 1
 
 
 class Stop(KeyboardInterrupt):
@@ -257,17 +261,25 @@ def _database(config: Config) -> ExampleDatabase | None:
     return make_database(config.database_url, config.database)
 
 
-def _factory(machine: type[RmapMachine], config: Config, seed: int) -> Callable[[], RmapMachine]:
-    """The machine factory Hypothesis runs.  Not the generated class: Hypothesis keys its example
-    database on a digest of the factory's source, and looking for the source of a generated class
-    parses the whole module (15 ms per run, the cost of a few hundred steps).  A ``partial`` has
-    no source to look for; the digest is the kernel, strategy and invariants instead, so a shared
-    database keeps them apart."""
-    factory = functools.partial(machine)
-    key = f"{config.kernel}/{config.strategy.name}/{config.invariants}"
-    factory._hypothesis_internal_add_digest = key.encode()  # type: ignore[attr-defined]
-    seeded: Callable[[], RmapMachine] = hypothesis.seed(seed)(factory)
-    return seeded
+def database_key(config: Config) -> bytes:
+    """The key of a campaign's entries in the Hypothesis example database: the kernel, strategy and
+    invariants (so a shared database keeps them apart), the machine's format and Hypothesis'
+    version (so a database outlives neither a change of what its choice sequences mean)."""
+    invariants = ",".join(config.invariants) if config.invariants else "all"
+    key = f"rmapfuzz/{MACHINE_FORMAT}/{hypothesis.__version__}/{config.kernel}/{config.strategy.name}/{invariants}"
+    return key.encode()
+
+
+def _run_chunk(machine: type[RmapMachine], config: Config, seed: int, settings: hypothesis.settings) -> None:
+    """One Hypothesis run of the machine.  Not ``run_state_machine_as_test``: that keys the
+    database on a digest of Hypothesis' own test function, which it finds by tokenizing
+    stateful.py on every run (about 4 ms, the cost of a hundred steps, and most of a campaign's
+    start-up).  ``get_state_machine_test`` is the entry point Hypothesis keeps for HypoFuzz;
+    the key is :func:`database_key`."""
+    factory = hypothesis.seed(seed)(functools.partial(machine))
+    test = get_state_machine_test(factory, settings=settings)
+    test._hypothesis_internal_database_key = database_key(config)
+    test()
 
 
 def run_worker(
@@ -298,7 +310,7 @@ def run_worker(
         observer.seed = config.seed * 1_000_003 + worker * 10_007 + chunk
         settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
         try:
-            _run_machine(_factory(machine, config, observer.seed), settings=settings)
+            _run_chunk(machine, config, observer.seed, settings)
         except Stop:
             pass
         except KeyboardInterrupt:

@@ -13,11 +13,11 @@ several invariants, the first in this order is the one reported.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from rmapfuzz.model.objects import VM_WRITE
+from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
 
 if TYPE_CHECKING:
     from rmapfuzz.model.core import KernelCore
@@ -342,19 +342,74 @@ def _covering(mm: Mm, start: int, end: int) -> list[Vma] | None:
     return vmas if at >= end else None
 
 
-def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
-    from rmapfuzz import ops
-    from rmapfuzz.model.objects import VM_PROT_MASK, prot_to_flags
+# What a process sees of one page: the flags and linear page index of the VMA there (None when
+# unmapped; the index None while the VMA has no anon_vma, whose pgoff nothing depends on and
+# copy_vma() may renumber), and the pte (page, swap slot) or None.
+PageView = tuple[tuple[int, int | None] | None, tuple[Any, Any] | None]
+VIEW_FLAGS = VM_PROT_MASK | VM_DONTCOPY | VM_WIPEONFORK
 
-    call = getattr(k, "last_call", None)
-    if call is None or call[1] != "ok":
-        return
-    op = call[0]
-    if not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect) or op.pages == 0:
-        return
-    mm = k.mms[op.pid]
+
+def page_views(mm: Mm) -> dict[int, PageView]:
+    """Every page of ``mm`` that a VMA or a pte covers, as the process sees it (taken by
+    SyscallMixin.apply before a range op, for syscall-effect)."""
+    views: dict[int, PageView] = {}
+    for v in mm.vmas:
+        flags, offset = v.vm_flags & VIEW_FLAGS, v.vm_pgoff - v.vm_start
+        for addr in range(v.vm_start, v.vm_end):
+            views[addr] = ((flags, None if v.anon_vma is None else offset + addr), None)
+    for addr, pte in mm.ptes.items():
+        views[addr] = (views.get(addr, (None, None))[0], (pte.page, pte.swap))
+    return views
+
+
+# The kernel's answers (rmapfuzz.model.core), and the protection letters of the op language as
+# calc_vm_prot_bits() reads them: written down here again so the judge does not use the code it judges.
+OUTCOMES = frozenset({"ok", "EINVAL", "ENOMEM", "EFAULT", "EACCES", "ESRCH", "SEGV", "OOM"})
+_PROT_BITS = {"r": VM_READ, "w": VM_WRITE, "x": VM_EXEC}
+# madvise advice -> (flag, set or cleared) on every VMA of the range
+_ADVICE_FLAGS = {
+    "dontfork": (VM_DONTCOPY, True),
+    "dofork": (VM_DONTCOPY, False),
+    "wipeonfork": (VM_WIPEONFORK, True),
+    "keeponfork": (VM_WIPEONFORK, False),
+}
+
+
+def _prot_bits(prot: str) -> int:
+    return sum(bit for letter, bit in _PROT_BITS.items() if letter in prot)
+
+
+def _touched(op: object) -> set[int]:
+    """The pages a range op may change; every other page of the process must look the same after."""
+    from rmapfuzz import ops
+
+    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
+    pages = set(range(op.start, op.start + op.pages))
+    if isinstance(op, ops.Mremap):
+        dst = op.new_start if "fixed" in op.flags else op.start
+        pages |= set(range(dst, dst + op.new_pages))
+    return pages
+
+
+def _same_page(before: Any, after: Any) -> bool:
+    """One page as a process sees it (syscalls.PageView) is unchanged: same VMA flags, same pte, and
+    the same linear index unless the VMA had no anon_vma before (then nothing depended on it)."""
+    if before is None or after is None:
+        return before is after
+    (vma_b, pte_b), (vma_a, pte_a) = before, after
+    if pte_b != pte_a or (vma_b is None) != (vma_a is None):
+        return False
+    if vma_b is None:
+        return True
+    return bool(vma_b[0] == vma_a[0] and (vma_b[1] is None or vma_b[1] == vma_a[1]))
+
+
+def _mapping_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[Finding]:
+    """mmap, munmap and mprotect that returned 0: the range is (un)mapped with the asked protection."""
+    from rmapfuzz import ops
+
+    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect)
     start, end = op.start, op.start + op.pages
-    where = f"P{op.pid}:[{start},{end})"
     if isinstance(op, ops.Munmap):
         left = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
         if left:
@@ -364,11 +419,121 @@ def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
     if vmas is None:
         yield (f"{op.op} {where} returned 0 but the range is not all mapped", [])
         return
-    want = prot_to_flags(op.prot) & VM_PROT_MASK
+    want = _prot_bits(op.prot)
     wrong = [v for v in vmas if v.vm_flags & VM_PROT_MASK != want]
     if wrong:
         yield (f"{op.op} {where} {op.prot or 'none'} returned 0 but {', '.join(v.name for v in wrong)} "
                f"has other protections", wrong)  # fmt: skip
+
+
+def _madvise_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[Finding]:
+    """madvise that returned 0: the flag advices set or clear their flag on the whole range,
+    DONTNEED leaves no pte in it, PAGEOUT no present page it may reclaim (every page, or with
+    pageout_skips_shared, 6.16+, every page mapped once)."""
+    from rmapfuzz import ops
+
+    assert isinstance(op, ops.Madvise)
+    start, end = op.start, op.start + op.pages
+    vmas = _covering(mm, start, end)
+    if vmas is None:
+        yield (f"madvise {where} returned 0 but the range is not all mapped", [])
+        return
+    if op.advice in _ADVICE_FLAGS:
+        flag, on = _ADVICE_FLAGS[op.advice]
+        wrong = [v for v in vmas if bool(v.vm_flags & flag) != on]
+        if wrong:
+            yield (f"madvise {where} {op.advice} returned 0 but {', '.join(v.name for v in wrong)} "
+                   f"{'lacks' if on else 'keeps'} the flag", wrong)  # fmt: skip
+        return
+    skips_shared = _flag(k, "pageout_skips_shared")
+    for addr in range(start, end):
+        pte = mm.ptes.get(addr)
+        if pte is None:
+            continue
+        if op.advice == "dontneed":
+            yield (f"madvise {where} dontneed returned 0 but P{op.pid} page {addr} still has a pte", [])
+        elif (
+            op.advice == "pageout"
+            and pte.swap is None
+            and pte.page is not None
+            and (not skips_shared or pte.page.mapcount == 1)
+        ):
+            yield (f"madvise {where} pageout returned 0 but P{op.pid} page {addr} still maps "
+                   f"{pte.page.name}", [pte.page])  # fmt: skip
+
+
+def _mremap_effect(k: KernelCore, op: object, mm: Mm, before: dict[int, PageView]) -> Iterator[Finding]:
+    """mremap that returned 0: the new range holds what the old range held (same VMA flags and
+    linear page index, same page or swap entry), page for page over the shorter of the two.  A gap
+    in the old range (a 6.17+ move of several VMAs) leaves the page across from it as it was."""
+    from rmapfuzz import ops
+
+    assert isinstance(op, ops.Mremap)
+    after = page_views(mm)
+    dst = op.new_start if "fixed" in op.flags else op.start
+    for i in range(min(op.pages, op.new_pages)):
+        old = before.get(op.start + i)
+        if old is not None and old[0] is not None and not _same_page(old, after.get(dst + i)):
+            yield (f"mremap P{op.pid}:[{op.start},{op.start + op.pages}) -> [{dst},{dst + op.new_pages}) "
+                   f"returned 0 but page {dst + i} does not hold what page {op.start + i} held", [])  # fmt: skip
+            return
+
+
+def _frame(op: object, mm: Mm, before: dict[int, PageView]) -> Iterator[Finding]:
+    """A range op changes only its range (and an mremap its target): every other page of the
+    process keeps its VMA flags, linear page index and pte."""
+    touched = _touched(op)
+    after = page_views(mm)
+    for addr in sorted((before.keys() | after.keys()) - touched):
+        if not _same_page(before.get(addr), after.get(addr)):
+            yield (f"{op.op} P{op.pid}:[{op.start},{op.start + op.pages}) changed page {addr} outside "  # type: ignore[attr-defined]
+                   f"its range", [])  # fmt: skip
+            return
+
+
+def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
+    from rmapfuzz import ops
+
+    call = getattr(k, "last_call", None)
+    if not call:
+        return
+    op, result = call.op, call.result
+    if result not in OUTCOMES:
+        yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
+        return
+    if isinstance(op, ops.FailAlloc) or op.pid not in k.mms:
+        return
+    mm = k.mms[op.pid]
+    if call.before is not None and result != "ESRCH":
+        yield from _frame(op, mm, call.before)
+    if result != "ok" or not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap):
+        return
+    if op.pages == 0:
+        return
+    where = f"P{op.pid}:[{op.start},{op.start + op.pages})"
+    if isinstance(op, ops.Madvise):
+        yield from _madvise_effect(k, op, mm, where)
+    elif isinstance(op, ops.Mremap):
+        if call.before is not None:
+            yield from _mremap_effect(k, op, mm, call.before)
+    else:
+        yield from _mapping_effect(k, op, mm, where)
+
+
+def check_fail_injection(k: KernelCore) -> Iterator[Finding]:
+    from rmapfuzz import ops
+
+    armed = getattr(k, "fail_armed", None)
+    if armed is not None and armed <= 0:
+        yield ("fail_alloc armed a failure but the allocation it named went through", [])
+    call = getattr(k, "last_call", None)
+    if not call or call.alloc_failed:
+        return
+    op, result = call.op, call.result
+    if isinstance(op, ops.Fork) and result == "ENOMEM":
+        yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
+    elif isinstance(op, ops.Read | ops.Write) and result == "OOM":
+        yield (f"{ops.describe(op)} faulted with OOM but no injected allocation failure fired", [])
 
 
 LATER_GENERATIONS: tuple[Invariant, ...] = (
@@ -476,10 +641,21 @@ CATALOGUE: tuple[Invariant, ...] = (
     *LATER_GENERATIONS,
     Invariant(
         "syscall-effect",
-        "mmap(2), munmap(2), mprotect(2)",
-        "A call that returned 0 did what it says: after mmap or mprotect the whole range is mapped with the "
-        "asked protection, after munmap none of it is (the layout the merge and split code leaves behind).",
+        "mmap(2), munmap(2), mprotect(2), madvise(2), mremap(2)",
+        "A call answers ok or an errno the kernel gives, and one that returned 0 did what it says: after mmap "
+        "or mprotect the whole range is mapped with the asked protection, after munmap none of it is; madvise "
+        "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
+        "reclaim; mremap's new range holds what the old range held.  A range op changes no page of the "
+        "process outside its range (and an mremap's target).",
         check_syscall_effect,
+    ),
+    Invariant(
+        "fail-injection",
+        "fail_nth (the syzkaller idea)",
+        "Allocation failures happen only where fail_alloc put them: fork fails with ENOMEM and a fault with "
+        "OOM only in a step where an injected failure fired, and an armed failure fires at the Nth "
+        "anon_vma/anon_vma_chain allocation after fail_alloc N.",
+        check_fail_injection,
     ),
 )
 

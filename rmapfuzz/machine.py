@@ -275,8 +275,20 @@ def _can_exit(self: RmapMachine) -> bool:
 
 def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
     """One rule per op, with argument strategies sized by the strategy."""
-    w = s.window
-    proc = range(max(s.max_processes, 1))
+    return _rule_set(s.window, s.max_processes, s.prots, s.advices, s.mremap_flags)
+
+
+@functools.lru_cache(maxsize=64)
+def _rule_set(
+    w: int,
+    max_processes: int,
+    prots: tuple[str, ...],
+    advices: tuple[str, ...],
+    mremap_flags: tuple[tuple[str, ...], ...],
+) -> dict[str, Callable[..., None]]:
+    """The rules of :func:`_rules`, built once per argument space: building them (Hypothesis
+    inspects every rule's signature) is a millisecond of each campaign's start-up."""
+    proc = range(max(max_processes, 1))
     page = range(w)
     count = range(1, w + 1)
 
@@ -324,11 +336,11 @@ def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
 
     ranged: dict[str, ArgSpec] = {"p": proc, "start": page, "pages": count}
     return {
-        "mmap": _rule(**ranged, prot=s.prots)(recorded(mmap)),
+        "mmap": _rule(**ranged, prot=prots)(recorded(mmap)),
         "munmap": _rule(**ranged)(recorded(munmap)),
-        "mprotect": _rule(**ranged, prot=s.prots)(recorded(mprotect)),
-        "madvise": _rule(**ranged, advice=s.advices)(recorded(madvise)),
-        "mremap": _rule(**ranged, new_start=range(4 * w), new_pages=count, flags=s.mremap_flags)(recorded(mremap)),
+        "mprotect": _rule(**ranged, prot=prots)(recorded(mprotect)),
+        "madvise": _rule(**ranged, advice=advices)(recorded(madvise)),
+        "mremap": _rule(**ranged, new_start=range(4 * w), new_pages=count, flags=mremap_flags)(recorded(mremap)),
         "fork": _rule(_can_fork, p=proc)(recorded(fork)),
         "exit": _rule(_can_exit, p=proc)(recorded(exit)),
         "read": _rule(p=proc, i=page)(recorded(read)),

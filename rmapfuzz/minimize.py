@@ -282,6 +282,8 @@ _KERNEL_IGNORED = frozenset(
         "events",
         "reuse_events",
         "last_call",
+        "alloc_failed",
+        "fail_armed",
         "counters",
         "_next_vma",
         "_next_page",
@@ -295,7 +297,7 @@ _KERNEL_IGNORED = frozenset(
 )
 # The invariants that judge the step rather than the state it leaves: they read the per-step event
 # lists.  Every other invariant is a function of the state the fingerprint serialises.
-TRANSITION_INVARIANTS = frozenset({"merge-superset", "reuse-safe", "syscall-effect"})
+TRANSITION_INVARIANTS = frozenset({"merge-superset", "reuse-safe", "syscall-effect", "fail-injection"})
 STATE_INVARIANTS = frozenset(
     {
         "chain-consistency",

@@ -515,6 +515,12 @@ MOVE_FIXED = ("maymove", "fixed")
             "AA......",
         ),
         (
+            "a same-size move that starts in a gap is EFAULT",  # .AA..B.., move [4,6) -> [1,3)
+            (("mmap", 0, 1, 2, "rw"), ("mmap", 0, 5, 1, "rwx"), ("mremap", 0, 4, 2, 1, 2, MOVE_FIXED)),
+            ["ok", "ok", "EFAULT"],
+            ".AA..B..",
+        ),
+        (
             "a same-size move spans VMAs",  # .AAAAAAB: [6,7) rwx and [7,8) rw move to [0,1) and [1,2)
             (("mmap", 0, 1, 7, "rwx"), ("mmap", 0, 7, 1, "rw"), ("mremap", 0, 6, 2, 0, 2, MOVE_FIXED)),
             ["ok", "ok", "ok"],

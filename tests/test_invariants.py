@@ -198,6 +198,17 @@ def corrupt_syscall_effect() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     return k, "mmap P0:[4,6) returned 0 but the range is not all mapped", ()
 
 
+def corrupt_fail_injection() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """A fork that fails with ENOMEM although no injected failure fired.
+
+    P0: AA......   [0,2) rw, page 0 written; dup_mmap() made to fail on its own
+    """
+    k = faulted()
+    k.dup_mmap = lambda mm, oldmm: "ENOMEM"  # type: ignore[method-assign]
+    assert k.apply(step(("fork", 0))) == "ENOMEM"
+    return k, "fork(P0) failed with ENOMEM but no injected allocation failure fired", ()
+
+
 CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] = {
     "merge-superset": corrupt_merge_superset,
     "chain-consistency": corrupt_chain_consistency,
@@ -214,6 +225,7 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "reuse-safe": corrupt_reuse_safe,
     "bounded-chain": corrupt_bounded_chain,
     "syscall-effect": corrupt_syscall_effect,
+    "fail-injection": corrupt_fail_injection,
 }
 
 
@@ -335,3 +347,91 @@ def test_replay_rejects_unknown_invariant() -> None:
 
 def test_only_merge_superset_runs_on_events() -> None:
     assert [i.name for i in inv.CATALOGUE if i.on_events] == ["merge-superset"]
+
+
+# ---- syscall-effect: what each call that returned 0 promises (each corruption is one model fault) ----
+
+
+def effect_messages(k: SyscallMixin) -> list[str]:
+    return [v.message for v in fired(k, "syscall-effect")]
+
+
+def test_syscall_effect_result_must_be_an_outcome() -> None:
+    """P0: AA......  a madvise whose walk returns None instead of an errno."""
+    k = faulted()
+    k.sys_madvise = lambda mm, start, length, advice: None  # type: ignore[method-assign,assignment,return-value]
+    k.apply(step(("madvise", 0, 0, 2, "pageout")))
+    assert effect_messages(k) == ["madvise(P0, [0,2), pageout) returned None, which is not an answer the kernel gives"]
+
+
+def test_syscall_effect_pageout_must_reclaim() -> None:
+    """P0: AA......  page 0 written; MADV_PAGEOUT whose shrink_page() does nothing."""
+    k = faulted()
+    k.shrink_page = lambda page: None  # type: ignore[method-assign]
+    assert k.apply(step(("madvise", 0, 0, 2, "pageout"))) == "ok"
+    assert effect_messages(k) == ["madvise P0:[0,2) pageout returned 0 but P0 page 0 still maps page1"]
+
+
+def test_syscall_effect_dontneed_must_zap() -> None:
+    """P0: AA......  page 0 written; MADV_DONTNEED whose zap does nothing."""
+    k = faulted()
+    k.zap_page_range = lambda mm, start, end: None  # type: ignore[method-assign]
+    assert k.apply(step(("madvise", 0, 0, 2, "dontneed"))) == "ok"
+    assert effect_messages(k) == ["madvise P0:[0,2) dontneed returned 0 but P0 page 0 still has a pte"]
+
+
+def test_syscall_effect_flag_advice_must_set_the_flag() -> None:
+    """P0: AA......  MADV_DONTFORK whose flag change is skipped."""
+    k = faulted()
+    k.madvise_behavior = lambda vma, prev, start, end, advice: (None, vma)  # type: ignore[method-assign]
+    assert k.apply(step(("madvise", 0, 0, 2, "dontfork"))) == "ok"
+    assert effect_messages(k) == ["madvise P0:[0,2) dontfork returned 0 but P0:[0,2) lacks the flag"]
+
+
+def test_syscall_effect_mremap_must_move_the_pages() -> None:
+    """P0: AA......  -> ....AA..  a move whose move_page_tables() is dropped: page 0 is lost."""
+    k = faulted()
+    k.move_page_tables = lambda mm, old_addr, new_addr, length: None  # type: ignore[method-assign]
+    assert k.apply(step(("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed")))) == "ok"
+    assert effect_messages(k) == ["mremap P0:[0,2) -> [4,6) returned 0 but page 4 does not hold what page 0 held"]
+
+
+def test_syscall_effect_range_op_changes_nothing_outside() -> None:
+    """P0: AA......  page 0 written; MADV_DONTNEED of page 1 that zaps one page too many (page 0)."""
+    k = faulted()
+    zap = k.zap_page_range
+    k.zap_page_range = lambda mm, start, end: zap(mm, start - 1, end)  # type: ignore[method-assign]
+    assert k.apply(step(("madvise", 0, 1, 1, "dontneed"))) == "ok"
+    assert effect_messages(k) == ["madvise P0:[1,2) changed page 0 outside its range"]
+
+
+def test_syscall_effect_judges_protections_by_its_own_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """P0: AA......  mprotect r with calc_vm_prot_bits() wrong in the model: the check does not use it."""
+    from rmapfuzz.model import mprotect as mprotect_module
+    from rmapfuzz.model.objects import prot_to_flags
+
+    k = faulted()
+    monkeypatch.setattr(mprotect_module, "prot_to_flags", lambda prot: prot_to_flags(prot) | VM_WRITE)
+    assert k.apply(step(("mprotect", 0, 0, 2, "r"))) == "ok"
+    assert effect_messages(k) == ["mprotect P0:[0,2) r returned 0 but P0:[0,2) has other protections"]
+
+
+def test_fail_injection_armed_failure_must_fire() -> None:
+    """P0: ........  fail_alloc 1, then a write fault allocates with the countdown broken."""
+    k = boot("2.6.34")
+    k.apply(step(("mmap", 0, 0, 2, "rw")))
+    k.apply(step(("fail_alloc", 1)))
+    k.fail_nth = None  # the countdown lost: the allocation goes through
+    assert k.apply(step(("write", 0, 0))) == "ok"
+    assert [v.message for v in fired(k, "fail-injection")] == [
+        "fail_alloc armed a failure but the allocation it named went through"
+    ]
+
+
+def test_fail_injection_quiet_when_the_failure_fired() -> None:
+    """P0: AA......  fail_alloc 1 makes the first fault's anon_vma allocation fail: OOM, as asked."""
+    k = boot("2.6.34")
+    k.apply(step(("mmap", 0, 0, 2, "rw")))
+    k.apply(step(("fail_alloc", 1)))
+    assert k.apply(step(("write", 0, 0))) == "OOM"
+    assert inv.check(k, inv.CATALOGUE) == []

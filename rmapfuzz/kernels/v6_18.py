@@ -81,10 +81,11 @@ class Linux6188(Linux616With61f67c23):
     def remap_move(self, mm: Mm, addr: int, length: int, new_addr: int, flags: frozenset[str]) -> str:
         """remap_move() (6.17+): a same-size MREMAP_FIXED move of a range holding several VMAs (and
         gaps) moves each VMA's part to the same offset in the target; the gaps stay gaps.  A range
-        with no VMA at all is EFAULT."""
+        that starts in a gap ("No gap permitted at the start of the range", 6.18 mm/mremap.c) or
+        holds no VMA is EFAULT, before anything moves."""
         end = addr + length
         pieces = [(max(v.vm_start, addr), min(v.vm_end, end)) for v in mm.vmas if v.vm_end > addr and v.vm_start < end]
-        if not pieces:
+        if not pieces or pieces[0][0] > addr:
             return EFAULT
         for start, stop in pieces:
             target = new_addr + (start - addr)

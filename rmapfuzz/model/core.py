@@ -82,9 +82,13 @@ class KernelCore(ABC):
         self.anon_vmas: list[AnonVma] = []
         self.pages: list[Page] = []
         self.events: list[TakeOver] = []
-        self.last_call: tuple[Any, str] | None = None  # the last step and its result (SyscallMixin.apply)
+        self.last_call: Any = None  # the last step: a syscalls.Call (SyscallMixin.apply)
         self.counters = Counters()
         self.fail_nth: int | None = None
+        # The fail-injection invariant's shadow of the countdown (allocations left until the armed
+        # failure is due), and whether an injected failure fired during the current step.
+        self.fail_armed: int | None = None
+        self.alloc_failed = False
         self._next_vma = 1
         self._next_page = 1
         self._next_swap = 1
@@ -93,12 +97,15 @@ class KernelCore(ABC):
 
     def should_fail_alloc(self) -> bool:
         """The fail_nth countdown: the Nth anon_vma/anon_vma_chain allocation from now fails."""
+        if self.fail_armed is not None:  # invariant bookkeeping
+            self.fail_armed = self.fail_armed - 1  # invariant bookkeeping
         if self.fail_nth is None:
             return False
         self.fail_nth -= 1
         if self.fail_nth > 0:
             return False
-        self.fail_nth = None
+        self.fail_nth = self.fail_armed = None
+        self.alloc_failed = True  # invariant bookkeeping
         return True
 
     def anon_vma_alloc(self) -> AnonVma | None:
