@@ -248,6 +248,8 @@ def check_mapcount(k: KernelCore) -> Iterator[Finding]:
         mapped = ptes_of.get(id(page), 0)
         if page.mapcount != mapped:
             yield (f"{page.name}'s mapcount is {page.mapcount} but {mapped} ptes map it", [page])
+        elif mapped == 0 and page.swapcache is None:
+            yield (f"{page.name} is neither mapped nor in the swap cache but was never freed", [page])
         cached = page.swapcache
         if cached is not None and id(cached) not in swaps_of:
             swaps_of[id(cached)] = (cached, 0)
@@ -391,9 +393,13 @@ def _touched(op: object) -> set[int]:
     return pages
 
 
-def _same_page(before: Any, after: Any) -> bool:
-    """One page as a process sees it (syscalls.PageView) is unchanged: same VMA flags, same pte, and
-    the same linear index unless the VMA had no anon_vma before (then nothing depended on it)."""
+def _vmas_at(mm: Mm, addr: int) -> list[Vma]:
+    return [v for v in mm.vmas if v.vm_start <= addr < v.vm_end]
+
+
+def _same_page(before: PageView | None, after: PageView | None) -> bool:
+    """One page as a process sees it is unchanged: same VMA flags, same pte, and the same linear
+    index unless the VMA had no anon_vma before (then nothing depended on it)."""
     if before is None or after is None:
         return before is after
     (vma_b, pte_b), (vma_a, pte_a) = before, after
@@ -475,7 +481,8 @@ def _mremap_effect(k: KernelCore, op: object, mm: Mm, before: dict[int, PageView
         old = before.get(op.start + i)
         if old is not None and old[0] is not None and not _same_page(old, after.get(dst + i)):
             yield (f"mremap P{op.pid}:[{op.start},{op.start + op.pages}) -> [{dst},{dst + op.new_pages}) "
-                   f"returned 0 but page {dst + i} does not hold what page {op.start + i} held", [])  # fmt: skip
+                   f"returned 0 but page {dst + i} does not hold what page {op.start + i} held",
+                   _vmas_at(mm, dst + i))  # fmt: skip
             return
 
 
@@ -487,7 +494,7 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView]) -> Iterator[Finding]
     for addr in sorted((before.keys() | after.keys()) - touched):
         if not _same_page(before.get(addr), after.get(addr)):
             yield (f"{op.op} P{op.pid}:[{op.start},{op.start + op.pages}) changed page {addr} outside "  # type: ignore[attr-defined]
-                   f"its range", [])  # fmt: skip
+                   f"its range", _vmas_at(mm, addr))  # fmt: skip
             return
 
 
@@ -629,7 +636,8 @@ CATALOGUE: tuple[Invariant, ...] = (
         "mapcount",
         "_mapcount / swap_map",
         "A page's mapcount equals the number of present ptes that map it, and a swap entry's count the "
-        "number of swap ptes that hold it (what reuse, COW and freeing decide on).",
+        "number of swap ptes that hold it (what reuse, COW and freeing decide on); a page that no pte maps "
+        "and no swap cache holds has been freed (its last reference went with its last mapping).",
         check_mapcount,
     ),
     Invariant(

@@ -256,6 +256,32 @@ def test_keep_going_stops_once_targets_are_found(tmp_path: Path) -> None:
     assert result.seconds < 30.0
 
 
+def test_database_key_names_what_the_examples_mean(tmp_path: Path) -> None:
+    """The key keeps a shared database's entries apart per kernel, strategy and invariant
+    selection, and drops them when the machine's format or Hypothesis changes."""
+    import hypothesis
+
+    base = _config(tmp_path, "2.6.34")
+    keys = {
+        campaign.database_key(base),
+        campaign.database_key(_config(tmp_path, "2.6.35")),
+        campaign.database_key(_config(tmp_path, "2.6.34", strategy=strategy.load("swap"))),
+        campaign.database_key(_config(tmp_path, "2.6.34", invariants=("same-chain",))),
+    }
+    assert len(keys) == 4
+    assert campaign.database_key(base) == campaign.database_key(_config(tmp_path, "2.6.34", seed=99))
+    assert hypothesis.__version__.encode() in campaign.database_key(base)
+    assert f"/{campaign.MACHINE_FORMAT}/".encode() in campaign.database_key(base)
+
+
+def test_a_second_campaign_replays_the_first_ones_find_from_the_database(tmp_path: Path) -> None:
+    first = campaign.run(_config(tmp_path, "2.6.34-rc3", seed=1))
+    assert first.finds
+    second = campaign.run(_config(tmp_path, "2.6.34-rc3", seed=2, corpus_dir=tmp_path / "corpus2"))
+    assert second.finds[0].signature == first.finds[0].signature
+    assert second.finds[0].steps_before < strategy.load("merge-storm").steps  # in its first test cases
+
+
 def test_settings_profile_does_not_leak() -> None:
     # machine_settings() sets everything a campaign relies on explicitly, so the built-in "ci"
     # profile (loaded when CI is set) cannot turn the database off or derandomize a campaign.

@@ -435,3 +435,13 @@ def test_fail_injection_quiet_when_the_failure_fired() -> None:
     k.apply(step(("fail_alloc", 1)))
     assert k.apply(step(("write", 0, 0))) == "OOM"
     assert inv.check(k, inv.CATALOGUE) == []
+
+
+def test_mapcount_reports_a_leaked_page() -> None:
+    """P0: AA......  page 0 written, then MADV_DONTNEED whose zap forgets to free the page."""
+    k = faulted()
+    k.put_page_if_unused = lambda page: None  # type: ignore[method-assign]
+    assert k.apply(step(("madvise", 0, 0, 1, "dontneed"))) == "ok"
+    assert [v.message for v in fired(k, "mapcount")] == [
+        "page1 is neither mapped nor in the swap cache but was never freed"
+    ]
