@@ -403,10 +403,10 @@ def _same_page(before: PageView | None, after: PageView | None) -> bool:
     if before is None or after is None:
         return before is after
     (vma_b, pte_b), (vma_a, pte_a) = before, after
-    if pte_b != pte_a or (vma_b is None) != (vma_a is None):
+    if pte_b != pte_a:
         return False
-    if vma_b is None:
-        return True
+    if vma_b is None or vma_a is None:
+        return vma_b is vma_a
     return bool(vma_b[0] == vma_a[0] and (vma_b[1] is None or vma_b[1] == vma_a[1]))
 
 
