@@ -135,7 +135,7 @@ def find_rows(runs: list[dict[str, Any]], seeds: int, budget: float) -> list[str
         walker = [h for h in run["walker"] if h is not None]
         ratio = "-"
         if fuzz and walker and len(walker) * 2 > seeds:
-            ratio = f"{statistics.median(h[0] for h in walker) / statistics.median(h[0] for h in fuzz):.1f}"
+            ratio = f"{statistics.median(h[0] for h in walker) / statistics.median(h[0] for h in fuzz):.2f}"
         for tool, hits in (("fuzz", fuzz), ("walker", walker)):
             med_s, worst_s = _dist([h[0] for h in hits], ".3f")
             med_n, worst_n = _dist([float(h[1]) for h in hits], ".0f")
