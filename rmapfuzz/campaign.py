@@ -15,7 +15,6 @@ example database and the corpus directory, and report to the parent through a qu
 from __future__ import annotations
 
 import datetime
-import functools
 import multiprocessing as mp
 import os
 import queue
@@ -29,19 +28,15 @@ import attrs
 import hypothesis
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
-from hypothesis.stateful import get_state_machine_test as _get_state_machine_test
 
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.database import make_database
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import classify
-from rmapfuzz.machine import Observer, RmapMachine, machine_settings, make_machine
+from rmapfuzz.machine import Observer, machine_settings, make_machine, run_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import Strategy
-
-# Annotated here: Hypothesis leaves it untyped.
-get_state_machine_test: Callable[..., Any] = _get_state_machine_test
 
 # The version of the machine's choice sequence: bump it when a change to machine.py makes old
 # Hypothesis database entries mean other operations.
@@ -270,18 +265,6 @@ def database_key(config: Config) -> bytes:
     return key.encode()
 
 
-def _run_chunk(machine: type[RmapMachine], config: Config, seed: int, settings: hypothesis.settings) -> None:
-    """One Hypothesis run of the machine.  Not ``run_state_machine_as_test``: that keys the
-    database on a digest of Hypothesis' own test function, which it finds by tokenizing
-    stateful.py on every run (about 4 ms, the cost of a hundred steps, and most of a campaign's
-    start-up).  ``get_state_machine_test`` is the entry point Hypothesis keeps for HypoFuzz;
-    the key is :func:`database_key`."""
-    factory = hypothesis.seed(seed)(functools.partial(machine))
-    test = get_state_machine_test(factory, settings=settings)
-    test._hypothesis_internal_database_key = database_key(config)
-    test()
-
-
 def run_worker(
     config: Config,
     worker: int = 0,
@@ -310,7 +293,7 @@ def run_worker(
         observer.seed = config.seed * 1_000_003 + worker * 10_007 + chunk
         settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
         try:
-            _run_chunk(machine, config, observer.seed, settings)
+            run_machine(machine, observer.seed, settings, database_key(config))
         except Stop:
             pass
         except KeyboardInterrupt:

@@ -20,6 +20,7 @@ import attrs
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
 
 if TYPE_CHECKING:
+    from rmapfuzz import ops
     from rmapfuzz.model.core import KernelCore
     from rmapfuzz.model.objects import AnonVma, Mm, Page, SwapSlot, Vma
 
@@ -381,6 +382,11 @@ def _prot_bits(prot: str) -> int:
     return sum(bit for letter, bit in _PROT_BITS.items() if letter in prot)
 
 
+def _mremap_target(op: ops.Mremap) -> int:
+    """Where an mremap's new range starts: MREMAP_FIXED's address, else in place."""
+    return op.new_start if "fixed" in op.flags else op.start
+
+
 def _touched(op: object) -> set[int]:
     """The pages a range op may change; every other page of the process must look the same after."""
     from rmapfuzz import ops
@@ -388,7 +394,7 @@ def _touched(op: object) -> set[int]:
     assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
     pages = set(range(op.start, op.start + op.pages))
     if isinstance(op, ops.Mremap):
-        dst = op.new_start if "fixed" in op.flags else op.start
+        dst = _mremap_target(op)
         pages |= set(range(dst, dst + op.new_pages))
     return pages
 
@@ -410,21 +416,16 @@ def _same_page(before: PageView | None, after: PageView | None) -> bool:
     return bool(vma_b[0] == vma_a[0] and (vma_b[1] is None or vma_b[1] == vma_a[1]))
 
 
-def _mapping_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[Finding]:
-    """mmap, munmap and mprotect that returned 0: the range is (un)mapped with the asked protection."""
-    from rmapfuzz import ops
-
-    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect)
+def _unmap_effect(op: ops.Munmap, mm: Mm, where: str) -> Iterator[Finding]:
+    """munmap that returned 0: no VMA is left in the range."""
     start, end = op.start, op.start + op.pages
-    if isinstance(op, ops.Munmap):
-        left = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
-        if left:
-            yield (f"munmap {where} returned 0 but {', '.join(v.name for v in left)} still maps it", left)
-        return
-    vmas = _covering(mm, start, end)
-    if vmas is None:
-        yield (f"{op.op} {where} returned 0 but the range is not all mapped", [])
-        return
+    left = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
+    if left:
+        yield (f"munmap {where} returned 0 but {', '.join(v.name for v in left)} still maps it", left)
+
+
+def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma], where: str) -> Iterator[Finding]:
+    """mmap and mprotect that returned 0: the VMAs covering the range have the asked protection."""
     want = _prot_bits(op.prot)
     wrong = [v for v in vmas if v.vm_flags & VM_PROT_MASK != want]
     if wrong:
@@ -432,18 +433,10 @@ def _mapping_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[F
                f"has other protections", wrong)  # fmt: skip
 
 
-def _madvise_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[Finding]:
+def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], where: str) -> Iterator[Finding]:
     """madvise that returned 0: the flag advices set or clear their flag on the whole range,
     DONTNEED leaves no pte in it, PAGEOUT no present page it may reclaim (every page, or with
     pageout_skips_shared, 6.16+, every page mapped once)."""
-    from rmapfuzz import ops
-
-    assert isinstance(op, ops.Madvise)
-    start, end = op.start, op.start + op.pages
-    vmas = _covering(mm, start, end)
-    if vmas is None:
-        yield (f"madvise {where} returned 0 but the range is not all mapped", [])
-        return
     if op.advice in _ADVICE_FLAGS:
         flag, on = _ADVICE_FLAGS[op.advice]
         wrong = [v for v in vmas if bool(v.vm_flags & flag) != on]
@@ -452,7 +445,7 @@ def _madvise_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[F
                    f"{'lacks' if on else 'keeps'} the flag", wrong)  # fmt: skip
         return
     skips_shared = _flag(k, "pageout_skips_shared")
-    for addr in range(start, end):
+    for addr in range(op.start, op.start + op.pages):
         pte = mm.ptes.get(addr)
         if pte is None:
             continue
@@ -468,15 +461,13 @@ def _madvise_effect(k: KernelCore, op: object, mm: Mm, where: str) -> Iterator[F
                    f"{pte.page.name}", [pte.page])  # fmt: skip
 
 
-def _mremap_effect(k: KernelCore, op: object, mm: Mm, before: dict[int, PageView]) -> Iterator[Finding]:
+def _mremap_effect(
+    op: ops.Mremap, mm: Mm, before: dict[int, PageView], after: dict[int, PageView]
+) -> Iterator[Finding]:
     """mremap that returned 0: the new range holds what the old range held (same VMA flags and
     linear page index, same page or swap entry), page for page over the shorter of the two.  A gap
     in the old range (a 6.17+ move of several VMAs) leaves the page across from it as it was."""
-    from rmapfuzz import ops
-
-    assert isinstance(op, ops.Mremap)
-    after = page_views(mm)
-    dst = op.new_start if "fixed" in op.flags else op.start
+    dst = _mremap_target(op)
     for i in range(min(op.pages, op.new_pages)):
         old = before.get(op.start + i)
         if old is not None and old[0] is not None and not _same_page(old, after.get(dst + i)):
@@ -486,11 +477,10 @@ def _mremap_effect(k: KernelCore, op: object, mm: Mm, before: dict[int, PageView
             return
 
 
-def _frame(op: object, mm: Mm, before: dict[int, PageView]) -> Iterator[Finding]:
+def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, PageView]) -> Iterator[Finding]:
     """A range op changes only its range (and an mremap its target): every other page of the
     process keeps its VMA flags, linear page index and pte."""
     touched = _touched(op)
-    after = page_views(mm)
     for addr in sorted((before.keys() | after.keys()) - touched):
         if not _same_page(before.get(addr), after.get(addr)):
             yield (f"{op.op} P{op.pid}:[{op.start},{op.start + op.pages}) changed page {addr} outside "  # type: ignore[attr-defined]
@@ -511,20 +501,28 @@ def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
     if isinstance(op, ops.FailAlloc) or op.pid not in k.mms:
         return
     mm = k.mms[op.pid]
+    after = page_views(mm) if call.before is not None else {}
     if call.before is not None and result != "ESRCH":
-        yield from _frame(op, mm, call.before)
+        yield from _frame(op, mm, call.before, after)
     if result != "ok" or not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap):
         return
     if op.pages == 0:
         return
     where = f"P{op.pid}:[{op.start},{op.start + op.pages})"
-    if isinstance(op, ops.Madvise):
-        yield from _madvise_effect(k, op, mm, where)
-    elif isinstance(op, ops.Mremap):
+    if isinstance(op, ops.Munmap):
+        yield from _unmap_effect(op, mm, where)
+        return
+    if isinstance(op, ops.Mremap):
         if call.before is not None:
-            yield from _mremap_effect(k, op, mm, call.before)
+            yield from _mremap_effect(op, mm, call.before, after)
+        return
+    vmas = _covering(mm, op.start, op.start + op.pages)
+    if vmas is None:
+        yield (f"{op.op} {where} returned 0 but the range is not all mapped", [])
+    elif isinstance(op, ops.Madvise):
+        yield from _madvise_effect(k, op, mm, vmas, where)
     else:
-        yield from _mapping_effect(k, op, mm, where)
+        yield from _mapping_effect(op, vmas, where)
 
 
 def check_fail_injection(k: KernelCore) -> Iterator[Finding]:

@@ -18,26 +18,22 @@ import os
 import platform
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
 import hypothesis
-from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.campaign import Stop
 from rmapfuzz.invariants import Violation
-from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine
+from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine, run_machine
 from rmapfuzz.oracle import compare, observe
 from rmapfuzz.oracle.compare import Divergence
 from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
-
-# Annotated here: older Hypothesis releases leave it untyped.
-_run_machine: Callable[..., None] = run_state_machine_as_test
 
 LEVELS = ("L0", "L1", "L2", "L3")
 DEFAULT_LEVELS = ("L0", "L1", "L2", "L3")  # those unavailable here are left out
@@ -437,7 +433,7 @@ def fuzz(
         machine.last_failure[:] = []
         machine.deadline = started + budget
         try:
-            _run_machine(hypothesis.seed(seed * 1_000_003 + run_chunk)(machine), settings=settings)
+            run_machine(machine, seed * 1_000_003 + run_chunk, settings, b"rmapfuzz/oracle")
         except DivergenceFound:
             pass
         except Stop:
