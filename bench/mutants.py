@@ -76,16 +76,13 @@ def _nodes(kind: str, tree: ast.AST) -> list[ast.AST]:
     return [node for node in ast.walk(tree) if MATCHES[kind](node)]
 
 
-BOOKKEEPING = "# invariant bookkeeping"
 
 
 def _equivalent(node: ast.AST, lines: list[str]) -> bool:
-    """Sites whose mutant is not a model fault: an update of the statistics in ``k.counters``
-    (nothing in the model reads them), and the lines marked as the invariants' bookkeeping (the
-    pre-step snapshot, the fail_alloc shadow countdown), where a mutant breaks the judge instead."""
-    if isinstance(node, ast.AugAssign) and "counters." in ast.unparse(node.target):
-        return True
-    return BOOKKEEPING in lines[getattr(node, "lineno", 1) - 1]
+    """Sites whose mutant is not a model fault: a tracepoint (``self.trace.cover(...)`` and the
+    other calls of rmapfuzz.model.trace), which changes what an observer sees, never the model."""
+    call = node.value if isinstance(node, ast.Expr) else node
+    return isinstance(call, ast.Call) and ast.unparse(call.func).startswith("self.trace.")
 
 
 def _runs_on(kernel: str | None, path: Path, cls_name: str, fn_name: str) -> bool:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from rmapfuzz import ops
+from rmapfuzz.classify import classify
 from rmapfuzz.invariants import Violation
-from rmapfuzz.kernels import classify
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
 

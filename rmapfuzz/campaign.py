@@ -30,9 +30,9 @@ from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
 
 from rmapfuzz import __version__, corpus, ops
+from rmapfuzz.classify import classify
 from rmapfuzz.database import make_database
 from rmapfuzz.invariants import CATALOGUE, Violation
-from rmapfuzz.kernels import classify
 from rmapfuzz.machine import Observer, machine_settings, make_machine, run_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay

@@ -122,10 +122,7 @@ def add_kernels_command(subparsers: Subparsers) -> None:
 def cmd_invariants(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(
-            [
-                {"name": i.name, "ref": i.ref, "assumption": i.assumption, "on_events": i.on_events}
-                for i in inv.CATALOGUE
-            ]
+            [{"name": i.name, "ref": i.ref, "assumption": i.assumption, "kind": i.kind.value} for i in inv.CATALOGUE]
         )
         return 0
     table = Table("name", "ref", "assumption", title="invariants (catalogue order)")

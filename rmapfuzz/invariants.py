@@ -12,15 +12,18 @@ several invariants, the first in this order is the one reported.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from rmapfuzz import ops
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
+from rmapfuzz.model.trace import UseAfterFree
+from rmapfuzz.probe import PageView, StepRecord, page_views
 
 if TYPE_CHECKING:
-    from rmapfuzz import ops
     from rmapfuzz.model.core import KernelCore
     from rmapfuzz.model.objects import AnonVma, Mm, Page, SwapSlot, Vma
 
@@ -47,22 +50,30 @@ def _names(objs: Iterable[object]) -> list[str]:
     return [getattr(o, "name", repr(o)) for o in objs]
 
 
-def use_after_free(message: str, *objs: object) -> Violation:
-    """What the model raises when its own code dereferences a freed anon_vma or VMA."""
-    return Violation("no-dangling", "use-after-free: " + message, _names(objs))
+def use_after_free(uaf: UseAfterFree) -> Violation:
+    """The model's own use of a freed anon_vma or VMA, as a ``no-dangling`` violation."""
+    return Violation("no-dangling", "use-after-free: " + uaf.message, _names(uaf.objects))
 
 
 Finding = tuple[str, Sequence[object]]  # message, objects involved
-Check = Callable[["KernelCore"], Iterator[Finding]]
+Check = Callable[["KernelCore", "StepRecord"], Iterator[Finding]]
+
+
+class Kind(enum.Enum):
+    """What an invariant judges: the state a step leaves (a function of that state alone), or the
+    step itself (what it reported through the tracepoints, its answer, the state before it)."""
+
+    STATE = "state"
+    TRANSITION = "transition"
 
 
 @attrs.frozen
 class Invariant:
     name: str
-    ref: str  # where it comes from: the thread, or kernel-rmap.md's I-number
+    ref: str  # where it comes from: the thread, a commit, or an I-number of docs/model.md
     assumption: str
     check: Check
-    on_events: bool = False
+    kind: Kind = Kind.STATE
 
 
 def _live_vmas(k: KernelCore) -> Iterator[Vma]:
@@ -78,8 +89,8 @@ def _chain_str(vma: Vma) -> str:
 # ---- the checks ----
 
 
-def check_merge_superset(k: KernelCore) -> Iterator[Finding]:
-    for ev in k.events:
+def check_merge_superset(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    for ev in step.takeovers:
         missing = [av for av in ev.taken_chain if av not in ev.taker_chain]
         if missing:
             yield (
@@ -90,7 +101,7 @@ def check_merge_superset(k: KernelCore) -> Iterator[Finding]:
             )
 
 
-def check_chain_consistency(k: KernelCore) -> Iterator[Finding]:
+def check_chain_consistency(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for vma in _live_vmas(k):
         for avc in vma.anon_vma_chain:
             if avc.vma is not vma or avc not in avc.anon_vma.head:
@@ -109,14 +120,14 @@ def check_chain_consistency(k: KernelCore) -> Iterator[Finding]:
                 yield (f"{av.name}'s list entry for {vma.name} is not in that VMA's chain", [av, vma])
 
 
-def check_primary_linked(k: KernelCore) -> Iterator[Finding]:
+def check_primary_linked(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for vma in _live_vmas(k):
         av = vma.anon_vma
         if av is not None and av not in vma.chain_anon_vmas():
             yield (f"{vma.name} has anon_vma {av.name} but its chain {_chain_str(vma)} does not link it", [vma, av])
 
 
-def check_unfaulted_empty(k: KernelCore) -> Iterator[Finding]:
+def check_unfaulted_empty(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for vma in _live_vmas(k):
         if (vma.anon_vma is None) != (not vma.anon_vma_chain):
             state = "no anon_vma" if vma.anon_vma is None else f"anon_vma {vma.anon_vma.name}"
@@ -132,7 +143,7 @@ def _mapped_ptes(k: KernelCore) -> Iterator[tuple[Mm, int, Page]]:
                     yield mm, addr, pte.page
 
 
-def check_no_dangling(k: KernelCore) -> Iterator[Finding]:
+def check_no_dangling(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for vma in _live_vmas(k):
         if vma.anon_vma is not None and vma.anon_vma.freed:
             yield (f"{vma.name}'s anon_vma {vma.anon_vma.name} is freed", [vma, vma.anon_vma])
@@ -163,7 +174,7 @@ def _groups_by_anon_vma(k: KernelCore) -> Iterator[tuple[AnonVma, list[Vma]]]:
                 yield av, vmas
 
 
-def check_same_chain(k: KernelCore) -> Iterator[Finding]:
+def check_same_chain(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for av, vmas in _groups_by_anon_vma(k):
         first = vmas[0]
         ref = set(map(id, first.chain_anon_vmas()))
@@ -176,7 +187,7 @@ def check_same_chain(k: KernelCore) -> Iterator[Finding]:
                 )
 
 
-def check_singleton(k: KernelCore) -> Iterator[Finding]:
+def check_singleton(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for av, vmas in _groups_by_anon_vma(k):
         for i, a in enumerate(vmas):
             for b in vmas[i + 1 :]:
@@ -200,7 +211,7 @@ def _mapped_pages(k: KernelCore) -> dict[int, tuple[Page, list[tuple[int, int]]]
     return truth
 
 
-def check_page_index(k: KernelCore) -> Iterator[Finding]:
+def check_page_index(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for mm, addr, page in _mapped_ptes(k):
         vma = k.find_vma(mm, addr)
         if vma is None or vma.vm_start > addr:
@@ -215,7 +226,7 @@ def check_page_index(k: KernelCore) -> Iterator[Finding]:
             )
 
 
-def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
+def check_rmap_complete(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for page, where in _mapped_pages(k).values():
         found = {(vma.mm.pid, addr) for vma, addr in k.rmap_walk_anon(page)}  # type: ignore[attr-defined]
         for pid, addr in where:
@@ -231,7 +242,7 @@ def check_rmap_complete(k: KernelCore) -> Iterator[Finding]:
             )
 
 
-def check_mapcount(k: KernelCore) -> Iterator[Finding]:
+def check_mapcount(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     ptes_of: dict[int, int] = {}
     swaps_of: dict[int, tuple[SwapSlot, int]] = {}
     for mm in k.mms.values():
@@ -259,7 +270,7 @@ def check_mapcount(k: KernelCore) -> Iterator[Finding]:
             yield (f"swap slot {slot!r} counts {slot.count} references but {n} swap ptes hold it", [slot])
 
 
-def check_pte_prot(k: KernelCore) -> Iterator[Finding]:
+def check_pte_prot(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
     for mm in k.mms.values():
         if not mm.alive:
             continue
@@ -274,22 +285,12 @@ def check_pte_prot(k: KernelCore) -> Iterator[Finding]:
 
 # ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
 #
-# Each is a no-op on a generation without the fields it judges (the kernel class says which it has:
-# ``has_refcount``, ``has_degree``, ``has_fork_counters``; ``chain_bound`` for bounded-chain).
-
-CHAIN_BOUND = 16
+# Each is a no-op on a generation without the fields it judges (``k.features`` says which it has).
 
 
-def _flag(k: KernelCore, name: str) -> bool:
-    return bool(getattr(k, name, False))
-
-
-def check_counters(k: KernelCore) -> Iterator[Finding]:
-    refcount, degree, fork_counters = (
-        _flag(k, "has_refcount"),
-        _flag(k, "has_degree"),
-        _flag(k, "has_fork_counters"),
-    )
+def check_counters(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    features = k.features
+    refcount, degree, fork_counters = features.refcount, features.degree, features.fork_counters
     if not (refcount or degree or fork_counters):
         return
     live = [av for av in k.anon_vmas if not av.freed]
@@ -301,8 +302,7 @@ def check_counters(k: KernelCore) -> Iterator[Finding]:
         expected: list[tuple[str, int, int]] = []
         if refcount:
             pins = sum(1 for y in live if y is not av and y.root is av)
-            external = getattr(k, "external_pins", {}).get(id(av), 0)
-            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins + external))
+            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins + av.pins))
         children = sum(1 for y in live if y.parent is av and y.head)
         if degree:
             expected.append(("degree", av.degree, active.get(id(av), 0) + children))
@@ -316,8 +316,8 @@ def check_counters(k: KernelCore) -> Iterator[Finding]:
                 yield (f"{av.name}.{field} is {value} but the structure says {want}", [av])
 
 
-def check_reuse_safe(k: KernelCore) -> Iterator[Finding]:
-    for ev in getattr(k, "reuse_events", ()):
+def check_reuse_safe(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    for ev in step.reuses:
         if ev.active or ev.children >= 2:
             users = ", ".join(ev.active) if ev.active else "none"
             yield (
@@ -327,8 +327,10 @@ def check_reuse_safe(k: KernelCore) -> Iterator[Finding]:
             )
 
 
-def check_bounded_chain(k: KernelCore) -> Iterator[Finding]:
-    bound = int(getattr(k, "chain_bound", CHAIN_BOUND))
+def check_bounded_chain(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    bound = k.features.chain_bound
+    if bound is None:
+        return
     for vma in _live_vmas(k):
         if len(vma.anon_vma_chain) > bound:
             yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
@@ -343,26 +345,6 @@ def _covering(mm: Mm, start: int, end: int) -> list[Vma] | None:
             return None
         at = v.vm_end
     return vmas if at >= end else None
-
-
-# What a process sees of one page: the flags and linear page index of the VMA there (None when
-# unmapped; the index None while the VMA has no anon_vma, whose pgoff nothing depends on and
-# copy_vma() may renumber), and the pte (page, swap slot) or None.
-PageView = tuple[tuple[int, int | None] | None, tuple[Any, Any] | None]
-VIEW_FLAGS = VM_PROT_MASK | VM_DONTCOPY | VM_WIPEONFORK
-
-
-def page_views(mm: Mm) -> dict[int, PageView]:
-    """Every page of ``mm`` that a VMA or a pte covers, as the process sees it (taken by
-    SyscallMixin.apply before a range op, for syscall-effect)."""
-    views: dict[int, PageView] = {}
-    for v in mm.vmas:
-        flags, offset = v.vm_flags & VIEW_FLAGS, v.vm_pgoff - v.vm_start
-        for addr in range(v.vm_start, v.vm_end):
-            views[addr] = ((flags, None if v.anon_vma is None else offset + addr), None)
-    for addr, pte in mm.ptes.items():
-        views[addr] = (views.get(addr, (None, None))[0], (pte.page, pte.swap))
-    return views
 
 
 # The kernel's answers (rmapfuzz.model.core), and the protection letters of the op language as
@@ -389,8 +371,6 @@ def _mremap_target(op: ops.Mremap) -> int:
 
 def _touched(op: object) -> set[int]:
     """The pages a range op may change; every other page of the process must look the same after."""
-    from rmapfuzz import ops
-
     assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
     pages = set(range(op.start, op.start + op.pages))
     if isinstance(op, ops.Mremap):
@@ -444,7 +424,7 @@ def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], whe
             yield (f"madvise {where} {op.advice} returned 0 but {', '.join(v.name for v in wrong)} "
                    f"{'lacks' if on else 'keeps'} the flag", wrong)  # fmt: skip
         return
-    skips_shared = _flag(k, "pageout_skips_shared")
+    skips_shared = k.features.pageout_skips_shared
     for addr in range(op.start, op.start + op.pages):
         pte = mm.ptes.get(addr)
         if pte is None:
@@ -488,22 +468,17 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, Pag
             return
 
 
-def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
-    from rmapfuzz import ops
-
-    call = getattr(k, "last_call", None)
-    if not call:
-        return
-    op, result = call.op, call.result
+def check_syscall_effect(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    op, result = step.op, step.result
     if result not in OUTCOMES:
         yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
         return
     if isinstance(op, ops.FailAlloc) or op.pid not in k.mms:
         return
     mm = k.mms[op.pid]
-    after = page_views(mm) if call.before is not None else {}
-    if call.before is not None and result != "ESRCH":
-        yield from _frame(op, mm, call.before, after)
+    after = page_views(mm) if step.before is not None else {}
+    if step.before is not None and result != "ESRCH":
+        yield from _frame(op, mm, step.before, after)
     if result != "ok" or not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap):
         return
     if op.pages == 0:
@@ -513,8 +488,8 @@ def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
         yield from _unmap_effect(op, mm, where)
         return
     if isinstance(op, ops.Mremap):
-        if call.before is not None:
-            yield from _mremap_effect(op, mm, call.before, after)
+        if step.before is not None:
+            yield from _mremap_effect(op, mm, step.before, after)
         return
     vmas = _covering(mm, op.start, op.start + op.pages)
     if vmas is None:
@@ -525,16 +500,12 @@ def check_syscall_effect(k: KernelCore) -> Iterator[Finding]:
         yield from _mapping_effect(op, vmas, where)
 
 
-def check_fail_injection(k: KernelCore) -> Iterator[Finding]:
-    from rmapfuzz import ops
-
-    armed = getattr(k, "fail_armed", None)
-    if armed is not None and armed <= 0:
+def check_fail_injection(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+    if step.armed is not None and step.armed <= 0:
         yield ("fail_alloc armed a failure but the allocation it named went through", [])
-    call = getattr(k, "last_call", None)
-    if not call or call.alloc_failed:
+    if step.alloc_failed:
         return
-    op, result = call.op, call.result
+    op, result = step.op, step.result
     if isinstance(op, ops.Fork) and result == "ENOMEM":
         yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
     elif isinstance(op, ops.Read | ops.Write) and result == "OOM":
@@ -557,12 +528,13 @@ LATER_GENERATIONS: tuple[Invariant, ...] = (
         "Fork-time reuse hands an anon_vma to a new VMA only if no VMA uses it as its anon_vma and it has at "
         "most one child (2555283eb40d's rule, judged on the structure, not on the counters).",
         check_reuse_safe,
+        Kind.TRANSITION,
     ),
     Invariant(
         "bounded-chain",
         "7a3ef208e662",
-        "No VMA's anon_vma chain is longer than the kernel class's chain_bound (default 16): fork loops "
-        "must not grow the hierarchy without bound.",
+        "From 3.19 on, no VMA's anon_vma chain is longer than the generation's chain_bound (16): fork "
+        "loops must not grow the hierarchy without bound.  Earlier generations promise no bound.",
         check_bounded_chain,
     ),
 )
@@ -576,7 +548,7 @@ CATALOGUE: tuple[Invariant, ...] = (
         "with a chain containing every anon_vma of the chain it took over; anon_vma_merge() just drops "
         "the other chain.",
         check_merge_superset,
-        on_events=True,
+        Kind.TRANSITION,
     ),
     Invariant(
         "chain-consistency",
@@ -654,6 +626,7 @@ CATALOGUE: tuple[Invariant, ...] = (
         "reclaim; mremap's new range holds what the old range held.  A range op changes no page of the "
         "process outside its range (and an mremap's target).",
         check_syscall_effect,
+        Kind.TRANSITION,
     ),
     Invariant(
         "fail-injection",
@@ -662,6 +635,7 @@ CATALOGUE: tuple[Invariant, ...] = (
         "OOM only in a step where an injected failure fired, and an armed failure fires at the Nth "
         "anon_vma/anon_vma_chain allocation after fail_alloc N.",
         check_fail_injection,
+        Kind.TRANSITION,
     ),
 )
 
@@ -680,13 +654,18 @@ def select(names: Iterable[str] | None) -> tuple[Invariant, ...]:
     return tuple(inv for inv in CATALOGUE if inv.name in wanted)
 
 
-def check(k: KernelCore, invariants: Sequence[Invariant]) -> list[Violation]:
-    """Run the given invariants on ``k``: every finding, in catalogue order."""
+def check(k: KernelCore, invariants: Sequence[Invariant], step: StepRecord | None = None) -> list[Violation]:
+    """Run the given invariants on ``k`` after ``step``: every finding, in catalogue order.  Without
+    a step record only the state invariants among them run (a state judged on its own; they never
+    read the record)."""
+    record: Any = step
     found: list[Violation] = []
     for inv in invariants:
+        if step is None and inv.kind is not Kind.STATE:
+            continue
         try:
-            for message, objs in inv.check(k):
+            for message, objs in inv.check(k, record):
                 found.append(Violation(inv.name, message, _names(objs)))
-        except Violation as uaf:  # a walk inside a check dereferenced a freed object
-            found.append(uaf)
+        except UseAfterFree as uaf:  # a walk inside a check dereferenced a freed object
+            found.append(use_after_free(uaf))
     return found

@@ -6,6 +6,7 @@ corpus tools and the live-kernel oracle are all built on it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from rmapfuzz import ops
 from rmapfuzz.invariants import Violation
 from rmapfuzz.kernels import boot
 from rmapfuzz.model.syscalls import SyscallMixin
+from rmapfuzz.model.trace import UseAfterFree
+from rmapfuzz.probe import Probe, StepRecord
 
 
 @attrs.define
@@ -29,6 +32,7 @@ class Verdict:
     violation: Violation | None
     violations: list[Violation]  # every invariant broken at the violating step
     final: SyscallMixin
+    coverage: Counter[str] | None = None  # the coverage points the steps reached (replay(coverage=True))
 
     @property
     def clean(self) -> bool:
@@ -62,28 +66,47 @@ class Runner:
     """Step-at-a-time replay: apply one op, then check the chosen invariants.
 
     The fuzzer's state machine drives one of these, so that it judges exactly as ``replay`` does.
+    ``kernel`` is a generation's name or class, or a booted kernel to go on from.  With ``coverage``
+    (a Counter) the coverage points every step reaches are counted into it.
     """
 
-    def __init__(self, kernel: str, window: int = 8, invariants: Iterable[str] | None = None) -> None:
-        self.kernel = boot(kernel, window)
-        self.window = window
+    def __init__(
+        self,
+        kernel: str | type[SyscallMixin] | SyscallMixin,
+        window: int = 8,
+        invariants: Iterable[str] | None = None,
+        coverage: Counter[str] | None = None,
+    ) -> None:
         self.checks: Sequence[inv.Invariant] = inv.select(invariants)
-        self.state_checks = [c for c in self.checks if not c.on_events]
-        self.event_checks = [c for c in self.checks if c.on_events]
+        self.probe = Probe(views=any(c.name == "syscall-effect" for c in self.checks), coverage=coverage)
+        if isinstance(kernel, str):
+            kernel = boot(kernel, window)
+        elif isinstance(kernel, type):
+            kernel = kernel(window)
+        self.kernel = kernel
+        self.probe.attach(kernel)
+        self.window = window
         self.index = 0
+
+    def run(self, op: ops.Op) -> tuple[str, StepRecord | None, Violation | None]:
+        """Apply ``op``: (its result, the step's record, None) or, when the model used freed memory,
+        ("UAF", None, the ``no-dangling`` violation)."""
+        k = self.kernel
+        self.probe.begin(op, None if isinstance(op, ops.FailAlloc) else k.process(op.pid))
+        try:
+            result = k.apply(op)
+        except UseAfterFree as uaf:
+            return "UAF", None, inv.use_after_free(uaf)
+        return result, self.probe.end(result), None
+
+    def judge(self, record: StepRecord, checks: Sequence[inv.Invariant] | None = None) -> list[Violation]:
+        """The violations of ``checks`` (default: the runner's invariants) after the step ``record``."""
+        return inv.check(self.kernel, self.checks if checks is None else checks, record)
 
     def step(self, op: ops.Op) -> tuple[str, list[Violation]]:
         """Apply ``op``; returns its result and every invariant it broke (empty when clean)."""
-        k = self.kernel
-        k.events.clear()
-        try:
-            result = k.apply(op)
-        except Violation as uaf:
-            uaf.step = self.index
-            self.index += 1
-            return "UAF", [uaf]
-        found = inv.check(k, self.event_checks) if k.events else []
-        found += inv.check(k, self.state_checks)
+        result, record, uaf = self.run(op)
+        found = self.judge(record) if record is not None else [uaf] if uaf is not None else []
         for v in found:
             v.step = self.index
         self.index += 1
@@ -96,6 +119,7 @@ def replay(
     window: int = 8,
     invariants: Iterable[str] | None = None,
     stop_at_violation: bool = True,
+    coverage: bool = False,
 ) -> Verdict:
     """Replay ``steps`` (ops or op-language dicts) on a fresh ``kernel`` model of ``window`` pages.
 
@@ -103,7 +127,7 @@ def replay(
     :class:`rmapfuzz.kernels.UnknownKernel` for an unknown kernel name.
     """
     parsed = as_ops(steps, window)
-    runner = Runner(kernel, window, invariants)
+    runner = Runner(kernel, window, invariants, Counter() if coverage else None)
     results: list[str] = []
     first: list[Violation] = []
     for op in parsed:
@@ -121,4 +145,5 @@ def replay(
         violation=first[0] if first else None,
         violations=first,
         final=runner.kernel,
+        coverage=runner.probe.coverage,
     )

@@ -7,6 +7,7 @@ the fields in the order of the op classes in :mod:`rmapfuzz.ops`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from rmapfuzz import ops
 from rmapfuzz.layout import diagram, layout
 from rmapfuzz.model.objects import Page, Pte, Vma
 from rmapfuzz.model.syscalls import SyscallMixin
+from rmapfuzz.probe import Probe
 from rmapfuzz.replay import Verdict, replay
 
 KERNELS: tuple[str, ...] = ("2.6.34-rc3", "2.6.34-rc3+hannes-v2", "2.6.34")
@@ -50,7 +52,7 @@ def run(
     The steps go in as op-language JSON, so the parser checks each one is part of the language.
     """
     objs = [ops.to_json(op) for op in steps(*ts)]
-    return replay(objs, kernel, window=window, invariants=invariants, stop_at_violation=stop_at_violation)
+    return replay(objs, kernel, window, invariants, stop_at_violation, coverage=True)
 
 
 def run_clean(kernel: str, *ts: StepTuple | ops.Op, window: int = 8) -> SyscallMixin:
@@ -93,6 +95,31 @@ def shape(k: SyscallMixin, pid: int = 0) -> tuple[str, list[str]]:
 def walk(k: SyscallMixin, page: Page) -> list[tuple[str, int]]:
     """The (VMA name, address) pairs an rmap walk of ``page`` finds."""
     return [(vma.name, addr) for vma, addr in k.rmap_walk_anon(page)]
+
+
+def hits(k: SyscallMixin) -> Counter[str]:
+    """The coverage points the steps :func:`run` replayed on ``k`` reached, with their counts."""
+    assert isinstance(k.trace, Probe) and k.trace.coverage is not None, "replayed without coverage"
+    return k.trace.coverage
+
+
+MERGING = (
+    "vma_merge: case",
+    "vma_merge_existing_range: prev",
+    "vma_merge_existing_range: next",
+    "vma_merge_new_range:",
+)
+
+
+def merges(k: SyscallMixin) -> list[str]:
+    """The merges the steps made: every vma_merge() case (or 6.x merge shape) reached, in order."""
+    return [point for point, n in hits(k).items() if point.startswith(MERGING) for _ in range(n)]
+
+
+def cow(k: SyscallMixin) -> tuple[int, int]:
+    """(write faults that copied, write faults that reused the page) in do_wp_page()."""
+    h = hits(k)
+    return h["do_wp_page: copy the zero page"] + h["do_wp_page: copy a shared page"], h["do_wp_page: reuse the page"]
 
 
 def describe_steps(ts: Sequence[ops.Op]) -> str:

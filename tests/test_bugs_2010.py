@@ -9,7 +9,7 @@ import pytest
 
 from rmapfuzz import invariants as inv
 from rmapfuzz.layout import ptes_line
-from tests.helpers import FINAL, HANNES, RC3, StepTuple, run, shape
+from tests.helpers import FINAL, HANNES, RC3, StepTuple, hits, run, shape
 
 # Bug A, §3.2, case 7:
 #   ABC     mmap [0,3) rw; mprotect [1,2) r  ->  A rw | B r | C rw, all unfaulted
@@ -183,7 +183,7 @@ def test_bug_b_hannes_links_the_whole_chain() -> None:
     """hannes-v2: A' borrows AV2 and links AV1 too, so the case-8 merge keeps page 1 reachable."""
     v = run(HANNES, *BUG_B)
     assert shape(v.final, 1) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV2 chain=[AV1, AV2]"])
-    assert v.final.counters.borrows == 1
+    assert hits(v.final)["anon_vma_prepare: borrow a neighbour's anon_vma and its whole chain"] == 1
 
 
 def test_bug_b_2634_refuses_to_borrow() -> None:
@@ -193,4 +193,5 @@ def test_bug_b_2634_refuses_to_borrow() -> None:
         "ABB.....",
         ["[0,1) rw- ac pgoff=0 anon=AV3 chain=[AV3]", "[1,3) rw- ac pgoff=1 anon=AV2 chain=[AV2, AV1]"],
     )
-    assert v.final.counters.borrows == 0
+    assert not hits(v.final)["anon_vma_prepare: reuse a neighbour's anon_vma"]
+    assert hits(v.final)["reusable_anon_vma: a compatible neighbour with a longer chain is refused"] == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rmapfuzz.layout import ptes_line
-from tests.helpers import FINAL, HANNES, KERNELS, RC3, page_at, run, run_clean, shape, step, vma_at, walk
+from tests.helpers import FINAL, HANNES, KERNELS, RC3, cow, hits, page_at, run, run_clean, shape, step, vma_at, walk
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -27,7 +27,7 @@ def test_write_on_zero_page_copies(kernel: str) -> None:
     k = run_clean(kernel, ("mmap", 0, 0, 2, "rw"), ("read", 0, 0), ("write", 0, 0))
     assert shape(k) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
     assert ptes_line(k.mms[0]) == "0:page1->AV1@0(w)"
-    assert (k.counters.cow_copies, k.counters.cow_reuses) == (1, 0)
+    assert cow(k) == (1, 0)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -40,7 +40,7 @@ def test_write_after_fork_copies_into_childs_anon_vma(kernel: str) -> None:
     assert ptes_line(k.mms[1]) == "0:page2->AV2@0(w)"
     assert ptes_line(k.mms[0]) == "0:page1->AV1@0(ro)"
     assert page_at(k, 0, 0).mapcount == 1
-    assert k.counters.cow_copies == 1
+    assert cow(k)[0] == 1
     assert walk(k, page_at(k, 1, 0)) == [("P1:[0,1)", 0)]
 
 
@@ -51,7 +51,7 @@ def test_last_user_reuses_and_moves_page_to_own_anon_vma(kernel: str) -> None:
     mapcount 1 now): reuse, and page_move_anon_rmap moves it to P1's own AV2.
     """
     k = run_clean(kernel, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), ("write", 0, 0), ("write", 1, 0))
-    assert (k.counters.cow_copies, k.counters.cow_reuses) == (1, 1)
+    assert cow(k) == (1, 1)
     assert ptes_line(k.mms[0]) == "0:page2->AV1@0(w)"
     assert ptes_line(k.mms[1]) == "0:page1->AV2@0(w)"
     assert walk(k, page_at(k, 1, 0)) == [("P1:[0,1)", 0)]
@@ -73,7 +73,7 @@ def test_write_on_read_only_is_segv_and_changes_nothing(kernel: str) -> None:
     v = run(kernel, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("mprotect", 0, 0, 1, "r"), ("write", 0, 0))
     assert v.results == ["ok", "ok", "ok", "SEGV"]
     assert ptes_line(v.final.mms[0]) == "0:page1->AV1@0(ro)"
-    assert v.final.counters.cow_copies == v.final.counters.cow_reuses == 0
+    assert cow(v.final) == (0, 0)
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -83,12 +83,13 @@ def test_pageout_then_read_and_write_swap_in(kernel: str) -> None:
     k = v.final
     assert v.clean
     assert ptes_line(k.mms[0]) == "0:<swap1>"
-    assert k.counters.swapouts == 1
+    assert hits(k)["try_to_unmap: page mapped once"] == 1
     assert k.apply(step(("read", 0, 0))) == "ok"
     assert ptes_line(k.mms[0]) == "0:page2->AV1@0(ro)"
+    assert hits(k)["do_swap_page: read fault"] == 1
     assert k.apply(step(("write", 0, 0))) == "ok"
     assert ptes_line(k.mms[0]) == "0:page2->AV1@0(w)"
-    assert k.counters.swapins == 1
+    assert hits(k)["do_wp_page: reuse the page"] == 1
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

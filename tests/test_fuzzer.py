@@ -10,8 +10,9 @@ from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
 from rmapfuzz import campaign, corpus, ops, strategy
+from rmapfuzz.classify import classify
 from rmapfuzz.invariants import Violation
-from rmapfuzz.kernels import KERNELS, classify
+from rmapfuzz.kernels import KERNELS
 from rmapfuzz.machine import Observer, generated_sequences, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure, without
 from rmapfuzz.replay import replay

@@ -6,31 +6,38 @@ Steps are 0-based, as :class:`rmapfuzz.invariants.Violation` counts them.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from rmapfuzz import invariants as inv
-from rmapfuzz.kernels import BUGS, FIXED_BY, KERNELS, boot, classify
+from rmapfuzz.classify import classify
+from rmapfuzz.kernels import BUGS, FIXED_BY, KERNELS, boot
 from rmapfuzz.layout import ptes_line
+from rmapfuzz.model.core import FeatureChanges
 from rmapfuzz.model.syscalls import SyscallMixin
-from tests.helpers import StepTuple, page_at, run, shape, step, steps, vma_at, walk
+from rmapfuzz.probe import Probe
+from rmapfuzz.replay import Runner
+from tests.helpers import StepTuple, hits, page_at, run, shape, step, steps, vma_at, walk
 from tests.test_bugs_2010 import BUG_A_CASE5, BUG_A_CASE6, BUG_A_CASE7, BUG_B
 from tests.test_mremap import BUG_M
 
 LATER = ("2.6.35", "2.6.36", "3.0", "3.7", "3.19-rc4", "3.19", "3.19+2555283e", "6.0")
 ALL = inv.CATALOGUE + inv.LATER_GENERATIONS
+REUSED = "anon_vma_clone: fork reuses an ancestor's anon_vma"
 
 
 def checked(kernel: str, *ts: StepTuple) -> tuple[SyscallMixin, list[str], tuple[int, inv.Violation] | None]:
     """Replay on ``kernel`` checking the catalogue and the later-generation invariants after every
     step; stops at the first violation: (kernel, results, (step, violation) or None)."""
-    k = boot(kernel)
+    runner = Runner(kernel, coverage=Counter())
     results = []
     for i, t in enumerate(ts):
-        results.append(k.apply(step(t)))
-        found = inv.check(k, ALL)
+        result, found = runner.step(step(t))
+        results.append(result)
         if found:
-            return k, results, (i, found[0])
-    return k, results, None
+            return runner.kernel, results, (i, found[0])
+    return runner.kernel, results, None
 
 
 def counters(k: SyscallMixin) -> dict[str, tuple[int, ...]]:
@@ -39,7 +46,7 @@ def counters(k: SyscallMixin) -> dict[str, tuple[int, ...]]:
     for av in k.anon_vmas:
         if av.freed:
             continue
-        if getattr(k, "has_fork_counters", False):
+        if k.features.fork_counters:
             out[av.name] = (av.refcount, av.num_children, av.num_active_vmas)
         else:
             out[av.name] = (av.refcount, av.degree)
@@ -305,10 +312,10 @@ def test_fork_reuses_the_abandoned_interior_anon_vma(kernel: str) -> None:
     assert bad is None and results == ["ok"] * len(REUSE)
     if kernel == "3.7":
         assert shape(k, 3) == ("A.......", ["[0,1) rw- ac pgoff=0 anon=AV4 chain=[AV4, AV3, AV2, AV1]"])
-        assert k.counters.reuses == 0
+        assert not hits(k)[REUSED]
         return
     assert shape(k, 3) == ("A.......", ["[0,1) rw- ac pgoff=0 anon=AV2 chain=[AV3, AV2, AV1]"])
-    assert k.counters.reuses == 1 and len(k.anon_vmas) == 3
+    assert hits(k)[REUSED] == 1 and len(k.anon_vmas) == 3
     if kernel == "3.19":
         # (refcount, degree): AV1 = list + 2 pins, self + P0 + child AV2; AV2 = P3 + child AV3
         assert counters(k) == {"AV1": (3, 3), "AV2": (1, 2), "AV3": (1, 1)}
@@ -451,7 +458,8 @@ def test_cve_2022_42703_same_chain_on_3_19() -> None:
         ],
     )
     # the second reuse is what I6 forbids: AV3 already had an active VMA
-    unsafe = inv.check(k, inv.LATER_GENERATIONS)
+    assert isinstance(k.trace, Probe)
+    unsafe = inv.check(k, inv.LATER_GENERATIONS, k.trace.record)
     assert [x.invariant for x in unsafe] == ["reuse-safe"]
     assert unsafe[0].message == (
         "fork reused AV3 for P5:[2,4) while VMAs using it were [P5:[0,2)] and it had 0 children"
@@ -543,25 +551,36 @@ FORK_LOOP: tuple[StepTuple, ...] = (
 def test_bounded_chain_fork_loop(kernel: str, length: int) -> None:
     """
     Each process forks and exits (7a3ef208e662's reproducer shape): 2.6.34 and 3.0 chains grow by
-    one per generation; 3.19 and 6.0 reuse the abandoned anon_vma and stay at three.
+    one per generation, which those generations promise nothing about; 3.19 and 6.0 reuse the
+    abandoned anon_vma and stay at three, under their bound of 16.
     """
     k = boot(kernel)
-    k.chain_bound = 4  # type: ignore[attr-defined]
     for t in FORK_LOOP:
         assert k.apply(step(t)) == "ok"
     assert len(vma_at(k, 5, 0).anon_vma_chain) == length
+    assert k.features.chain_bound == (None if length > 3 else 16)
+    assert [f.message for f in inv.check(k, inv.LATER_GENERATIONS) if f.invariant == "bounded-chain"] == []
+
+
+class BoundedLinux2634(KERNELS["2.6.34"]):  # type: ignore[misc, valid-type]
+    """2.6.34 as if it promised a chain of at most four entries."""
+
+    name = "2.6.34+bound-4"
+    feature_changes = FeatureChanges(chain_bound=4)
+
+
+def test_bounded_chain_fires_past_the_generation_bound() -> None:
+    k = BoundedLinux2634()
+    for t in FORK_LOOP:
+        assert k.apply(step(t)) == "ok"
     found = [f.message for f in inv.check(k, inv.LATER_GENERATIONS) if f.invariant == "bounded-chain"]
-    if length > 4:
-        assert found == [f"P5:[0,1)'s chain has {length} entries, more than 4"]
-    else:
-        assert found == []
-    assert boot(kernel).__class__.__dict__.get("chain_bound") is None  # the default bound is 16
+    assert found == ["P5:[0,1)'s chain has 6 entries, more than 4"]
 
 
 def test_reuse_events_are_per_step() -> None:
-    k = boot("3.19")
+    runner = Runner("3.19")
     for t in REUSE:
-        assert k.apply(step(t)) == "ok"
-    assert len(k.reuse_events) == 1  # type: ignore[attr-defined]
-    assert k.apply(step(("read", 0, 0))) == "ok"
-    assert k.reuse_events == []  # type: ignore[attr-defined]
+        assert runner.step(step(t)) == ("ok", [])
+    assert len(runner.probe.record.reuses) == 1
+    assert runner.step(step(("read", 0, 0))) == ("ok", [])
+    assert runner.probe.record.reuses == []

@@ -10,7 +10,8 @@ import pytest
 
 from bench.scenarios import SCENARIOS
 from rmapfuzz import invariants as inv
-from rmapfuzz.kernels import ALIASES, BUGS, FIXED_BY, KERNELS, boot, classify, resolve
+from rmapfuzz.classify import classify
+from rmapfuzz.kernels import ALIASES, BUGS, FIXED_BY, KERNELS, boot, resolve
 from rmapfuzz.layout import ptes_line
 from rmapfuzz.replay import replay
 from tests.helpers import StepTuple, page_at, run, shape, step, steps, vma_at, walk

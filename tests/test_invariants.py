@@ -8,20 +8,36 @@ from collections.abc import Callable
 import pytest
 
 from rmapfuzz import invariants as inv
-from rmapfuzz.kernels import boot
 from rmapfuzz.layout import diagram, layout
+from rmapfuzz.model.core import FeatureChanges
 from rmapfuzz.model.objects import VM_WRITE
 from rmapfuzz.model.syscalls import SyscallMixin
+from rmapfuzz.probe import Probe, Reuse, StepRecord, Takeover
+from rmapfuzz.replay import Runner
 from tests.helpers import StepTuple, page_at, step, vma_at
 
 
 def booted(*ts: StepTuple, kernel: str = "2.6.34") -> SyscallMixin:
-    """A model (2.6.34 unless told) with the steps applied (each must succeed), clean."""
-    k = boot(kernel)
+    """A model (2.6.34 unless told) with the steps applied and judged (each must succeed, clean)."""
+    runner = Runner(kernel)
     for t in ts:
-        assert k.apply(step(t)) == "ok", t
-    assert inv.check(k, inv.CATALOGUE) == []
-    return k
+        assert runner.step(step(t)) == ("ok", []), t
+    return runner.kernel
+
+
+def record(k: SyscallMixin) -> StepRecord:
+    """What the judge recorded of the last step applied to ``k``."""
+    assert isinstance(k.trace, Probe)
+    return k.trace.record
+
+
+def applied(k: SyscallMixin, t: StepTuple) -> str:
+    """Apply one more step to ``k`` under the judge's probe (whose fail_alloc shadow it keeps); its
+    result.  The step is not judged: the tests judge it with :func:`fired`."""
+    armed = record(k).armed
+    runner = Runner(k, k.window)
+    runner.probe.armed = armed
+    return runner.run(step(t))[0]
 
 
 def faulted() -> SyscallMixin:
@@ -47,7 +63,7 @@ def forked_and_split() -> SyscallMixin:
 
 
 def fired(k: SyscallMixin, name: str) -> list[inv.Violation]:
-    found = inv.check(k, inv.select([name]))
+    found = inv.check(k, inv.select([name]), record(k))
     assert found, f"{name} did not fire"
     assert all(v.invariant == name for v in found)
     return found
@@ -60,7 +76,8 @@ def corrupt_merge_superset() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """A recorded take-over whose taker lacks an anon_vma of the chain it took over."""
     k = booted(("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 4, 1, "rw"), ("write", 0, 4))
     taker, taken = vma_at(k, 0, 0), vma_at(k, 0, 4)
-    k.record_takeover("vma_adjust", taker, taken.name, tuple(taken.chain_anon_vmas()))
+    taken_chain, taker_chain = tuple(taken.chain_anon_vmas()), tuple(taker.chain_anon_vmas())
+    record(k).takeovers.append(Takeover("vma_adjust", taker, taken.name, taken_chain, taker_chain))
     return k, "vma_adjust: P0:[0,2) took over P0:[4,5) (chain [AV2]) but its chain [AV1] lacks AV2", ("P0:[0,2)", "AV2")
 
 
@@ -165,10 +182,8 @@ def corrupt_counters() -> tuple[SyscallMixin, str, tuple[str, ...]]:
 
 def corrupt_reuse_safe() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """3.19: a recorded fork-time reuse of AV1 while P0:[0,1) still used it as its anon_vma."""
-    from rmapfuzz.kernels.v3_19 import ReuseEvent
-
     k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), kernel="3.19")
-    k.reuse_events.append(ReuseEvent("P1:[0,1)", k.anon_vmas[0], ("P0:[0,1)",), 1))  # type: ignore[attr-defined]
+    record(k).reuses.append(Reuse("P1:[0,1)", k.anon_vmas[0], ("P0:[0,1)",), 1))
     return (
         k,
         "fork reused AV1 for P1:[0,1) while VMAs using it were [P0:[0,1)] and it had 1 children",
@@ -181,8 +196,8 @@ def corrupt_bounded_chain() -> tuple[SyscallMixin, str, tuple[str, ...]]:
 
     P0: A.......   anon=AV1 chain=[AV1];  P1: A.......   anon=AV2 chain=[AV2, AV1]
     """
-    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0))
-    k.chain_bound = 1  # type: ignore[attr-defined]
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), kernel="3.19")
+    k.__class__ = type("Bounded", (type(k),), {"feature_changes": FeatureChanges(chain_bound=1)})
     return k, "P1:[0,1)'s chain has 2 entries, more than 1", ("P1:[0,1)",)
 
 
@@ -193,7 +208,7 @@ def corrupt_syscall_effect() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """
     k = faulted()
     k.vma_link = lambda mm, vma: None  # type: ignore[method-assign]
-    assert k.apply(step(("mmap", 0, 4, 2, "r"))) == "ok"
+    assert applied(k, ("mmap", 0, 4, 2, "r")) == "ok"
     assert diagram(k, 0) == "AA......"
     return k, "mmap P0:[4,6) returned 0 but the range is not all mapped", ()
 
@@ -205,7 +220,7 @@ def corrupt_fail_injection() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """
     k = faulted()
     k.dup_mmap = lambda mm, oldmm: "ENOMEM"  # type: ignore[method-assign]
-    assert k.apply(step(("fork", 0))) == "ENOMEM"
+    assert applied(k, ("fork", 0)) == "ENOMEM"
     return k, "fork(P0) failed with ENOMEM but no injected allocation failure fired", ()
 
 
@@ -310,8 +325,9 @@ def test_rmap_complete_walk_of_freed_anon_vma_is_use_after_free() -> None:
 def test_merge_superset_quiet_for_a_proper_takeover() -> None:
     k = faulted()
     vma = vma_at(k, 0, 0)
-    k.record_takeover("vma_adjust", vma, "P0:[2,3)", tuple(vma.chain_anon_vmas()))
-    assert inv.check(k, inv.CATALOGUE) == []
+    chain = tuple(vma.chain_anon_vmas())
+    record(k).takeovers.append(Takeover("vma_adjust", vma, "P0:[2,3)", chain, chain))
+    assert inv.check(k, inv.CATALOGUE, record(k)) == []
 
 
 def test_check_reports_in_catalogue_order() -> None:
@@ -345,8 +361,9 @@ def test_replay_rejects_unknown_invariant() -> None:
         replay([], "2.6.34", invariants=["nope"])
 
 
-def test_only_merge_superset_runs_on_events() -> None:
-    assert [i.name for i in inv.CATALOGUE if i.on_events] == ["merge-superset"]
+def test_transition_invariants_judge_the_step() -> None:
+    transition = [i.name for i in inv.CATALOGUE if i.kind is inv.Kind.TRANSITION]
+    assert transition == ["merge-superset", "reuse-safe", "syscall-effect", "fail-injection"]
 
 
 # ---- syscall-effect: what each call that returned 0 promises (each corruption is one model fault) ----
@@ -360,7 +377,7 @@ def test_syscall_effect_result_must_be_an_outcome() -> None:
     """P0: AA......  a madvise whose walk returns None instead of an errno."""
     k = faulted()
     k.sys_madvise = lambda mm, start, length, advice: None  # type: ignore[method-assign,assignment,return-value]
-    k.apply(step(("madvise", 0, 0, 2, "pageout")))
+    applied(k, ("madvise", 0, 0, 2, "pageout"))
     assert effect_messages(k) == ["madvise(P0, [0,2), pageout) returned None, which is not an answer the kernel gives"]
 
 
@@ -368,7 +385,7 @@ def test_syscall_effect_pageout_must_reclaim() -> None:
     """P0: AA......  page 0 written; MADV_PAGEOUT whose shrink_page() does nothing."""
     k = faulted()
     k.shrink_page = lambda page: None  # type: ignore[method-assign]
-    assert k.apply(step(("madvise", 0, 0, 2, "pageout"))) == "ok"
+    assert applied(k, ("madvise", 0, 0, 2, "pageout")) == "ok"
     assert effect_messages(k) == ["madvise P0:[0,2) pageout returned 0 but P0 page 0 still maps page1"]
 
 
@@ -376,7 +393,7 @@ def test_syscall_effect_dontneed_must_zap() -> None:
     """P0: AA......  page 0 written; MADV_DONTNEED whose zap does nothing."""
     k = faulted()
     k.zap_page_range = lambda mm, start, end: None  # type: ignore[method-assign]
-    assert k.apply(step(("madvise", 0, 0, 2, "dontneed"))) == "ok"
+    assert applied(k, ("madvise", 0, 0, 2, "dontneed")) == "ok"
     assert effect_messages(k) == ["madvise P0:[0,2) dontneed returned 0 but P0 page 0 still has a pte"]
 
 
@@ -384,7 +401,7 @@ def test_syscall_effect_flag_advice_must_set_the_flag() -> None:
     """P0: AA......  MADV_DONTFORK whose flag change is skipped."""
     k = faulted()
     k.madvise_behavior = lambda vma, prev, start, end, advice: (None, vma)  # type: ignore[method-assign]
-    assert k.apply(step(("madvise", 0, 0, 2, "dontfork"))) == "ok"
+    assert applied(k, ("madvise", 0, 0, 2, "dontfork")) == "ok"
     assert effect_messages(k) == ["madvise P0:[0,2) dontfork returned 0 but P0:[0,2) lacks the flag"]
 
 
@@ -392,7 +409,7 @@ def test_syscall_effect_mremap_must_move_the_pages() -> None:
     """P0: AA......  -> ....AA..  a move whose move_page_tables() is dropped: page 0 is lost."""
     k = faulted()
     k.move_page_tables = lambda mm, old_addr, new_addr, length: None  # type: ignore[method-assign]
-    assert k.apply(step(("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed")))) == "ok"
+    assert applied(k, ("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed"))) == "ok"
     assert effect_messages(k) == ["mremap P0:[0,2) -> [4,6) returned 0 but page 4 does not hold what page 0 held"]
 
 
@@ -401,7 +418,7 @@ def test_syscall_effect_range_op_changes_nothing_outside() -> None:
     k = faulted()
     zap = k.zap_page_range
     k.zap_page_range = lambda mm, start, end: zap(mm, start - 1, end)  # type: ignore[method-assign]
-    assert k.apply(step(("madvise", 0, 1, 1, "dontneed"))) == "ok"
+    assert applied(k, ("madvise", 0, 1, 1, "dontneed")) == "ok"
     assert effect_messages(k) == ["madvise P0:[1,2) changed page 0 outside its range"]
 
 
@@ -412,17 +429,17 @@ def test_syscall_effect_judges_protections_by_its_own_table(monkeypatch: pytest.
 
     k = faulted()
     monkeypatch.setattr(mprotect_module, "prot_to_flags", lambda prot: prot_to_flags(prot) | VM_WRITE)
-    assert k.apply(step(("mprotect", 0, 0, 2, "r"))) == "ok"
+    assert applied(k, ("mprotect", 0, 0, 2, "r")) == "ok"
     assert effect_messages(k) == ["mprotect P0:[0,2) r returned 0 but P0:[0,2) has other protections"]
 
 
 def test_fail_injection_armed_failure_must_fire() -> None:
     """P0: ........  fail_alloc 1, then a write fault allocates with the countdown broken."""
-    k = boot("2.6.34")
-    k.apply(step(("mmap", 0, 0, 2, "rw")))
-    k.apply(step(("fail_alloc", 1)))
+    k = booted()
+    applied(k, ("mmap", 0, 0, 2, "rw"))
+    applied(k, ("fail_alloc", 1))
     k.fail_nth = None  # the countdown lost: the allocation goes through
-    assert k.apply(step(("write", 0, 0))) == "ok"
+    assert applied(k, ("write", 0, 0)) == "ok"
     assert [v.message for v in fired(k, "fail-injection")] == [
         "fail_alloc armed a failure but the allocation it named went through"
     ]
@@ -430,18 +447,18 @@ def test_fail_injection_armed_failure_must_fire() -> None:
 
 def test_fail_injection_quiet_when_the_failure_fired() -> None:
     """P0: AA......  fail_alloc 1 makes the first fault's anon_vma allocation fail: OOM, as asked."""
-    k = boot("2.6.34")
-    k.apply(step(("mmap", 0, 0, 2, "rw")))
-    k.apply(step(("fail_alloc", 1)))
-    assert k.apply(step(("write", 0, 0))) == "OOM"
-    assert inv.check(k, inv.CATALOGUE) == []
+    k = booted()
+    applied(k, ("mmap", 0, 0, 2, "rw"))
+    applied(k, ("fail_alloc", 1))
+    assert applied(k, ("write", 0, 0)) == "OOM"
+    assert inv.check(k, inv.CATALOGUE, record(k)) == []
 
 
 def test_mapcount_reports_a_leaked_page() -> None:
     """P0: AA......  page 0 written, then MADV_DONTNEED whose zap forgets to free the page."""
     k = faulted()
     k.put_page_if_unused = lambda page: None  # type: ignore[method-assign]
-    assert k.apply(step(("madvise", 0, 0, 1, "dontneed"))) == "ok"
+    assert applied(k, ("madvise", 0, 0, 1, "dontneed")) == "ok"
     assert [v.message for v in fired(k, "mapcount")] == [
         "page1 is neither mapped nor in the swap cache but was never freed"
     ]

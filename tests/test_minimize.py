@@ -12,7 +12,6 @@ from rmapfuzz import corpus, ops
 from rmapfuzz.cli import main
 from rmapfuzz.kernels import boot
 from rmapfuzz.minimize import (
-    _merged,
     alphabet,
     exhaustive,
     fingerprint,
@@ -20,6 +19,7 @@ from rmapfuzz.minimize import (
     reproduces,
     write_reproducer,
 )
+from rmapfuzz.minimize.greedy import _merged
 from rmapfuzz.replay import replay
 
 RC3 = "2.6.34-rc3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rmapfuzz.layout import ptes_line
-from tests.helpers import FINAL, KERNELS, page_at, run, run_clean, shape, walk
+from tests.helpers import FINAL, KERNELS, merges, page_at, run, run_clean, shape, walk
 
 MOVE = ("maymove", "fixed")
 
@@ -148,4 +148,4 @@ def test_bug_m_move_back_next_to_unfaulted_neighbour(kernel: str) -> None:
     k = v.final
     assert shape(k) == (".AA.....", ["[1,3) rw- ac pgoff=1 anon=- chain=[]"])
     assert ptes_line(k.mms[0]) == "2:page1->AV1(freed)@2(w)"
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]

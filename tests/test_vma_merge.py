@@ -8,7 +8,7 @@ assertions are on :func:`rmapfuzz.layout.diagram` (a letter per VMA, by address)
 
 from __future__ import annotations
 
-from tests.helpers import FINAL, chain, page_at, run_clean, shape, step, vma_at, walk
+from tests.helpers import FINAL, chain, hits, merges, page_at, run_clean, shape, step, vma_at, walk
 
 MOVE = ("maymove", "fixed")
 
@@ -23,7 +23,7 @@ def test_case1_fill_hole_merges_prev_and_next() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 2, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=- chain=[]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 1, prev and next close the hole"]
 
 
 def test_case1_faulted_prev_keeps_its_anon_vma() -> None:
@@ -33,7 +33,7 @@ def test_case1_faulted_prev_keeps_its_anon_vma() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("mmap", 0, 2, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 1, prev and next close the hole"]
     assert walk(k, page_at(k, 0, 0)) == [("P0:[0,3)", 0)]
 
 
@@ -44,7 +44,7 @@ def test_case1_faulted_next_is_imported_by_prev() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 2, 1, "rw"), ("write", 0, 2), ("mmap", 0, 1, 1, "rw"))
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 1, prev and next close the hole"]
     assert walk(k, page_at(k, 0, 2)) == [("P0:[0,3)", 2)]
 
 
@@ -65,7 +65,7 @@ def test_case1_refused_for_different_anon_vmas_becomes_case2() -> None:
         "AAB.....",
         ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) rw- ac pgoff=2 anon=AV2 chain=[AV2]"],
     )
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]
 
 
 # ---- case 2: A merges with P only ----
@@ -78,7 +78,7 @@ def test_case2_prev_grows() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 2, "rw"), ("write", 0, 1), ("mmap", 0, 2, 1, "rw"))
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]
 
 
 # ---- case 3: A merges with N only ----
@@ -91,7 +91,7 @@ def test_case3_next_grows_down() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 2, 2, "rw"), ("write", 0, 2), ("mmap", 0, 1, 1, "rw"))
     assert shape(k) == (".AAA....", ["[1,4) rw- ac pgoff=1 anon=AV1 chain=[AV1]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 3, next grows down over the hole"]
     page = page_at(k, 0, 2)
     assert page.index == 2
     assert walk(k, page) == [("P0:[1,4)", 2)]
@@ -116,7 +116,7 @@ def test_case4_prev_shrinks_next_grows_down_and_imports() -> None:
         "ABBB....",
         ["[0,1) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[1,4) r-- ac pgoff=1 anon=AV1 chain=[AV1]"],
     )
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 4, next takes the tail of prev"]
     assert walk(k, page_at(k, 0, 1)) == [("P0:[1,4)", 1)]
 
 
@@ -139,7 +139,7 @@ def test_case5_prev_grows_over_head_of_next_and_imports() -> None:
         "AAAB....",
         ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[3,4) rwx ac pgoff=3 anon=AV1 chain=[AV1]"],
     )
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 5, prev takes the head of next"]
     page = page_at(k, 0, 2)
     assert page.index == 2
     assert walk(k, page) == [("P0:[0,3)", 2)]
@@ -155,7 +155,7 @@ def test_case6_prev_absorbs_middle_and_next() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "r"), ("mprotect", 0, 1, 1, "rw"))
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=- chain=[]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 6, prev and next absorb the middle"]
 
 
 def test_case6_faulted_middle_and_next_are_imported() -> None:
@@ -167,7 +167,7 @@ def test_case6_faulted_middle_and_next_are_imported() -> None:
         FINAL, ("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "rwx"), ("write", 0, 1), ("mprotect", 0, 1, 1, "rw")
     )
     assert shape(k) == ("AAA.....", ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 6, prev and next absorb the middle"]
 
 
 def test_case6_refused_for_different_anon_vmas_becomes_case7() -> None:
@@ -187,7 +187,7 @@ def test_case6_refused_for_different_anon_vmas_becomes_case7() -> None:
         "AAB.....",
         ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) rw- ac pgoff=2 anon=AV2 chain=[AV2]"],
     )
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 7, prev absorbs the middle"]
 
 
 # ---- case 7: the whole middle, mergeable with P only ----
@@ -210,7 +210,7 @@ def test_case7_prev_absorbs_middle() -> None:
         "AAB.....",
         ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[2,3) r-- ac pgoff=2 anon=- chain=[]"],
     )
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 7, prev absorbs the middle"]
     assert walk(k, page_at(k, 0, 1)) == [("P0:[0,2)", 1)]
 
 
@@ -230,14 +230,14 @@ def test_case8_middle_grows_over_next() -> None:
         ("write", 0, 2),
     )
     middle = vma_at(k, 0, 1)
-    assert k.counters.merges == 0
+    assert merges(k) == []
     assert k.apply(step(("mprotect", 0, 1, 1, "rw"))) == "ok"
     assert shape(k) == (
         "ABB.....",
         ["[0,1) rwx ac pgoff=0 anon=- chain=[]", "[1,3) rw- ac pgoff=1 anon=AV1 chain=[AV1]"],
     )
     assert vma_at(k, 0, 2) is middle
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 8, next absorbs the middle"]
     assert walk(k, page_at(k, 0, 2)) == [("P0:[1,3)", 2)]
 
 
@@ -251,7 +251,7 @@ def test_vm_account_blocks_merge() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 2, "r"), ("mprotect", 0, 1, 1, "rw"), ("mprotect", 0, 1, 1, "r"))
     assert shape(k) == ("AB......", ["[0,1) r-- pgoff=0 anon=- chain=[]", "[1,2) r-- ac pgoff=1 anon=- chain=[]"])
-    assert k.counters.merges == 0
+    assert merges(k) == []
 
 
 def test_vm_account_gained_by_mprotect_allows_merge_with_rw_mmap() -> None:
@@ -261,7 +261,7 @@ def test_vm_account_gained_by_mprotect_allows_merge_with_rw_mmap() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 1, "r"), ("mprotect", 0, 0, 1, "rw"), ("mmap", 0, 1, 1, "rw"))
     assert shape(k) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=- chain=[]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]
 
 
 def test_different_anon_vmas_block_merge_after_fork() -> None:
@@ -283,8 +283,8 @@ def test_different_anon_vmas_block_merge_after_fork() -> None:
         "ABB.....",
         ["[0,1) rw- ac pgoff=0 anon=AV3 chain=[AV3]", "[1,3) rw- ac pgoff=1 anon=AV2 chain=[AV2, AV1]"],
     )
-    assert k.counters.merges == 0
-    assert k.counters.borrows == 0
+    assert merges(k) == []
+    assert not hits(k)["anon_vma_prepare: reuse a neighbour's anon_vma"]
 
 
 def test_pgoff_discontinuity_after_move_blocks_merge() -> None:
@@ -309,7 +309,7 @@ def test_pgoff_discontinuity_after_move_blocks_merge() -> None:
             "[4,5) rw- ac pgoff=4 anon=- chain=[]",
         ],
     )
-    assert k.counters.merges == 0
+    assert merges(k) == []
 
 
 def test_unfaulted_move_is_rebased_and_merges() -> None:
@@ -319,7 +319,7 @@ def test_unfaulted_move_is_rebased_and_merges() -> None:
     """
     k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mremap", 0, 0, 1, 3, 1, MOVE), ("mmap", 0, 2, 1, "rw"))
     assert shape(k) == ("..AA....", ["[2,4) rw- ac pgoff=2 anon=- chain=[]"])
-    assert k.counters.merges == 1
+    assert merges(k) == ["vma_merge: case 3, next grows down over the hole"]
 
 
 def test_chain_helper_names_anon_vmas() -> None:

@@ -8,8 +8,6 @@ and ``L`` the error-path use-after-free it found in vma_adjust()'s case 6 (2.6.3
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from rmapfuzz.kernels.hannes_v2 import HannesV2
 from rmapfuzz.kernels.v2_6_34 import Linux2634
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
@@ -22,7 +20,6 @@ from rmapfuzz.kernels.v6_0 import Linux37WithE86f15ee, Linux60, Linux319With2555
 from rmapfuzz.kernels.v6_16 import Linux615, Linux616
 from rmapfuzz.kernels.v6_18 import Linux616With61f67c23, Linux6188
 from rmapfuzz.model.syscalls import SyscallMixin
-from rmapfuzz.ops import Op
 
 KERNELS: dict[str, type[SyscallMixin]] = {
     cls.name: cls
@@ -110,15 +107,3 @@ def resolve(name: str) -> type[SyscallMixin]:
 def boot(name: str, window: int = 8) -> SyscallMixin:
     """A fresh model kernel of that generation with process 0 and an empty window."""
     return resolve(name)(window=window)
-
-
-def classify(kernel: str, steps: Sequence[Op], window: int = 8) -> list[str]:
-    """The catalogued bugs a failing sequence on ``kernel`` shows: those whose fix alone, applied to
-    ``kernel``, makes it replay clean."""
-    from rmapfuzz.replay import replay
-
-    found = []
-    for bug, (buggy, fixed) in FIXED_BY.items():
-        if buggy == kernel and replay(steps, fixed, window).clean:
-            found.append(bug)
-    return found

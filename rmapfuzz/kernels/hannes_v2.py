@@ -37,7 +37,7 @@ class HannesV2(Linux2634rc3):
             return super().anon_vma_prepare(vma)
         if self.anon_vma_clone(vma, lender):
             return ENOMEM
-        self.counters.borrows += 1
+        self.trace.cover("anon_vma_prepare: borrow a neighbour's anon_vma and its whole chain")
         vma.anon_vma = lender.anon_vma
         return None
 
@@ -47,5 +47,6 @@ class HannesV2(Linux2634rc3):
             have = vma.chain_anon_vmas()
             for av in reversed(next_vma.chain_anon_vmas()):
                 if av not in have and self.anon_vma_chain_alloc():
+                    self.trace.cover("anon_vma_merge: the survivor links an anon_vma of the removed VMA")
                     self.anon_vma_chain_link(vma, av)
         self.unlink_anon_vmas(next_vma)

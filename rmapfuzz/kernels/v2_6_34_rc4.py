@@ -41,8 +41,11 @@ class Linux2634rc3WithD0e9fe17(Linux2634rc3):
 
     def reusable_anon_vma(self, old: Vma, a: Vma, b: Vma) -> AnonVma | None:
         """reusable_anon_vma() (d0e9fe1758f2): only a neighbour whose chain is that one anon_vma."""
-        if self.anon_vma_compatible(a, b) and old.anon_vma is not None and len(old.anon_vma_chain) == 1:
-            return old.anon_vma
+        if self.anon_vma_compatible(a, b) and old.anon_vma is not None:
+            if len(old.anon_vma_chain) == 1:
+                self.trace.cover("reusable_anon_vma: a compatible neighbour with a single-entry chain")
+                return old.anon_vma
+            self.trace.cover("reusable_anon_vma: a compatible neighbour with a longer chain is refused")
         return None
 
     def find_mergeable_anon_vma(self, vma: Vma) -> AnonVma | None:
@@ -75,6 +78,7 @@ class Linux2634rc3With287d97ac(Linux2634rc3):
             and exporter.anon_vma is not None
             and importer.anon_vma is None
         ):
+            self.trace.cover("vma_adjust: an unfaulted importer gets an anon_vma")
             if self.anon_vma_clone(importer, exporter):
                 return ENOMEM
             importer.anon_vma = exporter.anon_vma

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rmapfuzz.kernels.v2_6_34 import Linux2634
-from rmapfuzz.model.core import ENOMEM, Err
+from rmapfuzz.model.core import ENOMEM, Err, FeatureChanges
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Page, Vma
 from rmapfuzz.model.rmap import linear_page_index
 
@@ -51,11 +51,7 @@ class Linux2635(Linux2634):
     )
     bugs: ClassVar[tuple[str, ...]] = ("M", "L")
 
-    has_refcount: ClassVar[bool] = True
-
-    def __init__(self, window: int = 8) -> None:
-        super().__init__(window)
-        self.external_pins: dict[int, int] = {}  # id(anon_vma) -> references from outside the VMAs
+    feature_changes = FeatureChanges(refcount=True)
 
     # 76545066c852: the root outlives its descendants
 
@@ -66,13 +62,13 @@ class Linux2635(Linux2634):
 
     def pin_anon_vma(self, av: AnonVma) -> None:
         """A reference from outside the VMA structure (KSM's stable node, migration, an rmap walker
-        that had to sleep): get_anon_vma(), counted in ``external_pins`` so the ``counters``
-        invariant can tell it from a lost reference."""
-        self.external_pins[id(av)] = self.external_pins.get(id(av), 0) + 1
+        that had to sleep): get_anon_vma(), counted in ``pins`` as well so the ``counters``
+        invariant can tell it from a lost reference.  No op of the language takes one."""
+        av.pins += 1
         self.get_anon_vma(av)
 
     def unpin_anon_vma(self, av: AnonVma) -> None:
-        self.external_pins[id(av)] -= 1
+        av.pins -= 1
         self.put_anon_vma(av)
 
     def put_anon_vma(self, av: AnonVma) -> None:
@@ -84,6 +80,7 @@ class Linux2635(Linux2634):
         root = av.root
         self.anon_vma_free(av)
         if root is not None and root is not av:
+            self.trace.cover("put_anon_vma: a freed child drops its root's reference")
             self.put_anon_vma(root)
 
     def anon_vma_unlink(self, avc: AnonVmaChain) -> None:
@@ -91,6 +88,7 @@ class Linux2635(Linux2634):
         av = avc.anon_vma
         av.head.remove(avc)
         if not av.head and not av.freed:
+            self.trace.cover("anon_vma_unlink: last link gone, the list's reference dropped")
             self.put_anon_vma(av)
 
     # 5c341ee1dfc8 + 76545066c852 in anon_vma_fork(), and the unlinking error path
@@ -104,6 +102,7 @@ class Linux2635(Linux2634):
 
     def anon_vma_fork_failed(self, vma: Vma) -> Err:
         """The out_error label of anon_vma_fork() (2.6.35): unlink_anon_vmas() on the child VMA."""
+        self.trace.cover("anon_vma_fork: the error path unlinks the cloned chain")
         self.unlink_anon_vmas(vma)
         return ENOMEM
 

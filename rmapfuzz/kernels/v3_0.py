@@ -36,7 +36,14 @@ class Linux2634With965f55de(Linux2634):
         """
         if (av1 is None or av2 is None) and (vma is None or len(vma.anon_vma_chain) == 1):
             return True
-        return av1 is av2
+        if av1 is not av2:
+            self.trace.cover(
+                "is_mergeable_anon_vma: an unfaulted side next to a fork child is refused"
+                if av1 is None or av2 is None
+                else "is_mergeable_anon_vma: two different anon_vmas are refused"
+            )
+            return False
+        return True
 
 
 class Linux30(Linux2634With965f55de, Linux2636):

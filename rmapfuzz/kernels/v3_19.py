@@ -24,34 +24,20 @@ Still in 3.19 (both fixed later, kept here):
   VMA is gone its degree is 0, yet descendants still link it, and two VMAs of one fork whose
   chains differ can both reuse it (I3 breaks; a later merge loses links).  Fixed by 2555283eb40d.
 
-Each reuse is recorded in ``reuse_events`` (cleared at every step) with what the structure said
-at that moment, for the ``reuse-safe`` invariant (I6).
+Each reuse is reported through the ``reuse`` tracepoint, where the ``reuse-safe`` invariant judges
+it against what the structure says at that moment.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import attrs
-
-from rmapfuzz import ops
 from rmapfuzz.kernels.v3_7 import Linux37
-from rmapfuzz.model.core import ENOMEM, Err
+from rmapfuzz.model.core import ENOMEM, Err, FeatureChanges
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Vma
 
 C7A3EF208 = ("7a3ef208e662", "mm: prevent endless growth of anon_vma hierarchy")
 CB800C91A = ("b800c91a0517", "mm: fix corner case in anon_vma endless growing prevention")
-
-
-@attrs.define(eq=False)
-class ReuseEvent:
-    """A fork-time reuse: ``vma`` was given ``anon_vma``; ``active`` are the VMAs that had it as their
-    anon_vma at that moment and ``children`` its children with a non-empty tree (+1 for a linked root)."""
-
-    vma_name: str
-    anon_vma: AnonVma
-    active: tuple[str, ...]
-    children: int
 
 
 class Linux319rc4(Linux37):
@@ -61,32 +47,7 @@ class Linux319rc4(Linux37):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C7A3EF208,)
     bugs: ClassVar[tuple[str, ...]] = ("D", "E", "G", "L")
 
-    has_degree: ClassVar[bool] = True
-
-    def __init__(self, window: int = 8) -> None:
-        super().__init__(window)
-        self.reuse_events: list[ReuseEvent] = []
-
-    def apply(self, op: ops.Op) -> str:
-        """One step; the reuse events, like the merge events, are per step."""
-        self.reuse_events.clear()
-        return super().apply(op)
-
-    # ---- the structure, as the invariants count it ----
-
-    def structural_children(self, av: AnonVma) -> int:
-        """Children of ``av`` whose tree is not empty; a linked root counts itself (parent == self)."""
-        return sum(1 for y in self.anon_vmas if y.parent is av and y.head and not y.freed)
-
-    @staticmethod
-    def structural_active(av: AnonVma, but: Vma | None = None) -> tuple[Vma, ...]:
-        """The VMAs linked to ``av`` that use it as their anon_vma."""
-        return tuple(avc.vma for avc in av.head if avc.vma.anon_vma is av and avc.vma is not but and not avc.vma.freed)
-
-    def record_reuse(self, dst: Vma, av: AnonVma) -> None:
-        self.counters.reuses += 1
-        active = tuple(v.name for v in self.structural_active(av, but=dst))
-        self.reuse_events.append(ReuseEvent(dst.name, av, active, self.structural_children(av)))
+    feature_changes = FeatureChanges(degree=True, chain_bound=16)
 
     # ---- 7a3ef208e662 ----
 
@@ -114,11 +75,17 @@ class Linux319rc4(Linux37):
         anon_vma dst ends up with gets one degree."""
         for pavc in reversed(list(src.anon_vma_chain)):
             if not self.anon_vma_chain_alloc():
+                self.trace.cover(
+                    "anon_vma_clone: ENOMEM with dst->anon_vma set"
+                    if dst.anon_vma is not None
+                    else "anon_vma_clone: ENOMEM"
+                )
                 return self.anon_vma_clone_failed(dst)
             av = pavc.anon_vma
             self.anon_vma_chain_link(dst, av)
             if dst.anon_vma is None and self.may_reuse_anon_vma(dst, src, av):
-                self.record_reuse(dst, av)
+                self.trace.cover("anon_vma_clone: fork reuses an ancestor's anon_vma")
+                self.trace.reuse(dst, av)
                 dst.anon_vma = av
         if dst.anon_vma is not None:
             dst.anon_vma.degree += 1
@@ -141,10 +108,13 @@ class Linux319rc4(Linux37):
             return None
         av = self.anon_vma_alloc()
         if av is None:
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_alloc after the clone")
             return self.anon_vma_fork_failed(vma)
         if not self.anon_vma_chain_alloc():
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_chain_alloc after the clone")
             self.put_anon_vma(av)
             return self.anon_vma_fork_failed(vma)
+        self.trace.cover("anon_vma_fork: new anon_vma for the child")
         av.root = pvma.anon_vma.root
         av.parent = pvma.anon_vma
         assert av.root is not None
@@ -162,6 +132,7 @@ class Linux319rc4(Linux37):
             av = avc.anon_vma
             av.head.remove(avc)
             if not av.head:
+                self.trace.cover("unlink_anon_vmas: an emptied anon_vma leaves its parent")
                 if av.parent is not None:
                     av.parent.degree -= 1
                 emptied.append(avc)
@@ -191,6 +162,7 @@ class Linux319(Linux319rc4):
             and exporter.anon_vma is not None
             and importer.anon_vma is None
         ):
+            self.trace.cover("vma_adjust: an unfaulted importer gets an anon_vma")
             importer.anon_vma = exporter.anon_vma
             if self.anon_vma_clone(importer, exporter):
                 importer.anon_vma = None

@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from rmapfuzz.kernels.v3_7 import Linux37
 from rmapfuzz.kernels.v3_19 import Linux319
-from rmapfuzz.model.core import EINVAL, ENOMEM, Err
+from rmapfuzz.model.core import EINVAL, ENOMEM, Err, FeatureChanges
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Mm, Vma
 
 C2555283E = ("2555283eb40d", "mm/rmap: Fix anon_vma->degree ambiguity leading to double-reuse")
@@ -43,8 +43,7 @@ class Linux319With2555283e(Linux319):
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C2555283E,)
     bugs: ClassVar[tuple[str, ...]] = ("E", "L")
 
-    has_degree: ClassVar[bool] = False
-    has_fork_counters: ClassVar[bool] = True
+    feature_changes = FeatureChanges(degree=False, fork_counters=True)
 
     def anon_vma_prepare_new(self, av: AnonVma) -> None:
         """__anon_vma_prepare() (2555283eb40d): a new root counts its self-parent link in num_children."""
@@ -73,11 +72,17 @@ class Linux319With2555283e(Linux319):
         more active VMA instead of a degree."""
         for pavc in reversed(list(src.anon_vma_chain)):
             if not self.anon_vma_chain_alloc():
+                self.trace.cover(
+                    "anon_vma_clone: ENOMEM with dst->anon_vma set"
+                    if dst.anon_vma is not None
+                    else "anon_vma_clone: ENOMEM"
+                )
                 return self.anon_vma_clone_failed(dst)
             av = pavc.anon_vma
             self.anon_vma_chain_link(dst, av)
             if dst.anon_vma is None and self.may_reuse_anon_vma(dst, src, av):
-                self.record_reuse(dst, av)
+                self.trace.cover("anon_vma_clone: fork reuses an ancestor's anon_vma")
+                self.trace.reuse(dst, av)
                 dst.anon_vma = av
         if dst.anon_vma is not None:
             dst.anon_vma.num_active_vmas += 1
@@ -94,11 +99,14 @@ class Linux319With2555283e(Linux319):
             return None
         av = self.anon_vma_alloc()
         if av is None:
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_alloc after the clone")
             return self.anon_vma_fork_failed(vma)
         av.num_active_vmas += 1
         if not self.anon_vma_chain_alloc():
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_chain_alloc after the clone")
             self.put_anon_vma(av)
             return self.anon_vma_fork_failed(vma)
+        self.trace.cover("anon_vma_fork: new anon_vma for the child")
         av.root = pvma.anon_vma.root
         av.parent = pvma.anon_vma
         assert av.root is not None
@@ -116,6 +124,7 @@ class Linux319With2555283e(Linux319):
             av = avc.anon_vma
             av.head.remove(avc)
             if not av.head:
+                self.trace.cover("unlink_anon_vmas: an emptied anon_vma leaves its parent")
                 if av.parent is not None:
                     av.parent.num_children -= 1
                 emptied.append(avc)
@@ -138,7 +147,7 @@ class Linux37WithE86f15ee(Linux37):
     summary = "3.7 with only 4.8's first-pass import of vma_adjust() case 6 (for classifying bug L)"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (E86F15EE,)
     bugs: ClassVar[tuple[str, ...]] = ()
-    case6_imports_first: ClassVar[bool] = True
+    feature_changes = FeatureChanges(case6_imports_first=True)
 
 
 LEON_YU = ("(unverified)", "mm: fix anon_vma->degree underflow in anon_vma endless growing prevention")
@@ -173,8 +182,7 @@ class Linux60(CloneFailureClearsAnonVma, Linux319With2555283e):
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
-    has_wipeonfork: ClassVar[bool] = True
-    case6_imports_first: ClassVar[bool] = True  # 4.8 (Andrea Arcangeli): the exporter is chosen up front
+    feature_changes = FeatureChanges(wipeonfork=True, case6_imports_first=True)
 
     def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
         """The reuse test (6.0): also only when src has an anon_vma (Wei Yang, 2019)."""

@@ -44,7 +44,7 @@ from typing import ClassVar
 import attrs
 
 from rmapfuzz.kernels.v6_0 import Linux60
-from rmapfuzz.model.core import EINVAL, ENOMEM, Err
+from rmapfuzz.model.core import EINVAL, ENOMEM, Err, FeatureChanges
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, AnonVma, Mm, Vma
 
 C0503EA8F = ("0503ea8f5ba7", "mm/mmap: remove __vma_adjust()")
@@ -84,12 +84,8 @@ class VmaMergeStruct:
     nomem: bool = False
 
 
-# a VMA that takes over (part of) another: (taker, taken, taken's name, taken's chain before the merge)
-Takeover = tuple[Vma, str, tuple[AnonVma, ...]]
-
-
-def _taken(taker: Vma, victim: Vma) -> Takeover:
-    return taker, victim.name, tuple(victim.chain_anon_vmas())
+# a VMA that takes over (part of) another in a merge: (taker, taken)
+Takeover = tuple[Vma, Vma]
 
 
 class Linux615(Linux60):
@@ -111,8 +107,7 @@ class Linux615(Linux60):
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
-    has_dontunmap: ClassVar[bool] = True
-    pageout_skips_shared: ClassVar[bool] = True
+    feature_changes = FeatureChanges(dontunmap=True, pageout_skips_shared=True)
 
     # ---- merge compatibility (mm/vma.c) ----
 
@@ -170,8 +165,10 @@ class Linux615(Linux60):
         """
         if src.anon_vma is None or dst.anon_vma is not None:
             return None, None
+        self.trace.cover("dup_anon_vma: src faulted, dst unfaulted")
         dst.anon_vma = src.anon_vma
         if self.anon_vma_clone(dst, src):
+            self.trace.cover("dup_anon_vma: ENOMEM from anon_vma_clone")
             return ENOMEM, None
         return None, dst
 
@@ -187,6 +184,8 @@ class Linux615(Linux60):
         by ``adj_start`` pages, and remove the removed VMAs (anon_vma_merge() drops their chains)."""
         target = vmg.target
         assert target is not None
+        for taker, taken in takeovers:
+            self.trace.takeover("commit_merge", taker, taken)
         target.vm_start, target.vm_end, target.vm_pgoff = vmg.start, vmg.end, vmg.pgoff
         if adjust is not None and adj_start:
             adjust.vm_start += adj_start
@@ -198,9 +197,6 @@ class Linux615(Linux60):
             if victim.anon_vma is not None:
                 self.anon_vma_merge(target, victim)
             self.remove_vma(victim)
-        for taker, name, chain in takeovers:
-            self.record_takeover("commit_merge", taker, name, chain)
-        self.counters.merges += 1
 
     # ---- vma_merge_existing_range (mprotect, madvise) ----
 
@@ -224,6 +220,7 @@ class Linux615(Linux60):
         left_side = start == middle.vm_start
         right_side = end == middle.vm_end
         if not (left_side or right_side):
+            self.trace.cover("vma_merge_existing_range: a range inside the VMA cannot merge")
             return None
         merge_left = left_side and self.can_vma_merge_left(vmg)
         merge_right = False
@@ -239,30 +236,42 @@ class Linux615(Linux60):
         removed: tuple[Vma | None, ...] = ()
         if merge_left and merge_right:
             assert prev is not None and nxt is not None
+            self.trace.cover("vma_merge_existing_range: prev absorbs middle and next")
             vmg.target, vmg.start, vmg.end, vmg.pgoff = prev, prev.vm_start, nxt.vm_end, prev.vm_pgoff
-            takeovers = [_taken(prev, middle), _taken(prev, nxt)]
+            takeovers: list[Takeover] = [(prev, middle), (prev, nxt)]
             err, _dup = self.dup_anon_vma(prev, nxt if nxt.anon_vma is not None else middle)
             removed = (middle, nxt)
         elif merge_left:
             assert prev is not None
+            self.trace.cover(
+                "vma_merge_existing_range: prev absorbs the middle"
+                if delete_middle
+                else "vma_merge_existing_range: prev takes the head of the middle"
+            )
             vmg.target, vmg.start, vmg.pgoff = prev, prev.vm_start, prev.vm_pgoff
             if delete_middle:
                 removed = (middle,)
             else:
                 adjust, adj_start = middle, end - middle.vm_start
-            takeovers = [_taken(prev, middle)]
+            takeovers = [(prev, middle)]
             err, _dup = self.dup_anon_vma(prev, middle)
         else:
             assert nxt is not None
+            self.trace.cover(
+                "vma_merge_existing_range: next absorbs the middle (case 8)"
+                if delete_middle
+                else "vma_merge_existing_range: next takes the tail of the middle (case 4)"
+            )
             if delete_middle:  # case 8 since ~4.8: next grows down over all of middle
                 vmg.target, vmg.end, vmg.pgoff = nxt, nxt.vm_end, nxt.vm_pgoff - (end - start)
                 removed = (middle,)
             else:  # case 4: middle shrinks, next's start moves back
                 vmg.target, vmg.start, vmg.end, vmg.pgoff = middle, middle.vm_start, start, middle.vm_pgoff
                 adjust, adj_start = nxt, -(middle.vm_end - start)
-            takeovers = [_taken(nxt, middle)]
+            takeovers = [(nxt, middle)]
             err, _dup = self.dup_anon_vma(nxt, middle)
         if err:
+            self.trace.cover("vma_merge_existing_range: ENOMEM from dup_anon_vma")
             vmg.nomem = True
             return None
         # commit_merge() cannot fail here (no maple-tree preallocation failures), so ``_dup`` is never undone
@@ -302,6 +311,8 @@ class Linux615(Linux60):
             return None
         can_left = self.can_vma_merge_left(vmg)
         can_right = self.can_vma_merge_right(vmg, can_left)
+        if can_left or can_right:
+            self.cover_new_range(vmg, can_left, can_right)
         if can_right:
             assert nxt is not None
             vmg.target, vmg.end, vmg.pgoff = nxt, nxt.vm_end, nxt.vm_pgoff - (end - start)
@@ -313,6 +324,35 @@ class Linux615(Linux60):
         vmg.target, vmg.start, vmg.end, vmg.pgoff = None, start, end, pgoff
         return None
 
+    def cover_new_range(self, vmg: VmaMergeStruct, left: bool, right: bool) -> None:
+        """The coverage points of vma_merge_new_range(): which neighbours expand, and for mremap's
+        copy_vma() whether the source was faulted (the shape of bug J)."""
+        src = vmg.copied_from
+        if src is None:
+            self.trace.cover(
+                "vma_merge_new_range: prev expands over the range and next"
+                if left and right
+                else "vma_merge_new_range: prev expands over the range"
+                if left
+                else "vma_merge_new_range: next expands down over the range"
+            )
+        elif src.anon_vma is not None:
+            self.trace.cover(
+                "vma_merge_new_range: prev expands over the range and next, copied_from faulted"
+                if left and right
+                else "vma_merge_new_range: prev expands over the range, copied_from faulted"
+                if left
+                else "vma_merge_new_range: next expands down over the range, copied_from faulted"
+            )
+        else:
+            self.trace.cover(
+                "vma_merge_new_range: prev expands over the range and next, copied_from unfaulted"
+                if left and right
+                else "vma_merge_new_range: prev expands over the range, copied_from unfaulted"
+                if left
+                else "vma_merge_new_range: next expands down over the range, copied_from unfaulted"
+            )
+
     def vma_expand(self, vmg: VmaMergeStruct) -> Err:
         """vma_expand() (mm/vma.c): the target grows to [start, end), removing next if it reaches
         next's end; only a removed next is dup'ed from (then :meth:`vma_expand_dup_copied`)."""
@@ -323,13 +363,20 @@ class Linux615(Linux60):
         dup: Vma | None = None
         if remove_next:
             assert nxt is not None
-            takeovers.append(_taken(target, nxt))
+            self.trace.cover("vma_expand: removes next")
+            takeovers.append((target, nxt))
             err, dup = self.dup_anon_vma(target, nxt)
             if err:
+                self.trace.cover("vma_expand: ENOMEM dup'ing next")
                 vmg.nomem = True
                 return err
         err, _copied = self.vma_expand_dup_copied(vmg)
         if err:
+            self.trace.cover(
+                "vma_expand: ENOMEM dup'ing mremap's source, next's dup undone"
+                if dup is not None
+                else "vma_expand: ENOMEM dup'ing mremap's source"
+            )
             vmg.nomem = True
             if dup is not None:
                 self.unlink_anon_vmas(dup)
@@ -394,7 +441,10 @@ class Linux615(Linux60):
         if not dontunmap:
             super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
         elif new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP of a whole VMA unlinks its anon_vmas")
             self.unlink_anon_vmas(vma)
+        else:
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP of part of a VMA keeps its anon_vmas")
 
     # ---- mprotect ----
 
@@ -407,6 +457,7 @@ class Linux615(Linux60):
             if not oldflags & (VM_ACCOUNT | VM_WRITE):
                 newflags |= VM_ACCOUNT
         elif oldflags & VM_ACCOUNT and vma.anon_vma is None:
+            self.trace.cover("mprotect_fixup: an unfaulted VMA losing write loses VM_ACCOUNT")
             newflags &= ~VM_ACCOUNT
         err, vma = self.vma_modify_flags(vma, prev, start, end, newflags)
         if err:
@@ -427,6 +478,7 @@ class Linux615(Linux60):
                 continue
             page = pte.page
             if page.exclusive and page.mapcount == 1 and page.swapcache is None:
+                self.trace.cover("change_protection: an exclusive anon page's pte made writable")
                 pte.writable = True
 
 
@@ -462,7 +514,19 @@ class Linux616(Linux615):
         tgt = vmg.next if merge_next else vmg.prev
         assert tgt is not None
         if tgt.anon_vma is None and vmg.anon_vma is not None:
-            return not self.vma_had_uncowed_parents(self.vmg_fork_check_source(vmg))
+            refused = self.vma_had_uncowed_parents(self.vmg_fork_check_source(vmg))
+            self.trace.cover(
+                "is_mergeable_anon_vma: a faulted range next to an unfaulted VMA is refused: fork child"
+                if refused
+                else "is_mergeable_anon_vma: a faulted range may merge with an unfaulted VMA"
+            )
+            return not refused
         if tgt.anon_vma is not None and vmg.anon_vma is None:
-            return not self.vma_had_uncowed_parents(tgt)
+            refused = self.vma_had_uncowed_parents(tgt)
+            self.trace.cover(
+                "is_mergeable_anon_vma: an unfaulted range next to a fork child is refused"
+                if refused
+                else "is_mergeable_anon_vma: an unfaulted range may merge with a faulted VMA"
+            )
+            return not refused
         return vmg.anon_vma is tgt.anon_vma

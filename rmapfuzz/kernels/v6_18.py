@@ -40,6 +40,7 @@ class Linux616With61f67c23(Linux616):
         assert vmg.target is not None
         if vmg.copied_from is None:
             return None, None
+        self.trace.cover("vma_expand: dup from mremap's source (copied_from)")
         return self.dup_anon_vma(vmg.target, vmg.copied_from)
 
 
@@ -87,6 +88,11 @@ class Linux6188(Linux616With61f67c23):
         pieces = [(max(v.vm_start, addr), min(v.vm_end, end)) for v in mm.vmas if v.vm_end > addr and v.vm_start < end]
         if not pieces or pieces[0][0] > addr:
             return EFAULT
+        self.trace.cover(
+            "remap_move: a fixed move of several VMAs"
+            if len(pieces) > 1
+            else "remap_move: a fixed move of one VMA with a gap after it"
+        )
         for start, stop in pieces:
             target = new_addr + (start - addr)
             result = self.mremap_to(mm, start, stop - start, target, stop - start, flags)

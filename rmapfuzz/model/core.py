@@ -11,12 +11,12 @@ success, or the errno's name ("ENOMEM", ...).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 
-from rmapfuzz.invariants import use_after_free
-from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Mm, Page, SwapSlot, Vma
+from rmapfuzz.model.objects import IDENTITY, OBSERVER, REGISTRY, AnonVma, AnonVmaChain, Mm, Page, SwapSlot, Vma
+from rmapfuzz.model.trace import NO_TRACER, Tracer, UseAfterFree
 
 Err = str | None
 
@@ -30,39 +30,53 @@ SEGV = "SEGV"  # a fault without permission: the kernel would send SIGSEGV
 OOM = "OOM"  # VM_FAULT_OOM from a fault whose allocation failed
 
 
-@attrs.define(eq=False)
-class TakeOver:
-    """A merge event: ``taker`` took over the range or pages of a VMA whose chain was ``taken``.
+@attrs.frozen
+class Features:
+    """What a generation has, as the areas that branch on it and the judge read it.
 
-    Recorded by the model where it happens (vma_adjust, move_vma) and judged by the
-    ``merge-superset`` invariant.
+    Each overlay states what its commits change with a :class:`FeatureChanges`; a generation's
+    features are those changes applied down its class hierarchy (see ``KernelCore.__init_subclass__``),
+    so a fix composed onto any kernel (:func:`rmapfuzz.kernels.compose`) brings its changes along.
     """
 
-    where: str
-    taker: Vma
-    taken_name: str
-    taken_chain: tuple[AnonVma, ...]
-    taker_chain: tuple[AnonVma, ...]
+    refcount: bool = False  # 76545066c852 (2.6.35): anon_vma->refcount; descendants pin their root
+    degree: bool = False  # 7a3ef208e662 (3.19-rc4 ... 6.0-rc3): anon_vma->degree
+    fork_counters: bool = False  # 2555283eb40d (6.0-rc4): num_children and num_active_vmas
+    chain_bound: int | None = None  # 7a3ef208e662: the hierarchy stops growing (None: no bound)
+    wipeonfork: bool = False  # MADV_WIPEONFORK / MADV_KEEPONFORK (4.14)
+    dontunmap: bool = False  # MREMAP_DONTUNMAP (e346b3813067, 5.7)
+    pageout_skips_shared: bool = False  # MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped twice
+    case6_imports_first: bool = False  # e86f15ee64d8 (4.8): vma_adjust case 6 picks its exporter up front
 
 
-@attrs.define(eq=False)
-class Counters:
-    """What the model did, for the fuzzer's statistics and targets."""
+@attrs.frozen
+class FeatureChanges:
+    """The features an overlay's commits turn on or off (None: unchanged)."""
 
-    merges: int = 0
-    splits: int = 0
-    borrows: int = 0  # anon_vma_prepare reused a neighbour's anon_vma
-    reuses: int = 0  # fork-time reuse of an ancestor's anon_vma (3.19+)
-    cow_copies: int = 0
-    cow_reuses: int = 0
-    swapouts: int = 0
-    swapins: int = 0
+    refcount: bool | None = None
+    degree: bool | None = None
+    fork_counters: bool | None = None
+    chain_bound: int | None = None
+    wipeonfork: bool | None = None
+    dontunmap: bool | None = None
+    pageout_skips_shared: bool | None = None
+    case6_imports_first: bool | None = None
+
+    def apply(self, features: Features) -> Features:
+        changed = {f.name: v for f in attrs.fields(FeatureChanges) if (v := getattr(self, f.name)) is not None}
+        return attrs.evolve(features, **changed)
 
 
+def _first_process() -> dict[int, Mm]:
+    return {0: Mm(pid=0)}
+
+
+@attrs.define(slots=False, eq=False, repr=False)
 class KernelCore(ABC):
-    """A booted model kernel: the processes, every anon_vma ever allocated, and the counters.
+    """A booted model kernel: the processes, every anon_vma and page ever allocated, and its tracer.
 
-    Class attributes describe the generation; subclasses override them.
+    Class attributes describe the generation; subclasses override them (and add no fields: the
+    state of every generation is these fields and the objects they reach).
     """
 
     name: ClassVar[str] = "core"
@@ -70,43 +84,42 @@ class KernelCore(ABC):
     commits: ClassVar[tuple[tuple[str, str], ...]] = ()
     bugs: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
+    feature_changes: ClassVar[FeatureChanges] = FeatureChanges()
+    features: ClassVar[Features] = Features()
 
-    # Feature switches that several areas read; generations flip them.
-    has_wipeonfork: ClassVar[bool] = False  # MADV_WIPEONFORK/KEEPONFORK (4.14)
-    has_dontunmap: ClassVar[bool] = False  # MREMAP_DONTUNMAP (5.7)
+    window: int = 8
+    trace: Tracer = attrs.field(default=NO_TRACER, metadata={OBSERVER: True})
+    mms: dict[int, Mm] = attrs.field(factory=_first_process)
+    next_pid: int = 1
+    anon_vmas: list[AnonVma] = attrs.field(factory=list, metadata={REGISTRY: True})
+    pages: list[Page] = attrs.field(factory=list, metadata={REGISTRY: True})
+    fail_nth: int | None = None  # the fail_alloc countdown
+    next_vma_ident: int = attrs.field(default=1, metadata={IDENTITY: True})
+    next_page_ident: int = attrs.field(default=1, metadata={IDENTITY: True})
+    next_swap_ident: int = attrs.field(default=1, metadata={IDENTITY: True})
 
-    def __init__(self, window: int = 8) -> None:
-        self.window = window
-        self.mms: dict[int, Mm] = {0: Mm(pid=0)}
-        self.next_pid = 1
-        self.anon_vmas: list[AnonVma] = []
-        self.pages: list[Page] = []
-        self.events: list[TakeOver] = []
-        self.last_call: Any = None  # the last step: a syscalls.Call (SyscallMixin.apply)
-        self.counters = Counters()
-        self.fail_nth: int | None = None
-        # The fail-injection invariant's shadow of the countdown (allocations left until the armed
-        # failure is due), and whether an injected failure fired during the current step.
-        self.fail_armed: int | None = None
-        self.alloc_failed = False
-        self._next_vma = 1
-        self._next_page = 1
-        self._next_swap = 1
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        features = Features()
+        for klass in reversed(cls.__mro__):
+            changes = klass.__dict__.get("feature_changes")
+            if isinstance(changes, FeatureChanges):
+                features = changes.apply(features)
+        cls.features = features
 
     # ---- allocators (mm/rmap.c: anon_vma_alloc, anon_vma_chain_alloc; kmem_cache_alloc) ----
 
     def should_fail_alloc(self) -> bool:
-        """The fail_nth countdown: the Nth anon_vma/anon_vma_chain allocation from now fails."""
-        if self.fail_armed is not None:  # invariant bookkeeping
-            self.fail_armed = self.fail_armed - 1  # invariant bookkeeping
-        if self.fail_nth is None:
-            return False
-        self.fail_nth -= 1
-        if self.fail_nth > 0:
-            return False
-        self.fail_nth = self.fail_armed = None
-        self.alloc_failed = True  # invariant bookkeeping
-        return True
+        """The fail_nth countdown (should_failslab()): the Nth anon_vma/anon_vma_chain allocation from
+        now fails."""
+        failed = False
+        if self.fail_nth is not None:
+            self.fail_nth -= 1
+            if self.fail_nth <= 0:
+                self.fail_nth = None
+                failed = True
+        self.trace.alloc(failed)
+        return failed
 
     def anon_vma_alloc(self) -> AnonVma | None:
         """anon_vma_alloc() (mm/rmap.c); the refcount/root fields are set by later generations."""
@@ -126,8 +139,8 @@ class KernelCore(ABC):
         return not self.should_fail_alloc()
 
     def vm_area_alloc(self, mm: Mm, start: int, end: int, pgoff: int, flags: int) -> Vma:
-        vma = Vma(ident=self._next_vma, mm=mm, vm_start=start, vm_end=end, vm_pgoff=pgoff, vm_flags=flags)
-        self._next_vma += 1
+        vma = Vma(ident=self.next_vma_ident, mm=mm, vm_start=start, vm_end=end, vm_pgoff=pgoff, vm_flags=flags)
+        self.next_vma_ident += 1
         return vma
 
     def vm_area_dup(self, orig: Vma) -> Vma:
@@ -141,14 +154,14 @@ class KernelCore(ABC):
         vma.freed = True
 
     def alloc_page(self, mapping: AnonVma | None, index: int) -> Page:
-        page = Page(ident=self._next_page, mapping=mapping, index=index)
-        self._next_page += 1
+        page = Page(ident=self.next_page_ident, mapping=mapping, index=index)
+        self.next_page_ident += 1
         self.pages.append(page)
         return page
 
     def alloc_swap_slot(self) -> SwapSlot:
-        slot = SwapSlot(ident=self._next_swap)
-        self._next_swap += 1
+        slot = SwapSlot(ident=self.next_swap_ident)
+        self.next_swap_ident += 1
         return slot
 
     # ---- the VMA list (mm->mmap), sorted by address ----
@@ -175,7 +188,7 @@ class KernelCore(ABC):
     def vma_next(vma: Vma) -> Vma | None:
         """vma->vm_next"""
         if vma.freed:
-            raise use_after_free(f"vm_next of freed {vma.name}", vma)
+            raise UseAfterFree(f"vm_next of freed {vma.name}", [vma])
         vmas = vma.mm.vmas
         i = vmas.index(vma)
         return vmas[i + 1] if i + 1 < len(vmas) else None
@@ -183,7 +196,7 @@ class KernelCore(ABC):
     @staticmethod
     def vma_prev(vma: Vma) -> Vma | None:
         if vma.freed:
-            raise use_after_free(f"vm_prev of freed {vma.name}", vma)
+            raise UseAfterFree(f"vm_prev of freed {vma.name}", [vma])
         vmas = vma.mm.vmas
         i = vmas.index(vma)
         return vmas[i - 1] if i > 0 else None
@@ -201,19 +214,6 @@ class KernelCore(ABC):
     def vma_unlink(mm: Mm, vma: Vma) -> None:
         """__vma_unlink() / detach_vmas_to_be_unmapped(): take it off mm->mmap."""
         mm.vmas.remove(vma)
-
-    # ---- events ----
-
-    def record_takeover(self, where: str, taker: Vma, taken_name: str, taken_chain: tuple[AnonVma, ...]) -> None:
-        self.events.append(
-            TakeOver(
-                where=where,
-                taker=taker,
-                taken_name=taken_name,
-                taken_chain=taken_chain,
-                taker_chain=tuple(taker.chain_anon_vmas()),
-            )
-        )
 
     # ---- forward declarations (defined in a higher layer, used by a lower one) ----
 

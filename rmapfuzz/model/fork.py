@@ -19,12 +19,15 @@ class ForkMixin(MremapMixin):
         """
         for mpnt in list(oldmm.vmas):
             if mpnt.vm_flags & VM_DONTCOPY:
+                self.trace.cover("dup_mmap: VM_DONTCOPY VMA left out")
                 continue
             tmp = self.vm_area_dup(mpnt)
             tmp.mm = mm
-            if self.has_wipeonfork and tmp.vm_flags & VM_WIPEONFORK:
+            if self.features.wipeonfork and tmp.vm_flags & VM_WIPEONFORK:
+                self.trace.cover("dup_mmap: VM_WIPEONFORK copy starts unfaulted")
                 tmp.anon_vma = None
             elif self.anon_vma_fork(tmp, mpnt):
+                self.trace.cover("dup_mmap: ENOMEM from anon_vma_fork")
                 self.dup_mmap_failed(tmp)
                 return ENOMEM
             mm.vmas.append(tmp)

@@ -7,8 +7,6 @@ WIPEONFORK/KEEPONFORK exist from 4.14 on; before that they are EINVAL, as the ke
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rmapfuzz.model.core import EINVAL, ENOMEM, OK, Err
 from rmapfuzz.model.mprotect import MprotectMixin
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_WIPEONFORK, Mm, Page, Vma
@@ -18,12 +16,9 @@ from rmapfuzz.ops import ADVICES
 class MadviseMixin(MprotectMixin):
     """mm/madvise.c at 2.6.34."""
 
-    # 5.4+ MADV_PAGEOUT skips pages mapped more than once; the older stand-in reclaims them too.
-    pageout_skips_shared: ClassVar[bool] = False
-
     def madvise_behavior_valid(self, advice: str) -> bool:
         if advice in ("wipeonfork", "keeponfork"):
-            return self.has_wipeonfork
+            return self.features.wipeonfork
         return advice in ADVICES
 
     def madvise_behavior(self, vma: Vma, prev: Vma | None, start: int, end: int, advice: str) -> tuple[Err, Vma]:
@@ -39,10 +34,16 @@ class MadviseMixin(MprotectMixin):
             new_flags &= ~VM_WIPEONFORK
         if new_flags == vma.vm_flags:
             return None, vma
+        self.trace.cover("madvise_behavior: a flag change merges or splits")
         return self.vma_modify_flags(vma, prev, start, end, new_flags)
 
     def madvise_dontneed(self, vma: Vma, start: int, end: int) -> tuple[Err, Vma]:
         """madvise_dontneed(): zap the range; the anon_vma and its links stay."""
+        self.trace.cover(
+            "madvise_dontneed: zap a faulted range"
+            if vma.anon_vma is not None
+            else "madvise_dontneed: zap an unfaulted range"
+        )
         self.zap_page_range(vma.mm, start, end)
         return None, vma
 
@@ -55,7 +56,8 @@ class MadviseMixin(MprotectMixin):
             pte = vma.mm.ptes.get(addr)
             if pte is None or pte.swap is not None or pte.page is None or id(pte.page) in seen:
                 continue
-            if self.pageout_skips_shared and pte.page.mapcount != 1:
+            if self.features.pageout_skips_shared and pte.page.mapcount != 1:
+                self.trace.cover("madvise_pageout: a shared page is skipped")
                 continue
             seen.add(id(pte.page))
             pages.append(pte.page)
@@ -88,6 +90,7 @@ class MadviseMixin(MprotectMixin):
             if vma is None:
                 return ENOMEM
             if start < vma.vm_start:
+                self.trace.cover("sys_madvise: a hole in the range")
                 unmapped_error = ENOMEM
                 start = vma.vm_start
                 if start >= end:

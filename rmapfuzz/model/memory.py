@@ -44,10 +44,13 @@ class MemoryMixin(RmapMixin):
         a write prepares the anon_vma and installs a new exclusive page."""
         mm = vma.mm
         if not write:
+            self.trace.cover("do_anonymous_page: read maps the zero page")
             mm.ptes[addr] = Pte(page=None, writable=False)
             return OK
         if self.anon_vma_prepare(vma):
+            self.trace.cover("do_anonymous_page: OOM from anon_vma_prepare")
             return OOM
+        self.trace.cover("do_anonymous_page: write installs a new page")
         page = self.alloc_page(None, 0)
         self.page_add_new_anon_rmap(page, vma, addr)
         mm.ptes[addr] = Pte(page=page, writable=True)
@@ -76,7 +79,7 @@ class MemoryMixin(RmapMixin):
         """
         old = pte.page
         if old is not None and self.reuse_swap_page(old):
-            self.counters.cow_reuses += 1
+            self.trace.cover("do_wp_page: reuse the page")
             self.wp_page_reuse(old, vma, addr)
             pte.writable = True
             return OK
@@ -89,8 +92,9 @@ class MemoryMixin(RmapMixin):
     def wp_page_copy(self, vma: Vma, addr: int, pte: Pte) -> str:
         """The "gotten:" branch of do_wp_page(): COW into a new page of this VMA's anon_vma."""
         if self.anon_vma_prepare(vma):
+            self.trace.cover("do_wp_page: OOM from anon_vma_prepare")
             return OOM
-        self.counters.cow_copies += 1
+        self.trace.cover("do_wp_page: copy the zero page" if pte.page is None else "do_wp_page: copy a shared page")
         old = pte.page
         new = self.alloc_page(None, 0)
         self.page_add_new_anon_rmap(new, vma, addr)
@@ -111,11 +115,18 @@ class MemoryMixin(RmapMixin):
         assert slot is not None
         page = slot.page
         if page is None:
+            self.trace.cover("do_swap_page: read the page back into the swap cache")
             page = self.alloc_page(None, 0)
             page.swapcache = slot
             slot.page = page
-        self.counters.swapins += 1
         exclusive = write and self.reuse_swap_page(page)
+        self.trace.cover(
+            "do_swap_page: write fault, page reused exclusively"
+            if exclusive
+            else "do_swap_page: write fault, page still shared"
+            if write
+            else "do_swap_page: read fault"
+        )
         new_pte = Pte(page=page, writable=exclusive)
         vma.mm.ptes[addr] = new_pte
         self.page_add_anon_rmap(page, vma, addr, exclusive)
@@ -151,6 +162,7 @@ class MemoryMixin(RmapMixin):
         write-protected in both (COW), pages get page_dup_rmap(), swap entries swap_duplicate().
         """
         if src_vma.anon_vma is None:
+            self.trace.cover("copy_page_range: unfaulted VMA skipped")
             return
         src_mm, dst_mm = src_vma.mm, dst_vma.mm
         for addr in range(src_vma.vm_start, src_vma.vm_end):
@@ -158,6 +170,7 @@ class MemoryMixin(RmapMixin):
             if pte is None:
                 continue
             if pte.swap is not None:
+                self.trace.cover("copy_page_range: swap entry shared")
                 pte.swap.count += 1
                 dst_mm.ptes[addr] = Pte(swap=pte.swap)
                 continue
@@ -202,7 +215,6 @@ class MemoryMixin(RmapMixin):
         """shrink_page_list() for one anon page (mm/vmscan.c): add_to_swap(), try_to_unmap() through
         the rmap walk, and free the page once no pte maps it.  Ptes the walk misses keep it mapped."""
         self.add_to_swap(page)
-        self.counters.swapouts += 1
         self.try_to_unmap(page)
         if page.mapcount == 0:
             slot = page.swapcache

@@ -11,8 +11,6 @@ The ``vma_merge`` case numbers are the kernel comment's (kernel-rmap.md §2.7):
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rmapfuzz.model.core import EINVAL, ENOMEM, OK, Err
 from rmapfuzz.model.memory import MemoryMixin
 from rmapfuzz.model.objects import (
@@ -77,7 +75,9 @@ class MmapMixin(MemoryMixin):
         pglen = end - addr
         nxt = self.vma_next(prev) if prev is not None else (mm.vmas[0] if mm.vmas else None)
         area = nxt
-        if nxt is not None and nxt.vm_end == end:  # cases 6, 7, 8
+        middle = nxt is not None and nxt.vm_end == end
+        if middle:  # cases 6, 7, 8
+            assert nxt is not None
             nxt = self.vma_next(nxt)
 
         if prev is not None and prev.vm_end == addr and self.can_vma_merge_after(prev, vm_flags, anon_vma, pgoff):
@@ -87,12 +87,24 @@ class MmapMixin(MemoryMixin):
                 and self.can_vma_merge_before(nxt, vm_flags, anon_vma, pgoff + pglen)
                 and self.is_mergeable_anon_vma(prev.anon_vma, nxt.anon_vma, None)
             ):  # cases 1, 6
+                self.trace.cover(
+                    "vma_merge: case 6, prev and next absorb the middle"
+                    if middle
+                    else "vma_merge: case 1, prev and next close the hole"
+                )
                 err = self.vma_adjust(prev, prev.vm_start, nxt.vm_end, prev.vm_pgoff)
             else:  # cases 2, 5, 7
+                self.trace.cover(
+                    "vma_merge: case 7, prev absorbs the middle"
+                    if middle
+                    else "vma_merge: case 5, prev takes the head of next"
+                    if area is not None and area.vm_start < end
+                    else "vma_merge: case 2, prev grows over the hole"
+                )
                 err = self.vma_adjust(prev, prev.vm_start, end, prev.vm_pgoff)
             if err:
+                self.trace.cover("vma_merge: vma_adjust failed")
                 return None
-            self.counters.merges += 1
             return prev
 
         if (
@@ -101,13 +113,19 @@ class MmapMixin(MemoryMixin):
             and self.can_vma_merge_before(nxt, vm_flags, anon_vma, pgoff + pglen)
         ):
             if prev is not None and addr < prev.vm_end:  # case 4
+                self.trace.cover("vma_merge: case 4, next takes the tail of prev")
                 err = self.vma_adjust(prev, prev.vm_start, addr, prev.vm_pgoff)
             else:  # cases 3, 8
+                self.trace.cover(
+                    "vma_merge: case 8, next absorbs the middle"
+                    if middle
+                    else "vma_merge: case 3, next grows down over the hole"
+                )
                 assert area is not None
                 err = self.vma_adjust(area, addr, nxt.vm_end, nxt.vm_pgoff - pglen)
             if err:
+                self.trace.cover("vma_merge: vma_adjust failed")
                 return None
-            self.counters.merges += 1
             return area
         return None
 
@@ -129,26 +147,38 @@ class MmapMixin(MemoryMixin):
             adjust_next = 0
             importer: Vma | None = None
             exporter: Vma | None = None
-            taken: tuple[AnonVma, ...] = ()
-            taken_name = ""
             if nxt is not None and insert is None:
                 if again or end >= nxt.vm_end:
                     remove_next = 1 + (end > nxt.vm_end)
                     end = nxt.vm_end
                     importer, exporter = vma, nxt
-                    if remove_next == 2 and nxt.anon_vma is None and self.case6_imports_first:
+                    if remove_next == 2 and nxt.anon_vma is None and self.features.case6_imports_first:
                         exporter = self.vma_next(nxt)
+                    self.trace.cover(
+                        "vma_adjust: case 6 second pass, removes the VMA after next"
+                        if again
+                        else "vma_adjust: removes next"
+                        if remove_next == 1
+                        else "vma_adjust: case 6, removes next and then the VMA after it"
+                    )
                 elif end > nxt.vm_start:
+                    self.trace.cover("vma_adjust: takes the head of next")
                     adjust_next = end - nxt.vm_start
                     importer, exporter = vma, nxt
                 elif end < vma.vm_end:
+                    self.trace.cover("vma_adjust: gives its tail to next")
                     adjust_next = -(vma.vm_end - end)
                     importer, exporter = nxt, vma
-                if exporter is not None:
-                    taken, taken_name = tuple(exporter.chain_anon_vmas()), exporter.name
                 err = self.vma_adjust_import(vma, nxt, start, importer, exporter)
                 if err:
+                    self.trace.cover(
+                        "vma_adjust: ENOMEM from the anon_vma import, case 6 second pass"
+                        if again
+                        else "vma_adjust: ENOMEM from the anon_vma import"
+                    )
                     return err
+                if importer is not None and exporter is not None:
+                    self.trace.takeover("vma_adjust", importer, exporter)
 
             vma.vm_start, vma.vm_end, vma.vm_pgoff = start, end, pgoff
             if adjust_next and nxt is not None:
@@ -156,8 +186,6 @@ class MmapMixin(MemoryMixin):
                 nxt.vm_pgoff += adjust_next
             if insert is not None:
                 self.vma_link(mm, insert)
-            if importer is not None:
-                self.record_takeover("vma_adjust", importer, taken_name, taken)
 
             if not remove_next:
                 return None
@@ -171,12 +199,6 @@ class MmapMixin(MemoryMixin):
             nxt = self.vma_next(vma)
             again = True
 
-    # Before 4.8, case 6 imports the anon_vma of the VMA after next on its second pass, after next
-    # was freed: if that anon_vma_clone() fails, vma_adjust() returns -ENOMEM with next gone, and
-    # the mprotect_fixup()/madvise caller goes on with the freed VMA (vma_modify_flags).  4.8 picks
-    # that exporter on the first pass, before anything is freed.
-    case6_imports_first: ClassVar[bool] = False
-
     def vma_adjust_import(self, vma: Vma, nxt: Vma, start: int, importer: Vma | None, exporter: Vma | None) -> Err:
         """The anon_vma import in vma_adjust() (2.6.34-rc3, bug A).
 
@@ -189,6 +211,7 @@ class MmapMixin(MemoryMixin):
         if vma.anon_vma is not None and (importer is not None or start != vma.vm_start):
             anon_vma = vma.anon_vma
         if anon_vma is not None and importer is not None and importer.anon_vma is None:
+            self.trace.cover("vma_adjust: an unfaulted importer gets an anon_vma")
             if self.anon_vma_clone(importer, vma):
                 return ENOMEM
             importer.anon_vma = anon_vma
@@ -211,11 +234,21 @@ class MmapMixin(MemoryMixin):
         if near is not None and near.anon_vma is not None and vma.vm_end == near.vm_start:
             flags = (vma.vm_flags & ~VM_PROT_MASK) | (near.vm_flags & VM_PROT_MASK)
             if self.can_vma_merge_before(near, flags, None, vma.vm_pgoff + vma.pages):
+                self.trace.cover(
+                    "find_mergeable_anon_vma: next lends its anon_vma"
+                    if len(near.anon_vma_chain) == 1
+                    else "find_mergeable_anon_vma: next (a fork child) lends its anon_vma"
+                )
                 return near
         near = self.vma_prev(vma)
         if near is not None and near.anon_vma is not None and near.vm_end == vma.vm_start:
             flags = (vma.vm_flags & ~VM_PROT_MASK) | (near.vm_flags & VM_PROT_MASK)
             if self.can_vma_merge_after(near, flags, None, vma.vm_pgoff):
+                self.trace.cover(
+                    "find_mergeable_anon_vma: prev lends its anon_vma"
+                    if len(near.anon_vma_chain) == 1
+                    else "find_mergeable_anon_vma: prev (a fork child) lends its anon_vma"
+                )
                 return near
         return None
 
@@ -233,9 +266,12 @@ class MmapMixin(MemoryMixin):
             new.vm_start = addr
             new.vm_pgoff += addr - vma.vm_start
         if self.anon_vma_clone(new, vma):
+            self.trace.cover("__split_vma: ENOMEM from anon_vma_clone")
             self.remove_vma(new)
             return ENOMEM
-        self.counters.splits += 1
+        self.trace.cover(
+            "__split_vma: faulted VMA split" if vma.anon_vma is not None else "__split_vma: unfaulted VMA split"
+        )
         if new_below:
             return self.vma_adjust(vma, addr, vma.vm_end, vma.vm_pgoff + (addr - new.vm_start), new)
         return self.vma_adjust(vma, vma.vm_start, addr, vma.vm_pgoff, new)
@@ -296,12 +332,14 @@ class MmapMixin(MemoryMixin):
         end = addr + length
         vma = self.find_vma(mm, addr)
         if vma is not None and vma.vm_start < end and self.do_munmap(mm, addr, length):
+            self.trace.cover("mmap_region: ENOMEM unmapping the old range")
             return ENOMEM
         vm_flags = prot_to_flags(prot) | VM_MAY_ALL
         if self.accountable_mapping(vm_flags):
             vm_flags |= VM_ACCOUNT
         if self.mmap_merge(mm, addr, end, vm_flags) is not None:
             return OK
+        self.trace.cover("mmap_region: new VMA")
         self.vma_link(mm, self.vm_area_alloc(mm, addr, end, addr, vm_flags))
         return OK
 
@@ -325,15 +363,28 @@ class MmapMixin(MemoryMixin):
         if vma.anon_vma is None:
             pgoff = addr
         source_start = vma.vm_start
+        faulted = vma.anon_vma is not None
         new = self.copy_vma_merge(vma, addr, length, pgoff)
         if new is not None:
+            self.trace.cover(
+                "copy_vma: a faulted source merges into the target's neighbours"
+                if faulted
+                else "copy_vma: an unfaulted source merges into the target's neighbours"
+            )
             if new.vm_start <= source_start < new.vm_end:
+                self.trace.cover("copy_vma: the source itself was merged")
                 vma = new
             return new, vma
         new = self.vm_area_dup(vma)
         if self.anon_vma_clone(new, vma):
+            self.trace.cover("copy_vma: ENOMEM from anon_vma_clone")
             self.remove_vma(new)
             return None, vma
+        self.trace.cover(
+            "copy_vma: new VMA for a faulted source"
+            if vma.anon_vma is not None
+            else "copy_vma: new VMA for an unfaulted source"
+        )
         new.vm_start, new.vm_end, new.vm_pgoff = addr, addr + length, pgoff
         self.vma_link(mm, new)
         return new, vma

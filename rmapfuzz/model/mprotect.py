@@ -6,10 +6,10 @@ every vma_merge() case the April 2010 bugs went through.
 
 from __future__ import annotations
 
-from rmapfuzz.invariants import use_after_free
 from rmapfuzz.model.core import ENOMEM, OK, Err
 from rmapfuzz.model.mmap import MmapMixin
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_PROT_MASK, VM_WRITE, Mm, Vma, prot_to_flags
+from rmapfuzz.model.trace import UseAfterFree
 
 
 class MprotectMixin(MmapMixin):
@@ -27,7 +27,7 @@ class MprotectMixin(MmapMixin):
             merged.vm_flags = newflags
             return None, merged
         if vma.freed:  # vma_adjust() failed after freeing it (case 6 before 4.8): the caller uses it
-            raise use_after_free(f"vma_merge() failed after vma_adjust() freed {vma.name}; the caller uses it", vma)
+            raise UseAfterFree(f"vma_merge() failed after vma_adjust() freed {vma.name}; the caller uses it", [vma])
         return self.split_out(vma, start, end, newflags)
 
     def split_out(self, vma: Vma, start: int, end: int, newflags: int) -> tuple[Err, Vma]:
@@ -36,10 +36,12 @@ class MprotectMixin(MmapMixin):
         if start != vma.vm_start:
             err = self.split_vma(vma.mm, vma, start, new_below=True)
             if err:
+                self.trace.cover("split_out: ENOMEM splitting the head off")
                 return err, vma
         if end != vma.vm_end:
             err = self.split_vma(vma.mm, vma, end, new_below=False)
             if err:
+                self.trace.cover("split_out: ENOMEM splitting the tail off, after the head")
                 return err, vma
         vma.vm_flags = newflags
         return None, vma
@@ -54,6 +56,7 @@ class MprotectMixin(MmapMixin):
         if newflags == oldflags:
             return None, vma
         if newflags & VM_WRITE and not oldflags & (VM_ACCOUNT | VM_WRITE):
+            self.trace.cover("mprotect_fixup: first write permission charges VM_ACCOUNT")
             newflags |= VM_ACCOUNT
         err, vma = self.vma_modify_flags(vma, prev, start, end, newflags)
         if err:
@@ -85,5 +88,6 @@ class MprotectMixin(MmapMixin):
                 return OK
             nxt = self.vma_next(prev)
             if nxt is None or nxt.vm_start != nstart:
+                self.trace.cover("sys_mprotect: ENOMEM at a hole after changing VMAs before it")
                 return ENOMEM
             vma = nxt

@@ -53,12 +53,14 @@ class MremapMixin(MadviseMixin):
         """
         mm = vma.mm
         new_pgoff = vma.vm_pgoff + (old_addr - vma.vm_start)
-        taken, taken_name = tuple(vma.chain_anon_vmas()), vma.name
+        self.trace.moving(vma)
+        moving = vma
         new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
         if new_vma is None:
+            self.trace.cover("move_vma: ENOMEM from copy_vma")
             return ENOMEM
         self.move_page_tables(mm, old_addr, new_addr, old_len)
-        self.record_takeover("move_vma", new_vma, taken_name, taken)
+        self.trace.moved(moving, new_vma)
         self.release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
         return OK
 
@@ -70,6 +72,7 @@ class MremapMixin(MadviseMixin):
         """mremap_to() (mm/mremap.c, 2.6.34): the target is unmapped before the source is checked."""
         if new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len:
             return EINVAL
+        self.trace.cover("mremap_to: MREMAP_FIXED move")
         err = self.do_munmap(mm, new_addr, new_len)
         if err:
             return err
@@ -85,7 +88,7 @@ class MremapMixin(MadviseMixin):
 
     def mremap_flags_valid(self, flags: frozenset[str]) -> bool:
         """2.6.34 knows MREMAP_MAYMOVE and MREMAP_FIXED only."""
-        return "dontunmap" not in flags or self.has_dontunmap
+        return "dontunmap" not in flags or self.features.dontunmap
 
     def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
         """do_mremap() (mm/mremap.c, 2.6.34)."""
@@ -96,6 +99,7 @@ class MremapMixin(MadviseMixin):
                 return EINVAL
             return self.mremap_to(mm, addr, old_len, new_addr, new_len, flags)
         if old_len >= new_len:
+            self.trace.cover("do_mremap: shrink in place")
             err = self.do_munmap(mm, addr + new_len, old_len - new_len)
             if err and old_len != new_len:
                 return err
@@ -104,5 +108,7 @@ class MremapMixin(MadviseMixin):
         if err or vma is None:
             return err or EFAULT
         if old_len == vma.vm_end - addr and self.vma_expandable(vma, new_len - old_len):
+            self.trace.cover("do_mremap: grow in place")
             return self.mremap_expand_in_place(vma, addr + new_len) or OK
+        self.trace.cover("do_mremap: ENOMEM, no room to grow in place")
         return ENOMEM

@@ -15,6 +15,16 @@ from __future__ import annotations
 
 import attrs
 
+# The roles of a field beyond being state (attrs metadata, read by rmapfuzz.minimize.snapshot): an
+# identity only names or numbers objects (two states that differ only there are the same state); an
+# observer is whoever watches the kernel (not part of it); a registry lists every object of a kind
+# ever allocated (freed ones included, as tombstones); vm_flags hold protection bits.
+IDENTITY = "identity"
+OBSERVER = "observer"
+REGISTRY = "registry"
+VM_FLAGS = "vm_flags"
+_NAME_ONLY = {IDENTITY: True}
+
 # vm_flags bits (include/linux/mm.h); only the ones that decide merging or forking.
 VM_READ = 0x1
 VM_WRITE = 0x2
@@ -67,12 +77,13 @@ class AnonVma:
     generations use ``root``, ``parent``, ``refcount`` and the fork-reuse counters.
     """
 
-    ident: int
+    ident: int = attrs.field(metadata=_NAME_ONLY)
     head: list[AnonVmaChain] = attrs.field(factory=list)
     freed: bool = False
     root: AnonVma | None = None
     parent: AnonVma | None = None
     refcount: int = 1
+    pins: int = 0  # references from outside the VMA structure (KSM, migration), part of refcount
     degree: int = 1
     num_children: int = 0
     num_active_vmas: int = 0
@@ -104,12 +115,12 @@ class Vma:
     link, as the kernel's ``list_add`` leaves it.
     """
 
-    ident: int
+    ident: int = attrs.field(metadata=_NAME_ONLY)
     mm: Mm
     vm_start: int
     vm_end: int
     vm_pgoff: int
-    vm_flags: int
+    vm_flags: int = attrs.field(metadata={VM_FLAGS: True})
     anon_vma: AnonVma | None = None
     anon_vma_chain: list[AnonVmaChain] = attrs.field(factory=list)
     freed: bool = False
@@ -134,7 +145,7 @@ class Vma:
 class SwapSlot:
     """A swap entry: ``count`` swap ptes refer to it (swap_map); ``page`` is its swap-cache page."""
 
-    ident: int
+    ident: int = attrs.field(metadata=_NAME_ONLY)
     count: int = 0
     page: Page | None = None
 
@@ -151,7 +162,7 @@ class Page:
     (5.19+; unused by older generations).
     """
 
-    ident: int
+    ident: int = attrs.field(metadata=_NAME_ONLY)
     mapping: AnonVma | None
     index: int
     mapcount: int = 0

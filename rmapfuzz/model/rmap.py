@@ -6,9 +6,9 @@ c44b674323f4.  Later generations override single functions in :mod:`rmapfuzz.ker
 
 from __future__ import annotations
 
-from rmapfuzz.invariants import use_after_free
 from rmapfuzz.model.core import ENOMEM, Err, KernelCore
 from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Page, Pte, Vma
+from rmapfuzz.model.trace import UseAfterFree
 
 
 def linear_page_index(vma: Vma, addr: int) -> int:
@@ -38,14 +38,17 @@ class RmapMixin(KernelCore):
         if vma.anon_vma is not None:
             return None
         if not self.anon_vma_chain_alloc():
+            self.trace.cover("anon_vma_prepare: ENOMEM from anon_vma_chain_alloc")
             return ENOMEM
         av = self.find_mergeable_anon_vma(vma)
         if av is not None:
-            self.counters.borrows += 1
+            self.trace.cover("anon_vma_prepare: reuse a neighbour's anon_vma")
         else:
             av = self.anon_vma_alloc()
             if av is None:
+                self.trace.cover("anon_vma_prepare: ENOMEM from anon_vma_alloc")
                 return ENOMEM
+            self.trace.cover("anon_vma_prepare: new anon_vma")
             self.anon_vma_prepare_new(av)
         self.anon_vma_prepare_link(vma, av)
         return None
@@ -68,6 +71,11 @@ class RmapMixin(KernelCore):
         """
         for pavc in list(src.anon_vma_chain):
             if not self.anon_vma_chain_alloc():
+                self.trace.cover(
+                    "anon_vma_clone: ENOMEM"
+                    if not dst.anon_vma_chain
+                    else "anon_vma_clone: ENOMEM, partial chain undone"
+                )
                 self.unlink_anon_vmas(dst)
                 return ENOMEM
             self.anon_vma_chain_link(dst, pavc.anon_vma)
@@ -85,10 +93,13 @@ class RmapMixin(KernelCore):
             return ENOMEM
         av = self.anon_vma_alloc()
         if av is None:
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_alloc after the clone")
             return self.anon_vma_fork_failed(vma)
         if not self.anon_vma_chain_alloc():
+            self.trace.cover("anon_vma_fork: ENOMEM from anon_vma_chain_alloc after the clone")
             self.anon_vma_free(av)
             return self.anon_vma_fork_failed(vma)
+        self.trace.cover("anon_vma_fork: new anon_vma for the child")
         self.anon_vma_fork_adopt(av, pvma)
         self.anon_vma_chain_link(vma, av)
         vma.anon_vma = av
@@ -107,6 +118,7 @@ class RmapMixin(KernelCore):
         av = avc.anon_vma
         av.head.remove(avc)
         if not av.head and not av.freed:
+            self.trace.cover("anon_vma_unlink: last link gone, anon_vma freed")
             self.anon_vma_free(av)
 
     def unlink_anon_vmas(self, vma: Vma) -> None:
@@ -146,6 +158,7 @@ class RmapMixin(KernelCore):
         """
         page.mapcount += 1
         if page.mapcount == 1:
+            self.trace.cover("page_add_anon_rmap: first mapping sets the page's anon_vma")
             self.page_set_anon_rmap(page, vma, addr, exclusive)
 
     def page_move_anon_rmap(self, page: Page, vma: Vma, addr: int) -> None:
@@ -184,13 +197,13 @@ class RmapMixin(KernelCore):
         if av is None:
             return []
         if av.freed:
-            raise use_after_free(f"rmap walk of {page.name} (index {page.index}) locks freed {av.name}", page, av)
+            raise UseAfterFree(f"rmap walk of {page.name} (index {page.index}) locks freed {av.name}", [page, av])
         found = []
         for avc in self.anon_vma_interval_tree(av, page):
             vma = avc.vma
             if vma.freed:
-                raise use_after_free(
-                    f"rmap walk of {page.name} via {av.name} reaches freed VMA {vma.name}", page, av, vma
+                raise UseAfterFree(
+                    f"rmap walk of {page.name} via {av.name} reaches freed VMA {vma.name}", [page, av, vma]
                 )
             addr = vma_address(page, vma)
             if addr is None:
@@ -208,6 +221,7 @@ class RmapMixin(KernelCore):
         """
         slot = page.swapcache
         assert slot is not None
+        self.trace.cover("try_to_unmap: page mapped once" if page.mapcount == 1 else "try_to_unmap: page shared")
         for vma, addr in self.rmap_walk_anon(page):
             vma.mm.ptes[addr] = Pte(swap=slot)
             slot.count += 1

@@ -7,25 +7,10 @@ exited) answers ESRCH and changes nothing.
 
 from __future__ import annotations
 
-import attrs
-
 from rmapfuzz import ops
-from rmapfuzz.invariants import PageView, page_views
 from rmapfuzz.model.core import ESRCH, OK
 from rmapfuzz.model.fork import ForkMixin
 from rmapfuzz.model.objects import Mm
-
-RANGE_OPS = (ops.Mmap, ops.Munmap, ops.Mprotect, ops.Madvise, ops.Mremap)
-
-
-@attrs.frozen
-class Call:
-    """The last step as the transition invariants judge it (``syscall-effect``, ``fail-injection``)."""
-
-    op: ops.Op
-    result: str
-    before: dict[int, PageView] | None  # the acting process's pages before a range op
-    alloc_failed: bool  # an injected allocation failure fired during the step
 
 
 class SyscallMixin(ForkMixin):
@@ -36,20 +21,9 @@ class SyscallMixin(ForkMixin):
         return mm if mm is not None and mm.alive else None
 
     def apply(self, op: ops.Op) -> str:
-        """Run one step; returns "ok" or the errno / fault outcome (kept in ``last_call`` for the
-        ``syscall-effect`` invariant)."""
-        self.last_call = None
-        self.alloc_failed = False  # invariant bookkeeping
-        mm = None if isinstance(op, ops.FailAlloc) else self.process(op.pid)  # invariant bookkeeping
-        before = page_views(mm) if mm is not None and isinstance(op, RANGE_OPS) else None  # invariant bookkeeping
-        result = self._dispatch(op)
-        self.last_call = Call(op, result, before, self.alloc_failed)  # invariant bookkeeping
-        return result
-
-    def _dispatch(self, op: ops.Op) -> str:
+        """Run one step; returns "ok" or the errno / fault outcome."""
         if isinstance(op, ops.FailAlloc):
             self.fail_nth = op.nth
-            self.fail_armed = op.nth  # invariant bookkeeping
             return OK
         mm = self.process(op.pid)
         if mm is None:
