@@ -76,8 +76,6 @@ def _nodes(kind: str, tree: ast.AST) -> list[ast.AST]:
     return [node for node in ast.walk(tree) if MATCHES[kind](node)]
 
 
-
-
 def _equivalent(node: ast.AST, lines: list[str]) -> bool:
     """Sites whose mutant is not a model fault: a tracepoint (``self.trace.cover(...)`` and the
     other calls of rmapfuzz.model.trace), which changes what an observer sees, never the model."""

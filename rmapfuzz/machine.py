@@ -1,35 +1,30 @@
-"""The Hypothesis state machine: draw an op, apply it to the model, check the invariants.
+"""The Hypothesis state machine: draw bursts of op words, apply each op to the model, judge it.
 
-One rule per op of the language.  Hypothesis picks rules uniformly and does swarm testing by
-filtering on per-rule feature flags, which costs several choices per step; the op mix of a
-strategy and the per-step cost of generation decide what a campaign finds, so the machine replaces
-the rule choice with :class:`WeightedRules`: swarm flags drawn once per test case, then one
-weighted integer per step picks a rule in proportion to the strategy's weights.  Arguments are
-small integers that shrink towards page 0, pid 0 and the first prot of the strategy; pids index
-the list of live processes; fault addresses and mprotect/madvise starts index the mapped pages of
-the process, so they seldom hit holes.
-
-The machine judges with :class:`rmapfuzz.replay.Runner`, exactly as ``replay`` does, and records
-every executed step as an op; an :class:`Observer` (the campaign) sees each step and each failure.
+The machine has one rule, ``burst``: a byte string of op words that :mod:`rmapfuzz.generate`
+decodes op by op against the state (see :class:`Bursts`).  It judges with
+:class:`rmapfuzz.replay.Runner`, exactly as ``replay`` does, and records every executed step as an
+op; an :class:`Observer` (the campaign) sees each step and each failure.  Under pytest or HypoFuzz
+a failure prints its steps as op-language JSON and as ``replay(...)`` code (:func:`note_failure`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import hypothesis
-from hypothesis import HealthCheck, reject, settings
+from hypothesis import HealthCheck, note, reject, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, rule
 from hypothesis.stateful import get_state_machine_test as _get_state_machine_test
 from hypothesis.strategies import SearchStrategy
 
-from rmapfuzz import ops
+from rmapfuzz import generate, ops
+from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Decoder, Mix, from_header
 from rmapfuzz.invariants import Violation
-from rmapfuzz.model.objects import VM_READ, VM_WRITE
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
 
@@ -49,7 +44,7 @@ class Observer:
 
 
 class RmapMachine(RuleBasedStateMachine):
-    """The base machine; :func:`make_machine` binds a kernel, a strategy and the rules."""
+    """The base machine; :func:`make_machine` binds a kernel, a strategy and the observer."""
 
     kernel_name: ClassVar[str] = "2.6.34-rc3"
     strategy: ClassVar[Strategy]
@@ -58,63 +53,24 @@ class RmapMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._rules_strategy = WeightedRules(self)  # type: ignore[assignment]
+        self._rules_strategy = Bursts(self)  # type: ignore[assignment]
         self.runner = Runner(self.kernel_name, self.strategy.window, self.invariant_names)
+        self.decoder: Decoder | None = None  # set by the first draw (the test case's mix)
         self.steps: list[ops.Op] = []
         self.live: list[int] = [0]
         self.observer.on_start()
 
-    # ---- argument mapping ----
-
-    def pid(self, i: int) -> int:
-        return self.live[i % len(self.live)]
-
-    def span(self, start: int, pages: int) -> int:
-        return min(pages, self.strategy.window - start)
-
-    def mapped_page(self, pid: int, i: int, need: int = 0) -> int:
-        """The i-th mapped page of the process (mod their number), preferring VMAs whose flags
-        include ``need``: faults, mprotect and madvise land inside a VMA (a write in a writable
-        one), so few of them only fail with SEGV or ENOMEM."""
-        vmas = self.runner.kernel.mms[pid].vmas
-        fitting = [v for v in vmas if v.vm_flags & need == need] or vmas
-        pages = [a for v in fitting for a in range(v.vm_start, v.vm_end)]
-        return pages[i % len(pages)] if pages else i % self.strategy.window
-
-    def move_target(self, pid: int, start: int, pages: int, i: int) -> int:
-        """The i-th candidate target of a move: first the addresses where the moved range could
-        merge (its own pgoff, where a faulted range lines up again with the memory it came from;
-        right after or right before another VMA), then every page of the window."""
-        vmas = self.runner.kernel.mms[pid].vmas
-        src = next((v for v in vmas if v.vm_start <= start < v.vm_end), None)
-        mergeable = [] if src is None else [src.vm_pgoff + (start - src.vm_start)]
-        mergeable += [v.vm_end for v in vmas] + [v.vm_start - pages for v in vmas]
-        window = self.strategy.window
-        candidates = [a for a in mergeable if 0 <= a < window] + list(range(window))
-        return candidates[i % len(candidates)]
-
-    def abutting_pages(self, pid: int, start: int, i: int) -> int:
-        """The i-th candidate length of a range from ``start``: first the lengths that end it
-        exactly where another VMA begins (where a new or moved range can merge with its next),
-        then every length that fits in the window."""
-        ends = [v.vm_start - start for v in self.runner.kernel.mms[pid].vmas if v.vm_start > start]
-        candidates = ends[:1] + list(range(1, self.strategy.window - start + 1))
-        return candidates[i % len(candidates)]
-
-    # ---- the one rule Hypothesis runs: a burst of ops (see WeightedRules) ----
+    # ---- the one rule Hypothesis runs: a burst of op words (rmapfuzz.generate) ----
 
     @rule(chunk=st.binary())
     def burst(self, chunk: bytes) -> None:
-        rules: WeightedRules = self._rules_strategy  # type: ignore[assignment]
+        decoder = self.decoder or generate.decoder(Mix.of(self.strategy))
         for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
             if len(self.steps) >= self.strategy.steps:
                 return
-            word = chunk[at : at + OP_BYTES]
-            if not any(word):
-                continue  # an all-zero slot is no op: Hypothesis's simplest choice deletes the op
-            chosen = rules.pick(word[0])
-            args = _decode_args(int.from_bytes(word[1:], "big"), chosen.function.rmap_args)
-            chosen.function(self, **args)
+            op = decoder.decode(chunk[at : at + OP_BYTES], self.runner.kernel, self.live)
+            if op is not None:
+                self.do(op)
 
     # ---- the one place a step happens ----
 
@@ -124,6 +80,7 @@ class RmapMachine(RuleBasedStateMachine):
         if found:
             if not self.observer.on_violation(list(self.steps), found):
                 reject()
+            note_failure(self.runner.kernel.name, self.strategy.window, self.steps, found[0])
             raise found[0]
         if result == "ok":
             if isinstance(op, ops.Fork):
@@ -133,221 +90,48 @@ class RmapMachine(RuleBasedStateMachine):
         self.observer.on_step(op, result)
 
 
-class WeightedRules(SearchStrategy[tuple[Any, dict[str, Any]]]):
-    """The rule choice of one test case: swarm flags per op, then bursts of weighted picks.
+def note_failure(kernel: str, window: int, steps: list[ops.Op], violation: Violation) -> None:
+    """What Hypothesis prints with a failing example: the steps as op-language JSON and as a
+    ``replay(...)`` call to paste, and the violation (the bursts' bytes mean nothing to a reader)."""
+    listing = json.dumps([ops.to_json(op) for op in steps])
+    note(f"rmapfuzz: {violation}")
+    note(f"rmapfuzz: the steps as op-language JSON ({len(steps)} steps):\n{listing}")
+    note(
+        "rmapfuzz: to replay them:\n"
+        "from rmapfuzz.replay import replay\n"
+        f"verdict = replay({listing}, {kernel!r}, window={window})\n"
+        "print(verdict.violation)"
+    )
 
-    Swarm testing (Groce et al. 2012) as Hypothesis does it: a disable probability is drawn once,
-    then one flag per op, all shrinking towards "enabled".
+
+class Bursts(SearchStrategy[tuple[Any, dict[str, Any]]]):
+    """The rule choice of one test case: the test case's mix, then bursts of op words.
 
     A Hypothesis step costs tens of microseconds of bookkeeping whatever it draws, several times a
     model step, so each Hypothesis step is a *burst* of up to ``strategy.burst`` ops drawn as ONE
-    byte string, :data:`OP_BYTES` bytes per op: the first byte picks an enabled op whose
-    preconditions hold, through a 256-slot table with slots in proportion to the weights; the other
-    three are the op's arguments as one mixed-radix number.  The burst is decoded op by op as it
-    runs (an argument such as "the i-th mapped page" depends on the state the previous op left).
-    Bytes shrink towards zero, so an op shrinks towards the first rule of :data:`RULE_ORDER` with
-    its smallest arguments, and an op whose four bytes are all zero is no op: Hypothesis's
-    simplest choice deletes it (and the all-zero bursts Hypothesis generates, about a quarter of
-    them, cost no model time).  :mod:`rmapfuzz.minimize` then works op by op.
+    byte string of op words (:mod:`rmapfuzz.generate`), decoded op by op as it runs (an argument
+    such as "the i-th mapped page" depends on the state the previous op left).  Before the first
+    burst, a share ``strategy.swarm`` of the test cases draws a header that makes its own mix over
+    the strategy's language (swarm testing, Groce et al. 2012); the rest run the strategy's mix.
+    Bytes shrink towards zero: the base mix, the first op of :data:`rmapfuzz.generate.RULE_ORDER`,
+    its smallest arguments, and the all-zero word that is no op.
     """
 
     def __init__(self, machine: RmapMachine) -> None:
         super().__init__()
         self.machine = machine
-        weights = machine.strategy.weights
         setup_state: Callable[[], Any] = type(machine).setup_state  # untyped in older Hypothesis
-        by_name = {r.function.__name__: r for r in setup_state().rules}
-        self.rules: list[tuple[Any, float]] = [
-            (by_name[op], float(weights[op])) for op in RULE_ORDER if weights.get(op, 0) > 0 and op in by_name
-        ]
-        self.burst_rule = by_name["burst"]
-        self.enabled: list[tuple[Any, float]] | None = None
-        self._tables: dict[int, list[Any]] = {}
-
-    def _swarm(self, data: Any) -> list[tuple[Any, float]]:
-        """Swarm flags for a share ``strategy.swarm`` of the test cases (the rest run the whole
-        mix: the catalogued bugs each need several kinds of op).  mmap is never switched off
-        (without it a test case has no VMA to work on), but its weight shrinks with the share of
-        the other ops left on, so it keeps its place in the mix."""
-        if not data.draw_boolean(self.machine.strategy.swarm):
-            return list(self.rules)
-        p_disabled = data.draw_integer(0, 254) / 255
-        kept = [(r, w) for r, w in self.rules if r.function.__name__ in ALWAYS_ON or not data.draw_boolean(p_disabled)]
-        others = sum(w for r, w in self.rules if r.function.__name__ not in ALWAYS_ON)
-        left = sum(w for r, w in kept if r.function.__name__ not in ALWAYS_ON)
-        if not left:
-            return list(self.rules)
-        return [(r, w * left / others if r.function.__name__ in ALWAYS_ON else w) for r, w in kept]
+        self.burst_rule = next(r for r in setup_state().rules if r.function.__name__ == "burst")
 
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
-        if self.enabled is None:
-            self.enabled = self._swarm(data)
-        size = OP_BYTES * self.machine.strategy.burst
-        return self.burst_rule, {"chunk": data.draw_bytes(size, size)}
-
-    def pick(self, slot: int) -> Any:
-        """The rule of one op: slot (0-255) in the table of the enabled ops that may run now.  The
-        preconditions (fork, exit) depend only on the number of live processes, which keys the
-        tables."""
         machine = self.machine
-        assert self.enabled is not None
-        table = self._tables.get(len(machine.live))
-        if table is None:
-            table = self._tables[len(machine.live)] = _slot_table(
-                [(r, w) for r, w in self.enabled if all(pred(machine) for pred in r.preconditions)]
-                or [(r, w) for r, w in self.rules if all(pred(machine) for pred in r.preconditions)]
-            )
-        return table[slot]
-
-
-OP_BYTES = 4  # one byte picks the op, three hold its arguments
-
-
-def _slot_table(rules: list[tuple[Any, float]]) -> list[Any]:
-    """256 slots shared out in proportion to the weights (each rule at least one), in rule order,
-    so slot 0 is the first rule."""
-    total = sum(w for _, w in rules)
-    counts = [max(1, round(256 * w / total)) for _, w in rules]
-    while sum(counts) > 256:
-        counts[counts.index(max(counts))] -= 1
-    counts[counts.index(max(counts))] += 256 - sum(counts)
-    return [r for (r, _), n in zip(rules, counts, strict=True) for _ in range(n)]
-
-
-ArgSpec = range | tuple[Any, ...]
-
-
-def _decode_args(value: int, specs: dict[str, ArgSpec]) -> dict[str, Any]:
-    """All of a rule's arguments from one number: its digits in the mixed radix of the argument
-    ranges, first argument least significant (24 random bits leave at most a 1 % skew for
-    the largest rule, mremap)."""
-    out = {}
-    for name, spec in specs.items():
-        value, digit = divmod(value, len(spec))
-        out[name] = spec[digit]
-    return out
-
-
-def _as_strategy(spec: ArgSpec) -> SearchStrategy[Any]:
-    if isinstance(spec, range):
-        return st.integers(spec.start, spec.stop - 1)
-    return st.sampled_from(spec)
-
-
-def _rule(*preconditions: Callable[..., bool], **args: ArgSpec) -> Callable[..., Any]:
-    """``@rule`` with the argument strategies made from ``args``, which the fast path reads too."""
-
-    def accept(fn: Callable[..., None]) -> Any:
-        fn.rmap_args = args  # type: ignore[attr-defined]
-        strategies: dict[str, Any] = {k: _as_strategy(v) for k, v in args.items()}
-        make_rule: Callable[..., Callable[..., Any]] = rule  # untyped in older Hypothesis
-        decorated = make_rule(**strategies)(fn)
-        for pred in preconditions:
-            decorated = precondition(pred)(decorated)
-        return decorated
-
-    return accept
-
-
-ALWAYS_ON = frozenset({"mmap"})
-
-# Shrinking lowers the rule pick, so the ops that build state come first.
-RULE_ORDER = ("mmap", "write", "mprotect", "fork", "munmap", "exit", "read", "madvise", "mremap", "fail_alloc")
-
-
-def recorded(build: Callable[..., ops.Op]) -> Callable[..., None]:
-    """Applied under ``@rule``: the rule body builds an op; this runs and records it."""
-
-    @functools.wraps(build)
-    def run(self: RmapMachine, **kwargs: Any) -> None:
-        self.do(build(self, **kwargs))
-
-    return run
-
-
-# Preconditions may read only the number of live processes (WeightedRules.pick caches on it).
-def _can_fork(self: RmapMachine) -> bool:
-    return len(self.live) < self.strategy.max_processes
-
-
-def _can_exit(self: RmapMachine) -> bool:
-    return len(self.live) > 1
-
-
-def _rules(s: Strategy) -> dict[str, Callable[..., None]]:
-    """One rule per op, with argument strategies sized by the strategy."""
-    return _rule_set(s.window, s.max_processes, s.prots, s.advices, s.mremap_flags)
-
-
-@functools.lru_cache(maxsize=64)
-def _rule_set(
-    w: int,
-    max_processes: int,
-    prots: tuple[str, ...],
-    advices: tuple[str, ...],
-    mremap_flags: tuple[tuple[str, ...], ...],
-) -> dict[str, Callable[..., None]]:
-    """The rules of :func:`_rules`, built once per argument space: building them (Hypothesis
-    inspects every rule's signature) is a millisecond of each campaign's start-up."""
-    proc = range(max(max_processes, 1))
-    page = range(w)
-    count = range(1, w + 1)
-
-    def mmap(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
-        pid = self.pid(p)
-        return ops.Mmap(pid, start, self.abutting_pages(pid, start, pages), prot)
-
-    def munmap(self: RmapMachine, p: int, start: int, pages: int) -> ops.Op:
-        return ops.Munmap(self.pid(p), start, self.span(start, pages))
-
-    def mprotect(self: RmapMachine, p: int, start: int, pages: int, prot: str) -> ops.Op:
-        pid = self.pid(p)
-        start = self.mapped_page(pid, start)
-        return ops.Mprotect(pid, start, self.span(start, pages), prot)
-
-    def madvise(self: RmapMachine, p: int, start: int, pages: int, advice: str) -> ops.Op:
-        pid = self.pid(p)
-        start = self.mapped_page(pid, start)
-        return ops.Madvise(pid, start, self.span(start, pages), advice)
-
-    def mremap(self: RmapMachine, p: int, start: int, pages: int, new_start: int, new_pages: int,
-               flags: tuple[str, ...]) -> ops.Op:  # fmt: skip
-        pid = self.pid(p)
-        start = self.mapped_page(pid, start)
-        pages = self.span(start, pages)
-        new_start = self.move_target(pid, start, pages, new_start) if "fixed" in flags else start
-        return ops.Mremap(pid, start, pages, new_start, self.abutting_pages(pid, new_start, new_pages), flags)
-
-    def fork(self: RmapMachine, p: int) -> ops.Op:
-        return ops.Fork(self.pid(p))
-
-    def exit(self: RmapMachine, p: int) -> ops.Op:
-        return ops.Exit(self.pid(p))
-
-    def fail_alloc(self: RmapMachine, nth: int) -> ops.Op:
-        return ops.FailAlloc(nth)
-
-    def read(self: RmapMachine, p: int, i: int) -> ops.Op:
-        pid = self.pid(p)
-        return ops.Read(pid, self.mapped_page(pid, i, VM_READ))
-
-    def write(self: RmapMachine, p: int, i: int) -> ops.Op:
-        pid = self.pid(p)
-        return ops.Write(pid, self.mapped_page(pid, i, VM_WRITE))
-
-    ranged: dict[str, ArgSpec] = {"p": proc, "start": page, "pages": count}
-    return {
-        "mmap": _rule(**ranged, prot=prots)(recorded(mmap)),
-        "munmap": _rule(**ranged)(recorded(munmap)),
-        "mprotect": _rule(**ranged, prot=prots)(recorded(mprotect)),
-        "madvise": _rule(**ranged, advice=advices)(recorded(madvise)),
-        "mremap": _rule(**ranged, new_start=range(4 * w), new_pages=count, flags=mremap_flags)(recorded(mremap)),
-        "fork": _rule(_can_fork, p=proc)(recorded(fork)),
-        "exit": _rule(_can_exit, p=proc)(recorded(exit)),
-        "read": _rule(p=proc, i=page)(recorded(read)),
-        "write": _rule(p=proc, i=page)(recorded(write)),
-        "fail_alloc": _rule(nth=range(1, 5))(recorded(fail_alloc)),
-    }
+        if machine.decoder is None:
+            base = Mix.of(machine.strategy)
+            swarm = data.draw_boolean(machine.strategy.swarm) if machine.strategy.swarm > 0 else False
+            mix = from_header(base, data.draw_bytes(HEADER_BYTES, HEADER_BYTES)) if swarm else base
+            machine.decoder = generate.decoder(mix)
+        size = OP_BYTES * machine.strategy.burst
+        return self.burst_rule, {"chunk": data.draw_bytes(size, size)}
 
 
 def machine_settings(s: Strategy, **overrides: Any) -> settings:
@@ -377,9 +161,6 @@ def make_machine(
         "invariant_names": invariants,
         "observer": observer or Observer(),
     }
-    for op, rule_fn in _rules(strategy).items():
-        if strategy.weights.get(op, 0) > 0:
-            namespace[op] = rule_fn
     cls: type[RmapMachine] = type(
         f"Rmap_{kernel.replace('.', '_').replace('-', '_').replace('+', '_')}", (RmapMachine,), namespace
     )

@@ -115,7 +115,7 @@ class Runner:
 
 def replay(
     steps: StepsLike,
-    kernel: str = "2.6.34",
+    kernel: str | type[SyscallMixin] = "2.6.34",
     window: int = 8,
     invariants: Iterable[str] | None = None,
     stop_at_violation: bool = True,

@@ -12,7 +12,7 @@ import pytest
 
 from rmapfuzz import invariants as inv
 from rmapfuzz.classify import classify
-from rmapfuzz.kernels import BUGS, FIXED_BY, KERNELS, boot
+from rmapfuzz.kernels import BUGS, FIXES, KERNELS, boot, fix_tag, resolve, with_fix
 from rmapfuzz.layout import ptes_line
 from rmapfuzz.model.core import FeatureChanges
 from rmapfuzz.model.syscalls import SyscallMixin
@@ -61,13 +61,26 @@ def test_registry_names_the_new_generations() -> None:
         cls = KERNELS[name]
         assert cls.name == name and cls.base in KERNELS and cls.commits and cls.summary
         assert set(cls.bugs) <= set(BUGS)
-    assert FIXED_BY["M"] == ("2.6.34", "2.6.34+965f55de")
-    assert FIXED_BY["G"] == ("3.19", "3.19+2555283e")
-    assert FIXED_BY["D"] == ("3.19-rc4", "3.19")
-    # the classification overlays differ from the buggy kernel by exactly one commit
-    for buggy, fixed in (FIXED_BY["M"], FIXED_BY["G"], FIXED_BY["D"]):
-        assert KERNELS[fixed].base == buggy
-        assert len(set(KERNELS[fixed].commits) - set(KERNELS[buggy].commits)) == 1
+
+
+def test_every_fix_composes_onto_every_kernel_that_carries_its_bug() -> None:
+    """A fix overlay's base is the oldest carrier of its bug: composed onto any carrier it adds that
+    one fix (its commits) and closes that one bug."""
+    for name, cls in KERNELS.items():
+        for bug in cls.bugs:
+            fixed = with_fix(cls, bug)
+            assert fixed.name in (f"{name}+{fix_tag(FIXES[bug])}", FIXES[bug].name)
+            assert fixed.bugs == tuple(b for b in cls.bugs if b != bug)
+            assert resolve(fixed.name) is fixed
+            assert fixed.commits == FIXES[bug].commits
+
+
+def test_the_old_names_of_compositions_resolve() -> None:
+    assert resolve("2.6.34+965f55de") is with_fix(KERNELS["2.6.34"], "M")
+    assert resolve("3.19+2555283e") is with_fix(KERNELS["3.19"], "G")
+    assert resolve("3.19+degree-underflow-fix") is with_fix(KERNELS["3.19"], "E")
+    assert resolve("3.7+e86f15ee") is with_fix(KERNELS["3.7"], "L")
+    assert resolve("3.19-rc4+b800c91a") is KERNELS["3.19"]
 
 
 # ---- the April 2010 scenarios stay clean on every later generation ----

@@ -11,7 +11,7 @@ import pytest
 from bench.scenarios import SCENARIOS
 from rmapfuzz import invariants as inv
 from rmapfuzz.classify import classify
-from rmapfuzz.kernels import ALIASES, BUGS, FIXED_BY, KERNELS, boot, resolve
+from rmapfuzz.kernels import ALIASES, BUGS, KERNELS, boot, resolve, with_fix
 from rmapfuzz.layout import ptes_line
 from rmapfuzz.replay import replay
 from tests.helpers import StepTuple, page_at, run, shape, step, steps, vma_at, walk
@@ -34,9 +34,8 @@ def test_registry_names_the_modern_generations() -> None:
         assert set(cls.bugs) <= set(BUGS)
     assert KERNELS["6.16"].bugs == ("J",) and KERNELS["6.18.8"].bugs == ()
     assert ALIASES["current"] == "6.18.8" and resolve("current") is KERNELS["6.18.8"]
-    buggy, fixed = FIXED_BY["J"]
-    assert (buggy, fixed) == ("6.16", "6.16+61f67c23")
-    assert KERNELS[fixed].base == buggy
+    buggy, fixed = "6.16", with_fix(KERNELS["6.16"], "J").name
+    assert fixed == "6.16+61f67c23" and KERNELS[fixed].base == buggy
     assert set(KERNELS[fixed].commits) - set(KERNELS[buggy].commits) == {
         ("61f67c230a5e", "mm/vma: fix anon_vma UAF on mremap() faulted, unfaulted merge")
     }

@@ -1,91 +1,139 @@
-"""The kernel generations, by name.  Each is an overlay on the one it names as ``base``, and its
-``commits`` are what it adds to that base.
+"""The kernel generations, by name, and the catalogued bugs with the fix of each.
 
-A catalogued bug's letter is kernel-rmap.md §6's; ``M`` is the mremap hole the model found in the
-2.6.34-era code (a faulted range merged into an unfaulted neighbour without an anon_vma import),
-and ``L`` the error-path use-after-free it found in vma_adjust()'s case 6 (2.6.34 … 4.7).
+Each generation is an overlay on the one it names as ``base``, and its ``commits`` are what it adds
+to that base (one file per generation, ``v*.py``).  The fix of every catalogued bug is also an
+overlay of its own (``fix_*.py``) whose base is the oldest generation that carries the bug, so it
+can be put on any generation that carries it: :func:`compose` builds "that generation with that
+fix", which is how :func:`rmapfuzz.classify.classify` recognises a bug on every kernel that carries
+it, and how a campaign goes on hunting once a bug is found.  ``resolve("3.19+2555283e")`` composes
+on demand: a generation's name followed by ``+`` and fix tags.
+
+The bug letters and what each is are in docs/model.md ("The bug catalogue").
 """
 
 from __future__ import annotations
 
+import functools
+
+from rmapfuzz.kernels.fix_3fe89b3e import Linux319rc4With3fe89b3e
+from rmapfuzz.kernels.fix_61f67c23 import Linux616With61f67c23
+from rmapfuzz.kernels.fix_287d97ac import Linux2634rc3With287d97ac
+from rmapfuzz.kernels.fix_965f55de import Linux2634rc3With965f55de
+from rmapfuzz.kernels.fix_734537c9 import Linux2634rc3With734537c9
+from rmapfuzz.kernels.fix_2555283e import Linux319rc4With2555283e
+from rmapfuzz.kernels.fix_d0e9fe17 import Linux2634rc3WithD0e9fe17
+from rmapfuzz.kernels.fix_ea90002b import Linux2634rc3WithEa90002b
+from rmapfuzz.kernels.fix_fork_unlink import Linux2634rc3WithForkUnlink
 from rmapfuzz.kernels.hannes_v2 import HannesV2
 from rmapfuzz.kernels.v2_6_34 import Linux2634
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
-from rmapfuzz.kernels.v2_6_34_rc4 import Linux2634rc3With287d97ac, Linux2634rc3WithD0e9fe17, Linux2634rc4
-from rmapfuzz.kernels.v2_6_35 import Linux2635, Linux2636
-from rmapfuzz.kernels.v3_0 import Linux30, Linux2634With965f55de
+from rmapfuzz.kernels.v2_6_34_rc4 import Linux2634rc4
+from rmapfuzz.kernels.v2_6_35 import Linux2635
+from rmapfuzz.kernels.v2_6_36 import Linux2636
+from rmapfuzz.kernels.v3_0 import Linux30
 from rmapfuzz.kernels.v3_7 import Linux37
-from rmapfuzz.kernels.v3_19 import Linux319, Linux319rc4
-from rmapfuzz.kernels.v6_0 import Linux37WithE86f15ee, Linux60, Linux319With2555283e, Linux319WithLeonYu
-from rmapfuzz.kernels.v6_16 import Linux615, Linux616
-from rmapfuzz.kernels.v6_18 import Linux616With61f67c23, Linux6188
+from rmapfuzz.kernels.v3_19 import Linux319
+from rmapfuzz.kernels.v3_19_rc4 import Linux319rc4
+from rmapfuzz.kernels.v6_0 import Linux60
+from rmapfuzz.kernels.v6_15 import Linux615
+from rmapfuzz.kernels.v6_16 import Linux616
+from rmapfuzz.kernels.v6_18 import Linux6188
 from rmapfuzz.model.syscalls import SyscallMixin
 
-KERNELS: dict[str, type[SyscallMixin]] = {
-    cls.name: cls
-    for cls in (
-        Linux2634rc3,
-        HannesV2,
-        Linux2634rc3WithD0e9fe17,
-        Linux2634rc3With287d97ac,
-        Linux2634rc4,
-        Linux2634,
-        Linux2634With965f55de,
-        Linux2635,
-        Linux2636,
-        Linux30,
-        Linux37,
-        Linux37WithE86f15ee,
-        Linux319rc4,
-        Linux319,
-        Linux319With2555283e,
-        Linux319WithLeonYu,
-        Linux60,
-        Linux615,
-        Linux616,
-        Linux616With61f67c23,
-        Linux6188,
-    )
-}
-# the rules of the kernel the live oracle runs (live-kernel.md: 6.18.44)
-ALIASES: dict[str, str] = {"current": "6.18.8"}
+Kernel = type[SyscallMixin]
 
 BUGS: dict[str, str] = {
     "A": "vma_adjust imports the anon_vma but clones the importer's own chain (fixed by 287d97ac0321)",
     "B": "anon_vma_prepare borrows a neighbour's anon_vma whatever its chain (fixed by d0e9fe1758f2)",
-    "S": "swap-in gives a page shared by a fork tree the first faulter's own anon_vma (fixed late April 2010)",
-    "C": "anon_vma_fork's error path leaves links to the freed child VMA (needs fail_alloc; fixed by 2.6.35)",
+    "S": "swap-in gives a page shared by a fork tree the first faulter's own anon_vma (fixed by ea90002b0fa7)",
+    "C": "anon_vma_fork's error path leaves links to the freed child VMA (needs fail_alloc; unlinked in 2.6.35)",
     "M": "mremap merges a faulted range into an unfaulted neighbour without importing the anon_vma "
     "(latent until 965f55dea0e3, 3.0)",
     "D": "vma_adjust's import runs anon_vma_clone's reuse branch, so the exporter's anon_vma misses a degree "
     "(3.19-rc4; fixed by b800c91a0517)",
     "E": "anon_vma_clone's ENOMEM path unlinks with dst->anon_vma set: degree underflow (needs fail_alloc; "
-    "fixed by Leon Yu, 4.0)",
+    "fixed by 3fe89b3e2a7b, 4.0)",
     "L": "vma_adjust()'s case 6 imports on its second pass, after next was freed: a failed anon_vma_clone() "
-    "leaves mprotect_fixup() with the freed VMA (needs fail_alloc; 2.6.34 until e86f15ee64d8, 4.8)",
+    "leaves mprotect_fixup() with the freed VMA (needs fail_alloc; 2.6.34 until 734537c9cb72, 4.8)",
     "G": "CVE-2022-42703: an abandoned leaf anon_vma (degree 0) is reused by two VMAs of one fork whose chains "
     "differ (fixed by 2555283eb40d)",
     "J": "6.16's three-way merge rule lets mremap merge a faulted VMA into an unfaulted neighbour, but vma_expand "
     "does not dup the source's anon_vma (fixed by 61f67c230a5e, with 3b617fd3d317)",
 }
 
-
-# (kernel with the bug, the same kernel with only that bug's fix): a reproducer shows the bug if
-# it breaks an invariant on the first and replays clean on the second.
-FIXED_BY: dict[str, tuple[str, str]] = {
-    "A": ("2.6.34-rc3", "2.6.34-rc3+287d97ac"),
-    "B": ("2.6.34-rc3", "2.6.34-rc3+d0e9fe17"),
-    "S": ("2.6.34-rc4", "2.6.34"),
-    # C's fix is not modelled alone: 2.6.35 is the next generation, and of 2.6.34's bugs it fixes
-    # only C (M stays until 3.0).
-    "C": ("2.6.34", "2.6.35"),
-    "M": ("2.6.34", "2.6.34+965f55de"),
-    "D": ("3.19-rc4", "3.19"),
-    "G": ("3.19", "3.19+2555283e"),
-    "E": ("3.19", "3.19+degree-underflow-fix"),
-    "L": ("3.7", "3.7+e86f15ee"),
-    "J": ("6.16", "6.16+61f67c23"),
+# The kernel path each bug needs: coverage points (rmapfuzz.coverage) a sequence showing the bug
+# goes through on a kernel that carries it (one of them).
+BUG_PATHS: dict[str, tuple[str, ...]] = {
+    "A": ("vma_adjust: an unfaulted importer gets an anon_vma",),
+    "B": (
+        "find_mergeable_anon_vma: next (a fork child) lends its anon_vma",
+        "find_mergeable_anon_vma: prev (a fork child) lends its anon_vma",
+    ),
+    "S": ("page_add_anon_rmap: first mapping sets the page's anon_vma",),
+    "C": (
+        "anon_vma_fork: ENOMEM from anon_vma_alloc after the clone",
+        "anon_vma_fork: ENOMEM from anon_vma_chain_alloc after the clone",
+    ),
+    "M": ("copy_vma: a faulted source merges into the target's neighbours",),
+    "D": ("vma_adjust: an unfaulted importer gets an anon_vma",),
+    "E": ("anon_vma_clone: ENOMEM with dst->anon_vma set",),
+    "L": ("vma_adjust: ENOMEM from the anon_vma import, case 6 second pass",),
+    "G": ("anon_vma_clone: fork reuses an ancestor's anon_vma",),
+    "J": (
+        "vma_merge_new_range: prev expands over the range and next, copied_from faulted",
+        "vma_merge_new_range: prev expands over the range, copied_from faulted",
+        "vma_merge_new_range: next expands down over the range, copied_from faulted",
+    ),
 }
+
+# The fix of each catalogued bug: an overlay on the oldest generation that carries it.
+FIXES: dict[str, Kernel] = {
+    "A": Linux2634rc3With287d97ac,
+    "B": Linux2634rc3WithD0e9fe17,
+    "S": Linux2634rc3WithEa90002b,
+    "C": Linux2634rc3WithForkUnlink,
+    "M": Linux2634rc3With965f55de,
+    "L": Linux2634rc3With734537c9,
+    "D": Linux319,
+    "E": Linux319rc4With3fe89b3e,
+    "G": Linux319rc4With2555283e,
+    "J": Linux616With61f67c23,
+}
+
+GENERATIONS: tuple[Kernel, ...] = (
+    Linux2634rc3,
+    HannesV2,
+    Linux2634rc3WithD0e9fe17,
+    Linux2634rc3With287d97ac,
+    Linux2634rc3WithEa90002b,
+    Linux2634rc3WithForkUnlink,
+    Linux2634rc3With965f55de,
+    Linux2634rc3With734537c9,
+    Linux2634rc4,
+    Linux2634,
+    Linux2635,
+    Linux2636,
+    Linux30,
+    Linux37,
+    Linux319rc4,
+    Linux319rc4With3fe89b3e,
+    Linux319rc4With2555283e,
+    Linux319,
+    Linux60,
+    Linux615,
+    Linux616,
+    Linux616With61f67c23,
+    Linux6188,
+)
+
+
+def fix_tag(fix: Kernel) -> str:
+    """What ``+tag`` adds ``fix`` in a kernel name: its name after its base's, else its first commit."""
+    prefix = f"{fix.base}+"
+    return fix.name[len(prefix) :] if fix.name.startswith(prefix) else fix.commits[0][0][:8]
+
+
+FIX_TAGS: dict[str, Kernel] = {fix_tag(fix): fix for fix in FIXES.values()}
 
 
 class UnknownKernel(KeyError):
@@ -93,17 +141,106 @@ class UnknownKernel(KeyError):
         return f"unknown kernel {self.args[0]!r} (known: {', '.join(names())})"
 
 
+class CannotCompose(ValueError):
+    """A fix put on a kernel that is not a descendant of the fix's base (it would bring that
+    base's other commits along), or on one that has it already."""
+
+
+def _fix_base(fix: Kernel) -> type:
+    bases = [b for b in fix.__bases__ if issubclass(b, SyscallMixin)]
+    if len(bases) != 1:
+        raise CannotCompose(f"{fix.name} is not a single-fix overlay")
+    return bases[0]
+
+
+@functools.cache
+def compose(kernel: Kernel, *fixes: Kernel) -> Kernel:
+    """``kernel`` with each fix applied on top, as a generation of its own (``kernel.name+tag...``);
+    the bugs the fixes close are gone from its ``bugs``."""
+    for fix in fixes:
+        if issubclass(kernel, fix):
+            raise CannotCompose(f"{kernel.name} has {fix.name} already")
+        if not issubclass(kernel, _fix_base(fix)):
+            raise CannotCompose(f"{fix.name} is a fix on {fix.base}, which {kernel.name} does not descend from")
+        if _fix_base(fix) is kernel:  # the fix overlay is that composition already
+            kernel = fix
+            continue
+        closed = {bug for bug, f in FIXES.items() if f is fix}
+        namespace = {
+            "name": f"{kernel.name}+{fix_tag(fix)}",
+            "base": kernel.name,
+            "summary": f"{kernel.name} with only {fix_tag(fix)} added: {fix.summary}",
+            "commits": fix.commits,
+            "bugs": tuple(b for b in kernel.bugs if b not in closed),
+            "__module__": fix.__module__,
+        }
+        kernel = type(f"{kernel.__name__}_{fix.__name__}", (fix, kernel), namespace)
+    return kernel
+
+
+def with_fix(kernel: Kernel, bug: str) -> Kernel:
+    """``kernel`` with the fix of a bug it carries."""
+    return compose(kernel, FIXES[bug])
+
+
+# Compositions that earlier versions named (corpus files and scripts may use these names).
+COMPOSED: tuple[Kernel, ...] = (
+    compose(Linux2634, Linux2634rc3With965f55de),
+    compose(Linux37, Linux2634rc3With734537c9),
+    compose(Linux319, Linux319rc4With2555283e),
+    compose(Linux319, Linux319rc4With3fe89b3e),
+)
+KERNELS: dict[str, Kernel] = {cls.name: cls for cls in (*GENERATIONS, *COMPOSED)}
+ALIASES: dict[str, str] = {
+    "current": "6.18.8",  # the rules of the kernel the live oracle runs (docs/live-oracle.md: 6.18.44)
+    "3.7+e86f15ee": "3.7+734537c9",  # bug L's fix was attributed to e86f15ee64d8 (4.9) until 2026-12
+    "3.19+degree-underflow-fix": "3.19+3fe89b3e",
+}
+
+
 def names() -> list[str]:
     return [*KERNELS, *ALIASES]
 
 
-def resolve(name: str) -> type[SyscallMixin]:
-    cls = KERNELS.get(ALIASES.get(name, name))
-    if cls is None:
-        raise UnknownKernel(name)
-    return cls
+def resolve(name: str) -> Kernel:
+    """A generation by name or alias, or a composition ``generation+tag+tag`` of fix tags."""
+    name = ALIASES.get(name, name)
+    cls = KERNELS.get(name)
+    if cls is not None:
+        return cls
+    for known in sorted(KERNELS, key=len, reverse=True):
+        if name.startswith(known + "+"):
+            tags = name[len(known) + 1 :].split("+")
+            if all(tag in FIX_TAGS for tag in tags):
+                try:
+                    return compose(KERNELS[known], *(FIX_TAGS[tag] for tag in tags))
+                except CannotCompose:
+                    break
+    raise UnknownKernel(name)
 
 
-def boot(name: str, window: int = 8) -> SyscallMixin:
+def boot(kernel: str | Kernel, window: int = 8) -> SyscallMixin:
     """A fresh model kernel of that generation with process 0 and an empty window."""
-    return resolve(name)(window=window)
+    cls = resolve(kernel) if isinstance(kernel, str) else kernel
+    return cls(window=window)
+
+
+def carriers(bug: str) -> list[str]:
+    """The named generations that carry ``bug``."""
+    return [name for name, cls in KERNELS.items() if bug in cls.bugs]
+
+
+__all__ = [
+    "ALIASES",
+    "BUGS",
+    "FIXES",
+    "KERNELS",
+    "CannotCompose",
+    "UnknownKernel",
+    "boot",
+    "carriers",
+    "compose",
+    "names",
+    "resolve",
+    "with_fix",
+]

@@ -1,6 +1,4 @@
-"""2.6.35 and 2.6.36: Rik van Riel's anon_vma root series, then Andrea Arcangeli's root rule for pages.
-
-2.6.35 (kernel-rmap.md §3.6, §1.1):
+"""2.6.35: Rik van Riel's anon_vma root series (docs/model.md, "Generations").
 
 * 5c341ee1dfc8 "keep track of the root anon_vma": every anon_vma knows the oldest ancestor of its
   fork tree (``root``); a new anon_vma from anon_vma_prepare() is its own root, the one
@@ -13,33 +11,22 @@
   (1 while the list is non-empty, plus one per descendant for a root): the list emptying drops
   one reference, and freeing a child drops one on the root.  The result is the same object
   lifetime.
-* The anon_vma_fork() error path unlinks the cloned chain (bug C) [commit id unverified; the
-  2.6.35 code has it].
+* anon_vma_fork()'s error path unlinks the cloned chain (:mod:`.fix_fork_unlink`, bug C).
 
 Non-exclusive pages still go to the oldest anon_vma of the chain (2.6.34's rule).
-
-2.6.36:
-
-* 288468c334e9 "rmap: always use anon_vma root pointer" (Andrea Arcangeli): a page that is not
-  exclusively owned goes to ``vma->anon_vma->root``.
-* do_swap_page() tells rmap that a write fault whose reuse_swap_page() succeeded maps the page
-  exclusively (do_page_add_anon_rmap() with ``exclusive``), so it goes to the faulting VMA's own
-  anon_vma.  Believed to be Rik's "rmap: add exclusive page to private anon_vma on swapin"
-  [exact commit and release unverified].  The later ``PageAnon`` early return in
-  __page_set_anon_rmap() is not modelled.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from rmapfuzz.kernels.fix_fork_unlink import FORK_UNLINK, Linux2634rc3WithForkUnlink
 from rmapfuzz.kernels.v2_6_34 import Linux2634
-from rmapfuzz.model.core import ENOMEM, Err, FeatureChanges
-from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Page, Vma
-from rmapfuzz.model.rmap import linear_page_index
+from rmapfuzz.model.core import FeatureChanges
+from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Vma
 
 
-class Linux2635(Linux2634):
+class Linux2635(Linux2634rc3WithForkUnlink, Linux2634):
     name = "2.6.35"
     base = "2.6.34"
     summary = "anon_vma->root; children pin the root (refcount); the fork error path unlinks"
@@ -47,7 +34,7 @@ class Linux2635(Linux2634):
         ("5c341ee1dfc8", "mm: track the root (oldest) anon_vma"),
         ("012f18004da3", "mm: always lock the root (oldest) anon_vma"),
         ("76545066c852", "mm: extend KSM refcounts to the anon_vma root"),
-        ("(unverified)", "anon_vma_fork() error path unlinks the cloned chain"),
+        FORK_UNLINK,
     )
     bugs: ClassVar[tuple[str, ...]] = ("M", "L")
 
@@ -91,7 +78,7 @@ class Linux2635(Linux2634):
             self.trace.cover("anon_vma_unlink: last link gone, the list's reference dropped")
             self.put_anon_vma(av)
 
-    # 5c341ee1dfc8 + 76545066c852 in anon_vma_fork(), and the unlinking error path
+    # 5c341ee1dfc8 + 76545066c852 in anon_vma_fork()
 
     def anon_vma_fork_adopt(self, av: AnonVma, pvma: Vma) -> None:
         """anon_vma_fork() (2.6.35): the new anon_vma takes the parent's root and pins it."""
@@ -99,34 +86,3 @@ class Linux2635(Linux2634):
         av.root = pvma.anon_vma.root
         assert av.root is not None
         self.get_anon_vma(av.root)
-
-    def anon_vma_fork_failed(self, vma: Vma) -> Err:
-        """The out_error label of anon_vma_fork() (2.6.35): unlink_anon_vmas() on the child VMA."""
-        self.trace.cover("anon_vma_fork: the error path unlinks the cloned chain")
-        self.unlink_anon_vmas(vma)
-        return ENOMEM
-
-
-class Linux2636(Linux2635):
-    name = "2.6.36"
-    base = "2.6.35"
-    summary = "non-exclusive pages go to the root anon_vma; an exclusive swap-in goes to the VMA's own"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (
-        ("288468c334e9", "rmap: always use anon_vma root pointer"),
-        ("(unverified)", "rmap: add exclusive page to private anon_vma on swapin"),
-    )
-    bugs: ClassVar[tuple[str, ...]] = ("M", "L")
-
-    def page_set_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool) -> None:
-        """__page_set_anon_rmap() (288468c334e9): not exclusive -> vma->anon_vma->root."""
-        av = vma.anon_vma
-        if not exclusive and av is not None:
-            av = av.root
-        page.mapping = av
-        page.index = linear_page_index(vma, addr)
-
-    def page_add_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool = False) -> None:
-        """do_page_add_anon_rmap(): do_swap_page() passes ``exclusive`` for a write fault it could reuse."""
-        page.mapcount += 1
-        if page.mapcount == 1:
-            self.page_set_anon_rmap(page, vma, addr, exclusive)

@@ -273,8 +273,13 @@ class MmapMixin(MemoryMixin):
             "__split_vma: faulted VMA split" if vma.anon_vma is not None else "__split_vma: unfaulted VMA split"
         )
         if new_below:
-            return self.vma_adjust(vma, addr, vma.vm_end, vma.vm_pgoff + (addr - new.vm_start), new)
-        return self.vma_adjust(vma, vma.vm_start, addr, vma.vm_pgoff, new)
+            return self.split_commit(vma, addr, vma.vm_end, vma.vm_pgoff + (addr - new.vm_start), new)
+        return self.split_commit(vma, vma.vm_start, addr, vma.vm_pgoff, new)
+
+    def split_commit(self, vma: Vma, start: int, end: int, pgoff: int, new: Vma) -> Err:
+        """The end of __split_vma() (2.6.34): vma_adjust() with ``new`` as the VMA to insert, which
+        sets vma's bounds and links new (nothing is removed or imported)."""
+        return self.vma_adjust(vma, start, end, pgoff, new)
 
     def do_munmap(self, mm: Mm, start: int, length: int) -> Err:
         """do_munmap() (mm/mmap.c, 2.6.34): split at both ends, detach, unmap_region(), remove."""

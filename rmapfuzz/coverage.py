@@ -1,0 +1,236 @@
+"""Kernel-path coverage of the model: the coverage points a generation can reach, and reports.
+
+A coverage point is a ``self.trace.cover("function: branch")`` in a kernel function
+(:mod:`rmapfuzz.model.trace`).  The set a generation can reach is read from the source, the way a
+compiler knows a function's branches: starting from the system-call layer (``apply``), follow every
+``self.f(...)`` and ``super().f(...)`` call through the generation's method resolution order, and
+collect the string literals of the ``cover`` calls of every function reached (a conditional
+expression choosing between literals gives each of them).  An overlay that overrides a function
+replaces its points; one that adds a branch adds a point.  So the set is per generation, and a
+user's overlay gets its own with no list to keep.
+
+Some reachable points are beyond the op language on a generation (:data:`BEYOND_THE_LANGUAGE`
+says which and why); the rest should all be reached by a campaign, and :func:`report` shows which
+were, how often, and which were not.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import textwrap
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from rmapfuzz.model.core import KernelCore
+
+ENTRY = "apply"
+
+
+@attrs.frozen
+class Point:
+    """One coverage point: its name, and the kernel function (file, class, line) that defines it."""
+
+    name: str
+    function: str  # the kernel function the point is in (the name's part before ": ")
+    owner: str  # the model class that defines that function
+    path: str  # its file, relative to the package
+    line: int
+
+
+@attrs.frozen
+class _Function:
+    owner: type
+    node: ast.FunctionDef
+    path: str
+    first_line: int
+
+
+def _source(fn: Callable[..., Any]) -> tuple[ast.FunctionDef, str, int] | None:
+    """The parsed definition of a plain function, its file and first line; None for builtins and
+    the like (no source: they cover nothing)."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        path = inspect.getsourcefile(fn)
+    except (OSError, TypeError):
+        return None
+    tree = ast.parse(textwrap.dedent("".join(lines)))
+    node = tree.body[0]
+    if not isinstance(node, ast.FunctionDef):
+        return None
+    return node, path or "?", first
+
+
+def _lookup(cls: type, name: str, after: type | None = None) -> _Function | None:
+    """``name`` as ``cls`` resolves it (or, for ``super()`` in a method of ``after``, as the next
+    class after ``after`` in ``cls``'s method resolution order does)."""
+    mro = cls.__mro__
+    if after is not None:
+        mro = mro[mro.index(after) + 1 :]
+    for owner in mro:
+        attr = owner.__dict__.get(name)
+        if attr is None:
+            continue
+        if isinstance(attr, staticmethod | classmethod):
+            attr = attr.__func__
+        if not callable(attr):
+            return None
+        parsed = _source(attr)
+        if parsed is None:
+            return None
+        node, path, first = parsed
+        return _Function(owner, node, path, first)
+    return None
+
+
+def _calls(node: ast.FunctionDef) -> Iterator[tuple[str, bool]]:
+    """(name, via super()) for every ``self.name(...)`` and ``super().name(...)`` in the function."""
+    for call in ast.walk(node):
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
+            continue
+        target = call.func.value
+        if isinstance(target, ast.Name) and target.id == "self":
+            yield call.func.attr, False
+        elif (
+            isinstance(target, ast.Call)
+            and isinstance(target.func, ast.Name)
+            and target.func.id == "super"
+            and not target.args
+        ):
+            yield call.func.attr, True
+
+
+def _cover_calls(node: ast.FunctionDef) -> Iterator[tuple[str, int]]:
+    """(point, line within the function) for every string literal in a ``self.trace.cover(...)``."""
+    for call in ast.walk(node):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "cover"
+            and ast.unparse(call.func.value) == "self.trace"
+        ):
+            for arg in call.args:
+                for const in ast.walk(arg):
+                    if isinstance(const, ast.Constant) and isinstance(const.value, str):
+                        yield const.value, const.lineno
+
+
+def _package_relative(path: str) -> str:
+    p = Path(path)
+    parts = p.parts
+    return str(Path(*parts[parts.index("rmapfuzz") :])) if "rmapfuzz" in parts else str(p)
+
+
+@functools.cache
+def points(kernel: type[KernelCore]) -> tuple[Point, ...]:
+    """Every coverage point ``kernel`` can reach from its system-call layer, by function then line."""
+    seen: set[tuple[type, str]] = set()
+    found: dict[str, Point] = {}
+    todo: list[tuple[str, type | None]] = [(ENTRY, None)]
+    while todo:
+        name, after = todo.pop()
+        fn = _lookup(kernel, name, after)
+        if fn is None or (fn.owner, name) in seen:
+            continue
+        seen.add((fn.owner, name))
+        for point, line in _cover_calls(fn.node):
+            found.setdefault(
+                point,
+                Point(
+                    point,
+                    point.split(": ", 1)[0],
+                    fn.owner.__name__,
+                    _package_relative(fn.path),
+                    fn.first_line + line - 1,
+                ),
+            )
+        for callee, via_super in _calls(fn.node):
+            todo.append((callee, fn.owner if via_super else None))
+    return tuple(sorted(found.values(), key=lambda p: (p.function, p.path, p.line, p.name)))
+
+
+# Points a generation's code has but the op language cannot drive it to, and why.  Keyed by point;
+# each reason says which part of the language (or of the world outside it) is missing.
+BEYOND_THE_LANGUAGE: Mapping[str, str] = {}
+
+
+def reachable(kernel: type[KernelCore]) -> tuple[Point, ...]:
+    """The points of ``kernel`` that the op language can reach (every point but those it cannot)."""
+    return tuple(p for p in points(kernel) if p.name not in BEYOND_THE_LANGUAGE)
+
+
+@attrs.frozen
+class Report:
+    """Coverage of one generation after a campaign: hits per point, and what was never reached."""
+
+    kernel: str
+    points: tuple[Point, ...]
+    hits: Mapping[str, int]
+
+    @property
+    def reached(self) -> list[Point]:
+        return [p for p in self.points if self.hits.get(p.name)]
+
+    @property
+    def unreached(self) -> list[Point]:
+        """Reachable points the campaign never reached."""
+        return [p for p in self.points if not self.hits.get(p.name) and p.name not in BEYOND_THE_LANGUAGE]
+
+    @property
+    def beyond(self) -> list[tuple[Point, str]]:
+        return [(p, BEYOND_THE_LANGUAGE[p.name]) for p in self.points if p.name in BEYOND_THE_LANGUAGE]
+
+    @property
+    def foreign(self) -> list[str]:
+        """Points that were hit but are not in the static set (a tracepoint the reader missed)."""
+        known = {p.name for p in self.points}
+        return sorted(name for name in self.hits if name not in known)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kernel": self.kernel,
+            "points": len(self.points),
+            "reachable": len(self.points) - len(self.beyond),
+            "reached": len(self.reached),
+            "hits": {p.name: self.hits.get(p.name, 0) for p in self.points},
+            "unreached": [p.name for p in self.unreached],
+            "beyond_the_language": {p.name: why for p, why in self.beyond},
+            "where": {p.name: f"{p.path}:{p.line} {p.owner}.{p.function}" for p in self.points},
+        }
+
+    def markdown(self) -> str:
+        """A per-function table to read next to mm/vma.c and mm/rmap.c."""
+        total = len(self.points) - len(self.beyond)
+        out = [
+            f"# Coverage of the {self.kernel} model",
+            "",
+            f"{len(self.reached)} of {total} reachable points reached"
+            + (f"; {len(self.beyond)} beyond the op language (listed last)" if self.beyond else "")
+            + ".",
+            "",
+            "| function | branch | hits | defined at |",
+            "|---|---|---:|---|",
+        ]
+        for p in self.points:
+            if p.name in BEYOND_THE_LANGUAGE:
+                continue
+            branch = p.name.split(": ", 1)[1] if ": " in p.name else p.name
+            n = self.hits.get(p.name, 0)
+            out.append(f"| `{p.function}` | {branch} | {n if n else '**never**'} | `{p.path}:{p.line}` {p.owner} |")
+        if self.beyond:
+            out += ["", "Beyond the op language:", ""]
+            out += [f"* `{p.name}` (`{p.path}:{p.line}`): {why}" for p, why in self.beyond]
+        if self.foreign:
+            out += ["", "Hit but not found in the source (a bug in rmapfuzz.coverage):", ""]
+            out += [f"* `{name}`" for name in self.foreign]
+        return "\n".join(out) + "\n"
+
+
+def report(kernel: type[KernelCore], hits: Mapping[str, int] | Iterable[str]) -> Report:
+    counted = hits if isinstance(hits, Mapping) else Counter(hits)
+    return Report(kernel.name, points(kernel), dict(counted))
