@@ -1,15 +1,21 @@
-"""Fuzz campaigns: run the state machine against a kernel model until the budget runs out or a
-bug is found, shrink what it finds and save it in the corpus.
+"""Fuzz campaigns: search a kernel model until the budget runs out or a bug is found, shrink what
+is found and save it in the corpus.
 
-A campaign runs the machine in chunks (each a Hypothesis run of many test cases with its own seed
-derived from the campaign seed), so a time budget can end it between chunks.  Inside a chunk the
-:class:`CampaignObserver` counts steps, keeps the shortest failing sequence per signature while
-Hypothesis shrinks, and stops the run (a ``KeyboardInterrupt`` subclass, the one exception
-Hypothesis passes straight through) when the budget or the shrink allowance is spent.  What it
-keeps is then reduced further by :mod:`rmapfuzz.minimize` and saved with :func:`corpus.save`.
+A campaign is a :class:`Hunt`: a coverage-guided search (:mod:`rmapfuzz.search`) whose time is
+shared between fresh random test cases, mutations of the kept ones, and runs of Hypothesis' own
+generator over the same state machine (:mod:`rmapfuzz.machine`), by what each has recently found.
+Every failure gets a signature (kernel, invariant, failing op); a new one is classified
+(:mod:`rmapfuzz.classify`), reduced by :mod:`rmapfuzz.minimize` and saved with :func:`corpus.save`.
+With ``keep_going`` the hunt then goes on against the kernel *with that bug's fix*
+(:func:`rmapfuzz.kernels.with_fix`), so its time goes to new bugs instead of new shapes of one
+already found.
 
-With ``workers > 1`` every worker is a process with its own seed; they share the Hypothesis
-example database and the corpus directory, and report to the parent through a queue.
+The Hypothesis example database keeps what a campaign found for the next one (or for the other
+workers and machines sharing it): Hypothesis' own entries under :func:`database_key`, and the
+guided search's failing test cases under the same key plus ``.guided``, replayed first.
+
+With ``workers > 1`` every worker is a process with its own seed; they share the example database
+and the corpus directory, and report to the parent through a queue.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import datetime
 import multiprocessing as mp
 import os
 import queue
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,15 +39,18 @@ from hypothesis.errors import Flaky
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.classify import classify
 from rmapfuzz.database import make_database
+from rmapfuzz.generate import Mix
 from rmapfuzz.invariants import CATALOGUE, Violation
-from rmapfuzz.machine import Observer, machine_settings, make_machine, run_machine
+from rmapfuzz.kernels import Kernel, resolve, with_fix
+from rmapfuzz.machine import Observer, RmapMachine, machine_settings, make_machine, run_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
+from rmapfuzz.search import ARMS, Arms, Case, Pool, execute
 from rmapfuzz.strategy import Strategy
 
-# The version of the machine's choice sequence: bump it when a change to machine.py makes old
-# Hypothesis database entries mean other operations.
-MACHINE_FORMAT = 1
+# The version of the machine's choice sequence and of the guided test cases: bump it when a change to
+# machine.py or generate.py makes old database entries mean other operations.
+MACHINE_FORMAT = 2
 
 
 class Stop(KeyboardInterrupt):
@@ -59,10 +69,11 @@ class Config:
     database: Path | None = None  # a local directory (rmapfuzz.database)
     database_url: str | None = None  # redis://host:port/db, shared between machines; with database, both
     invariants: tuple[str, ...] | None = None
-    keep_going: bool = False  # after a find, look for other signatures
-    shrink_seconds: float = 1.0  # Hypothesis' shrinking of one find, before minimize takes over
-    chunk_examples: int = 300
+    keep_going: bool = False  # after a find, look for other bugs (on the kernel with the find's fix)
+    shrink_seconds: float = 1.0  # Hypothesis' shrinking of a find from its own runs, before minimize
+    chunk_examples: int = 300  # test cases per Hypothesis run (examples-bound campaigns)
     targets: tuple[str, ...] = ()  # with keep_going: stop once these catalogued bugs are found
+    arms: tuple[str, ...] = ARMS  # the ways of proposing test cases the hunt may use (rmapfuzz.search)
 
 
 @attrs.define
@@ -73,10 +84,12 @@ class Find:
     seconds: float  # from the campaign start to the first failing step
     steps_before: int  # steps executed before that first failing step (all test cases)
     examples_before: int
-    raw_length: int  # length of the shortest failing run Hypothesis produced
+    raw_length: int  # length of the failing run as first kept
     seed: int
     worker: int
-    bugs: list[str] = attrs.field(factory=list)  # catalogued bugs it shows (kernels.classify)
+    bugs: list[str] = attrs.field(factory=list)  # catalogued bugs it shows (rmapfuzz.classify)
+    kernel: str = ""  # the kernel the reproducer is for (the campaign's, or it with found bugs' fixes)
+    via: str = ""  # which arm of the hunt found it
     path: str | None = None
     status: str | None = None
 
@@ -89,6 +102,9 @@ class Stats:
     checks: int = 0
     ops: Counter[str] = attrs.field(factory=Counter)
     results: Counter[str] = attrs.field(factory=Counter)
+    coverage: Counter[str] = attrs.field(factory=Counter)  # point -> test cases that reached it
+    arms: dict[str, tuple[int, float]] = attrs.field(factory=dict)  # arm -> (new buckets, seconds)
+    kernel: str = ""  # the kernel being searched now (with found bugs' fixes under keep_going)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -97,6 +113,9 @@ class Stats:
             "checks": self.checks,
             "ops": dict(self.ops),
             "results": dict(self.results),
+            "coverage": dict(self.coverage),
+            "arms": {arm: list(v) for arm, v in self.arms.items()},
+            "kernel": self.kernel,
         }
 
 
@@ -127,96 +146,266 @@ class _Pending:
     steps_before: int
     examples_before: int
     seed: int
+    kernel: str
+    via: str
+    bugs: list[str]
 
 
-class CampaignObserver(Observer):
-    """Counts, keeps the shortest failure per signature, and ends runs when time is up."""
+def database_key(config: Config, kernel: str | None = None) -> bytes:
+    """The key of a campaign's entries in the Hypothesis example database: the kernel, strategy and
+    invariants (so a shared database keeps them apart), the machine's format and Hypothesis'
+    version (so a database outlives neither a change of what its choice sequences mean)."""
+    invariants = ",".join(config.invariants) if config.invariants else "all"
+    name = kernel or config.kernel
+    key = f"rmapfuzz/{MACHINE_FORMAT}/{hypothesis.__version__}/{name}/{config.strategy.name}/{invariants}"
+    return key.encode()
 
-    def __init__(self, config: Config, stats: Stats, deadline: float | None, stop_event: Any = None) -> None:
+
+def _database(config: Config) -> ExampleDatabase | None:
+    return make_database(config.database_url, config.database)
+
+
+class Hunt:
+    """One worker's search: the kernel it is on, the pool and arms of the guided search, the
+    signatures seen, and the failures waiting to be reduced and saved."""
+
+    def __init__(
+        self, config: Config, worker: int, stats: Stats, deadline: float | None, stop_event: Any = None
+    ) -> None:
         self.config = config
+        self.worker = worker
         self.stats = stats
         self.deadline = deadline
         self.stop_event = stop_event
+        self.kernel: Kernel = resolve(config.kernel)
+        self.rng = random.Random(config.seed * 1_000_003 + worker * 10_007)
+        self.mix = Mix.for_kernel(config.strategy, self.kernel)
+        self.pool = Pool(self.mix, config.strategy.steps, self.rng, swarm=config.strategy.swarm > 0)
+        self.arms = Arms(self.rng, tuple(a for a in ARMS if a in config.arms))
         self.known: set[str] = set()
         self.pending: dict[str, _Pending] = {}
         self.deferred: dict[str, _Pending] = {}  # off-target finds, reduced when the search ends
         self.shrink_deadline: float | None = None
         self.seed = 0
-        self.n_checks = 0
+        self.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
+        self.db = _database(config)
+        self.machines: dict[str, type[RmapMachine]] = {}
+        self.stats.kernel = self.kernel.name
 
-    def on_start(self) -> None:
-        self.stats.examples += 1
+    # ---- time ----
 
-    def _tick(self) -> None:
-        self.stats.steps += 1
-        self.stats.checks += self.n_checks
-        if self.stats.steps & 255:
-            return
-        now = time.monotonic()
-        if self.shrink_deadline is not None and now > self.shrink_deadline:
-            raise Stop("shrink allowance spent")
-        if self.shrink_deadline is None:
-            if self.deadline is not None and now > self.deadline:
-                raise Stop("budget spent")
-            if self.stop_event is not None and self.stop_event.is_set():
-                raise Stop("another worker found a bug")
+    def out_of_time(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return True
+        return self.stop_event is not None and self.stop_event.is_set()
 
-    def on_step(self, op: ops.Op, result: str) -> None:
-        self.stats.ops[op.op] += 1
-        self.stats.results[result] += 1
-        self._tick()
+    # ---- failures ----
 
-    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
-        self.stats.ops[steps[-1].op] += 1
-        sig = signature(self.config.kernel, violations[0], steps[-1])
-        if sig in self.known:
-            self._tick()
-            return False
-        now = time.monotonic()
+    def failed(self, steps: list[ops.Op], violations: list[Violation], via: str, case: Case | None) -> bool:
+        """A failing run; returns whether it is new (worth shrinking).  Under keep_going the hunt
+        moves on to the kernel with the fix of the catalogued bugs it shows."""
+        sig = signature(self.kernel.name, violations[0], steps[-1])
         found = self.pending.get(sig)
-        if found is None and self._off_target(steps):
-            # Hunting named bugs: another bug is kept as first seen and reduced after the search,
-            # so no search time goes into shrinking it.
-            self.deferred[sig] = _Pending(sig, steps, now - self.stats.started, self.stats.steps,
-                                          self.stats.examples, self.seed)  # fmt: skip
-            self.known.add(sig)
-            self._tick()
+        if found is not None:
+            if len(steps) < len(found.best):
+                found.best = steps
+            return True
+        if sig in self.known:
             return False
-        if found is None:
-            self.pending[sig] = _Pending(sig, steps, now - self.stats.started, self.stats.steps,
-                                         self.stats.examples, self.seed)  # fmt: skip
-            if self.shrink_deadline is None:
-                self.shrink_deadline = now + self.config.shrink_seconds
-        elif len(steps) < len(found.best):
-            found.best = steps
-        self._tick()
-        return True
-
-    def _off_target(self, steps: list[ops.Op]) -> bool:
-        """With ``targets`` set: the failure shows none of the targeted bugs."""
+        self.known.add(sig)
+        bugs = classify(self.kernel, steps, self.config.strategy.window)
+        now = time.monotonic()
+        pending = _Pending(sig, steps, now - self.stats.started, self.stats.steps, self.stats.examples, self.seed,
+                           self.kernel.name, via, bugs)  # fmt: skip
         targets = self.config.targets
-        if not targets:
-            return False
-        return not set(targets) & set(classify(self.config.kernel, steps, self.config.strategy.window))
+        if targets and not set(targets) & set(bugs):
+            # Hunting named bugs: another bug is kept as first seen and reduced after the search.
+            self.deferred[sig] = pending
+        else:
+            self.pending[sig] = pending
+            if via == "hypothesis" and self.shrink_deadline is None:
+                self.shrink_deadline = now + self.config.shrink_seconds
+        if self.db is not None and case is not None:
+            self.db.save(database_key(self.config) + b".guided", self.kernel.name.encode() + b"\0" + case.to_bytes())
+        if self.config.keep_going:
+            for bug in bugs:
+                if bug in self.kernel.bugs:
+                    self.kernel = with_fix(self.kernel, bug)
+            self.stats.kernel = self.kernel.name
+        return sig in self.pending
 
     def harvest(self) -> list[_Pending]:
         out = list(self.pending.values())
-        self.known.update(self.pending)
         self.pending.clear()
         self.shrink_deadline = None
         return out
 
+    # ---- the guided arms ----
+
+    def run_case(self, case: Case, via: str) -> int:
+        """Execute one test case; returns the new hit-count buckets it found."""
+        out = execute(self.kernel, self.mix, case, self.config.invariants, self.config.strategy.steps)
+        stats = self.stats
+        stats.examples += 1
+        stats.steps += len(out.ops)
+        stats.checks += len(out.ops) * self.n_checks
+        stats.ops.update(op.op for op in out.ops)
+        stats.results.update(out.results)
+        stats.coverage.update(out.hits.keys())
+        if out.violations:
+            self.failed(out.ops, out.violations, via, case)
+            return 0
+        return self.pool.add(case, out)
+
+    def guided(self, arm: str, cases: int) -> int:
+        new = 0
+        for _ in range(cases):
+            case = self.pool.fresh() if arm == "fresh" else self.pool.mutate()
+            new += self.run_case(case, arm)
+            if self.pending and not self.config.keep_going:
+                break
+            if self.out_of_time():
+                break
+        return new
+
+    def replay_database(self) -> None:
+        """The failing test cases stored for this campaign (by any worker or machine) run first: a
+        bug found before fails again at once.  One that no longer fails is deleted."""
+        if self.db is None:
+            return
+        key = database_key(self.config) + b".guided"
+        for value in list(self.db.fetch(key)):
+            name, _, data = value.partition(b"\0")
+            case = Case.from_bytes(data)
+            try:
+                kernel = resolve(name.decode())
+            except (KeyError, UnicodeDecodeError):
+                kernel = None
+            if case is None or kernel is None or kernel is not self.kernel:
+                if case is None or kernel is None:
+                    self.db.delete(key, value)
+                continue
+            out = execute(self.kernel, self.mix, case, self.config.invariants, self.config.strategy.steps)
+            self.stats.examples += 1
+            self.stats.steps += len(out.ops)
+            if out.violations:
+                self.failed(out.ops, out.violations, "database", None)
+            else:
+                self.db.delete(key, value)
+
+    # ---- the Hypothesis arm ----
+
+    def machine(self) -> type[RmapMachine]:
+        cls = self.machines.get(self.kernel.name)
+        if cls is None:
+            observer = CampaignObserver(self)
+            cls = self.machines[self.kernel.name] = make_machine(
+                self.kernel.name, self.config.strategy, self.config.invariants, observer
+            )
+        return cls
+
+    def hypothesis(self, examples: int, chunk: int) -> tuple[int, bool]:
+        """One Hypothesis run of ``examples`` test cases; (new buckets, interrupted)."""
+        machine = self.machine()
+        observer: CampaignObserver = machine.observer  # type: ignore[assignment]
+        observer.new = 0
+        self.seed = self.config.seed * 1_000_003 + self.worker * 10_007 + chunk
+        settings = machine_settings(self.config.strategy, max_examples=examples, database=self.db, derandomize=False)
+        interrupted = False
+        try:
+            run_machine(machine, self.seed, settings, database_key(self.config, self.kernel.name))
+        except Stop:
+            pass
+        except KeyboardInterrupt:
+            interrupted = True
+        except (Violation, Flaky):  # a find (Flaky: a time-cut replay); the hunt kept it
+            pass
+        return observer.new, interrupted
+
+
+class CampaignObserver(Observer):
+    """The Hypothesis arm's view of its runs: counts, hands each test case to the pool, reports
+    failures to the hunt, and ends runs when time is up or a find has been shrunk long enough."""
+
+    coverage = True
+
+    def __init__(self, hunt: Hunt) -> None:
+        self.hunt = hunt
+        self.new = 0
+
+    def on_start(self) -> None:
+        self.hunt.stats.examples += 1
+
+    def _tick(self) -> None:
+        hunt = self.hunt
+        stats = hunt.stats
+        stats.steps += 1
+        stats.checks += hunt.n_checks
+        if stats.steps & 255:
+            return
+        if hunt.shrink_deadline is not None:
+            if time.monotonic() > hunt.shrink_deadline:
+                raise Stop("shrink allowance spent")
+        elif hunt.out_of_time():
+            raise Stop("budget spent")
+
+    def on_step(self, op: ops.Op, result: str) -> None:
+        self.hunt.stats.ops[op.op] += 1
+        self.hunt.stats.results[result] += 1
+        self._tick()
+
+    def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
+        self.hunt.stats.ops[steps[-1].op] += 1
+        keep = self.hunt.failed(steps, violations, "hypothesis", None)
+        self._tick()
+        return keep
+
+    def on_end(self, machine: RmapMachine) -> None:
+        if machine.hits is None:
+            return
+        self.hunt.stats.coverage.update(machine.hits.keys())
+        if machine.steps and not machine.failed:
+            case = Case(machine.header, bytes(machine.words))
+            outcome = _Outcome(machine)
+            self.new += self.hunt.pool.add(case, outcome)  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class _Outcome:
+    """A Hypothesis test case as the pool sees it."""
+
+    machine: RmapMachine
+
+    @property
+    def hits(self) -> Counter[str]:
+        assert self.machine.hits is not None
+        return self.machine.hits
+
+    @property
+    def first(self) -> dict[str, int]:
+        return self.machine.first
+
 
 def _finish(config: Config, pending: _Pending, worker: int) -> Find:
-    """Minimise a kept failure, replay it for its violation, and save it."""
+    """Minimise a kept failure on the kernel it was found on, say it for the campaign's own kernel
+    when it fails there the same way, and save it."""
     window = config.strategy.window
-    steps = minimize_failure(config.kernel, window, pending.best, config.invariants)
-    verdict = replay(steps, config.kernel, window, config.invariants)
+    kernel = pending.kernel
+    steps = minimize_failure(kernel, window, pending.best, config.invariants)
+    verdict = replay(steps, kernel, window, config.invariants)
+    assert verdict.violation is not None
+    if kernel != config.kernel:
+        own = replay(steps, config.kernel, window, config.invariants)
+        if own.violation is not None and (own.violation.invariant, own.violation.step) == (
+            verdict.violation.invariant,
+            verdict.violation.step,
+        ):
+            kernel, verdict = config.kernel, own
     assert verdict.violation is not None
     violation = verdict.violation.to_json()
-    bugs = classify(config.kernel, list(steps), window)
+    bugs = classify(kernel, list(steps), window)
     find = Find(
-        signature=pending.signature,
+        signature=signature(kernel, verdict.violation, steps[-1]),
         steps=steps,
         violation=violation,
         seconds=pending.first_seconds,
@@ -226,16 +415,19 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
         seed=pending.seed,
         worker=worker,
         bugs=bugs,
+        kernel=kernel,
+        via=pending.via,
     )
     if config.corpus_dir is not None:
         rep = corpus.Reproducer(
-            kernel=config.kernel,
+            kernel=kernel,
             window=window,
             steps=steps,
             violation={k: violation[k] for k in ("invariant", "step", "message")},
             found={
                 "seed": pending.seed,
                 "campaign_seed": config.seed,
+                "campaign_kernel": config.kernel,
                 "strategy": config.strategy.name,
                 "invariants": list(config.invariants) if config.invariants else "all",
                 "tool": f"rmapfuzz {__version__}",
@@ -243,7 +435,8 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
                 "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "seconds": round(pending.first_seconds, 3),
                 "steps_before": pending.steps_before,
-                "hypothesis_shrunk_length": len(pending.best),
+                "found_length": len(pending.best),
+                "via": pending.via,
                 "bugs": bugs,
             },
         )
@@ -252,17 +445,8 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
     return find
 
 
-def _database(config: Config) -> ExampleDatabase | None:
-    return make_database(config.database_url, config.database)
-
-
-def database_key(config: Config) -> bytes:
-    """The key of a campaign's entries in the Hypothesis example database: the kernel, strategy and
-    invariants (so a shared database keeps them apart), the machine's format and Hypothesis'
-    version (so a database outlives neither a change of what its choice sequences mean)."""
-    invariants = ",".join(config.invariants) if config.invariants else "all"
-    key = f"rmapfuzz/{MACHINE_FORMAT}/{hypothesis.__version__}/{config.kernel}/{config.strategy.name}/{invariants}"
-    return key.encode()
+GUIDED_BATCH = 16  # test cases per turn of a guided arm
+HYPOTHESIS_BATCH = 40  # test cases per turn of the Hypothesis arm
 
 
 def run_worker(
@@ -278,49 +462,45 @@ def run_worker(
     if started is not None:
         stats.started = started
     deadline = None if config.budget is None else stats.started + config.budget
-    observer = CampaignObserver(config, stats, deadline, stop_event)
-    observer.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
+    hunt = Hunt(config, worker, stats, deadline, stop_event)
     finds: list[Find] = []
     interrupted = False
-    examples_left = config.examples
-    chunk = 0
-    db = _database(config)
-    machine = make_machine(config.kernel, config.strategy, config.invariants, observer)
-    while True:
-        size = config.chunk_examples if examples_left is None else min(config.chunk_examples, examples_left)
-        if size <= 0:
-            break
-        observer.seed = config.seed * 1_000_003 + worker * 10_007 + chunk
-        settings = machine_settings(config.strategy, max_examples=size, database=db, derandomize=False)
-        try:
-            run_machine(machine, observer.seed, settings, database_key(config))
-        except Stop:
-            pass
-        except KeyboardInterrupt:
-            interrupted = True
-        except (Violation, Flaky):  # a find (Flaky: a time-cut replay); the observer kept it
-            pass
-        for pending in observer.harvest():
-            find = _finish(config, pending, worker)
-            finds.append(find)
-            if on_find is not None:
-                on_find(find)
-        if interrupted or (finds and not config.keep_going):
-            break
-        if config.targets and set(config.targets) <= {b for f in finds for b in f.bugs}:
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            break
-        if stop_event is not None and stop_event.is_set():
-            break
-        if examples_left is not None:
-            examples_left -= size
-        chunk += 1
-    for pending in observer.deferred.values():
+    turn = 0
+
+    def finish(pending: _Pending) -> None:
         find = _finish(config, pending, worker)
         finds.append(find)
         if on_find is not None:
             on_find(find)
+
+    def done() -> bool:
+        if interrupted or (finds and not config.keep_going) or hunt.out_of_time():
+            return True
+        if config.targets and set(config.targets) <= {b for f in finds for b in f.bugs}:
+            return True
+        return config.examples is not None and stats.examples >= config.examples
+
+    try:
+        hunt.replay_database()
+        for pending in hunt.harvest():
+            finish(pending)
+        while not done():
+            arm = hunt.arms.pick()
+            t0 = time.monotonic()
+            if arm == "hypothesis":
+                left = HYPOTHESIS_BATCH if config.examples is None else config.examples - stats.examples
+                new, interrupted = hunt.hypothesis(max(min(HYPOTHESIS_BATCH, left), 1), turn)
+            else:
+                new = hunt.guided(arm, GUIDED_BATCH)
+            hunt.arms.credit(arm, new, time.monotonic() - t0)
+            stats.arms = dict(hunt.arms.totals)
+            turn += 1
+            for pending in hunt.harvest():
+                finish(pending)
+    except KeyboardInterrupt:
+        interrupted = True
+    for pending in hunt.deferred.values():
+        finish(pending)
     return finds, interrupted
 
 
@@ -411,13 +591,19 @@ class _Ticker:
 
 
 def _merge(per_worker: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"examples": 0, "steps": 0, "checks": 0, "ops": Counter(), "results": Counter()}
+    total: dict[str, Any] = {"examples": 0, "steps": 0, "checks": 0, "ops": Counter(), "results": Counter(),
+                             "coverage": Counter(), "arms": {}, "kernel": ""}  # fmt: skip
     for snap in per_worker.values():
         for key in ("examples", "steps", "checks"):
             total[key] += snap[key]
-        total["ops"].update(snap["ops"])
-        total["results"].update(snap["results"])
-    total["ops"], total["results"] = dict(total["ops"]), dict(total["results"])
+        for key in ("ops", "results", "coverage"):
+            total[key].update(snap[key])
+        total["kernel"] = snap["kernel"]
+        for arm, (found, seconds) in snap["arms"].items():
+            old = total["arms"].get(arm, [0, 0.0])
+            total["arms"][arm] = [old[0] + found, old[1] + seconds]
+    for key in ("ops", "results", "coverage"):
+        total[key] = dict(total[key])
     return total
 
 

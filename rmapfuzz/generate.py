@@ -50,6 +50,16 @@ class Mix:
         weights = tuple((op, s.weights[op]) for op in RULE_ORDER if s.weights.get(op, 0) > 0)
         return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags)
 
+    @classmethod
+    def for_kernel(cls, s: Strategy, kernel: type[SyscallMixin]) -> Mix:
+        """The strategy's mix without the advice and mremap flags ``kernel`` does not have (it would
+        answer EINVAL to every one of them): WIPEONFORK/KEEPONFORK before 4.14, DONTUNMAP before 5.7."""
+        mix = cls.of(s)
+        features = kernel.features
+        advices = tuple(a for a in mix.advices if features.wipeonfork or a not in ("wipeonfork", "keeponfork"))
+        flags = tuple(f for f in mix.mremap_flags if features.dontunmap or "dontunmap" not in f)
+        return attrs.evolve(mix, advices=advices or mix.advices, mremap_flags=flags or mix.mremap_flags)
+
     @property
     def ops(self) -> tuple[str, ...]:
         return tuple(op for op, _ in self.weights)

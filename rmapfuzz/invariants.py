@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from rmapfuzz import ops
+from rmapfuzz import scope as scopes
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
 from rmapfuzz.model.trace import UseAfterFree
 from rmapfuzz.probe import PageView, StepRecord, page_views
+from rmapfuzz.scope import Scope
 
 if TYPE_CHECKING:
     from rmapfuzz.model.core import KernelCore
-    from rmapfuzz.model.objects import AnonVma, Mm, Page, SwapSlot, Vma
+    from rmapfuzz.model.objects import AnonVma, Mm, Page, Vma
 
 
 class Violation(Exception):
@@ -56,7 +58,7 @@ def use_after_free(uaf: UseAfterFree) -> Violation:
 
 
 Finding = tuple[str, Sequence[object]]  # message, objects involved
-Check = Callable[["KernelCore", "StepRecord"], Iterator[Finding]]
+Check = Callable[["KernelCore", "StepRecord", Scope], Iterator[Finding]]
 
 
 class Kind(enum.Enum):
@@ -76,12 +78,6 @@ class Invariant:
     kind: Kind = Kind.STATE
 
 
-def _live_vmas(k: KernelCore) -> Iterator[Vma]:
-    for mm in k.mms.values():
-        if mm.alive:
-            yield from mm.vmas
-
-
 def _chain_str(vma: Vma) -> str:
     return "[" + ", ".join(av.name for av in vma.chain_anon_vmas()) + "]"
 
@@ -89,7 +85,7 @@ def _chain_str(vma: Vma) -> str:
 # ---- the checks ----
 
 
-def check_merge_superset(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_merge_superset(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     for ev in step.takeovers:
         missing = [av for av in ev.taken_chain if av not in ev.taker_chain]
         if missing:
@@ -101,17 +97,15 @@ def check_merge_superset(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
             )
 
 
-def check_chain_consistency(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for vma in _live_vmas(k):
+def check_chain_consistency(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for vma in scope.vmas:
         for avc in vma.anon_vma_chain:
             if avc.vma is not vma or avc not in avc.anon_vma.head:
                 yield (
                     f"{vma.name}'s chain entry for {avc.anon_vma.name} is not on that anon_vma's list",
                     [vma, avc.anon_vma],
                 )
-    for av in k.anon_vmas:
-        if av.freed:
-            continue
+    for av in scope.avs:
         for avc in av.head:
             vma = avc.vma
             if vma.freed or not vma.mm.alive:
@@ -120,37 +114,28 @@ def check_chain_consistency(k: KernelCore, step: StepRecord) -> Iterator[Finding
                 yield (f"{av.name}'s list entry for {vma.name} is not in that VMA's chain", [av, vma])
 
 
-def check_primary_linked(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for vma in _live_vmas(k):
+def check_primary_linked(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for vma in scope.vmas:
         av = vma.anon_vma
         if av is not None and av not in vma.chain_anon_vmas():
             yield (f"{vma.name} has anon_vma {av.name} but its chain {_chain_str(vma)} does not link it", [vma, av])
 
 
-def check_unfaulted_empty(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for vma in _live_vmas(k):
+def check_unfaulted_empty(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for vma in scope.vmas:
         if (vma.anon_vma is None) != (not vma.anon_vma_chain):
             state = "no anon_vma" if vma.anon_vma is None else f"anon_vma {vma.anon_vma.name}"
             yield (f"{vma.name} has {state} but chain {_chain_str(vma)}", [vma])
 
 
-def _mapped_ptes(k: KernelCore) -> Iterator[tuple[Mm, int, Page]]:
-    """Every present pte of a live process that maps an anonymous page (not the zero page)."""
-    for mm in k.mms.values():
-        if mm.alive:
-            for addr, pte in mm.ptes.items():
-                if pte.swap is None and pte.page is not None:
-                    yield mm, addr, pte.page
-
-
-def check_no_dangling(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for vma in _live_vmas(k):
+def check_no_dangling(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for vma in scope.vmas:
         if vma.anon_vma is not None and vma.anon_vma.freed:
             yield (f"{vma.name}'s anon_vma {vma.anon_vma.name} is freed", [vma, vma.anon_vma])
         for av in vma.chain_anon_vmas():
             if av.freed:
                 yield (f"{vma.name}'s chain links freed {av.name}", [vma, av])
-    for mm, addr, page in _mapped_ptes(k):
+    for mm, addr, page in scope.mapped:
         if page.freed:
             yield (f"P{mm.pid} page {addr} maps freed {page.name}", [page])
         elif page.mapping is not None and page.mapping.freed:
@@ -161,10 +146,8 @@ def check_no_dangling(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
             )
 
 
-def _groups_by_anon_vma(k: KernelCore) -> Iterator[tuple[AnonVma, list[Vma]]]:
-    for mm in k.mms.values():
-        if not mm.alive:
-            continue
+def _groups_by_anon_vma(scope: Scope) -> Iterator[tuple[AnonVma, list[Vma]]]:
+    for mm in scope.groups:
         groups: dict[int, tuple[AnonVma, list[Vma]]] = {}
         for vma in mm.vmas:
             if vma.anon_vma is not None:
@@ -174,8 +157,8 @@ def _groups_by_anon_vma(k: KernelCore) -> Iterator[tuple[AnonVma, list[Vma]]]:
                 yield av, vmas
 
 
-def check_same_chain(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for av, vmas in _groups_by_anon_vma(k):
+def check_same_chain(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for av, vmas in _groups_by_anon_vma(scope):
         first = vmas[0]
         ref = set(map(id, first.chain_anon_vmas()))
         for other in vmas[1:]:
@@ -187,8 +170,8 @@ def check_same_chain(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
                 )
 
 
-def check_singleton(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for av, vmas in _groups_by_anon_vma(k):
+def check_singleton(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for av, vmas in _groups_by_anon_vma(scope):
         for i, a in enumerate(vmas):
             for b in vmas[i + 1 :]:
                 ca, cb = a.chain_anon_vmas(), b.chain_anon_vmas()
@@ -203,16 +186,16 @@ def check_singleton(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
                 )
 
 
-def _mapped_pages(k: KernelCore) -> dict[int, tuple[Page, list[tuple[int, int]]]]:
+def _mapped_pages(scope: Scope) -> dict[int, tuple[Page, list[tuple[int, int]]]]:
     """Ground truth from the page tables: page -> every (pid, address) whose present pte maps it."""
     truth: dict[int, tuple[Page, list[tuple[int, int]]]] = {}
-    for mm, addr, page in _mapped_ptes(k):
+    for mm, addr, page in scope.mapped:
         truth.setdefault(id(page), (page, []))[1].append((mm.pid, addr))
     return truth
 
 
-def check_page_index(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for mm, addr, page in _mapped_ptes(k):
+def check_page_index(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for mm, addr, page in scope.mapped:
         vma = k.find_vma(mm, addr)
         if vma is None or vma.vm_start > addr:
             yield (f"P{mm.pid} page {addr} maps {page.name} outside any VMA", [page])
@@ -226,8 +209,8 @@ def check_page_index(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
             )
 
 
-def check_rmap_complete(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for page, where in _mapped_pages(k).values():
+def check_rmap_complete(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for page, where in _mapped_pages(scope).values():
         found = {(vma.mm.pid, addr) for vma, addr in k.rmap_walk_anon(page)}  # type: ignore[attr-defined]
         for pid, addr in where:
             if (pid, addr) in found:
@@ -242,38 +225,23 @@ def check_rmap_complete(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
             )
 
 
-def check_mapcount(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_mapcount(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     ptes_of: dict[int, int] = {}
-    swaps_of: dict[int, tuple[SwapSlot, int]] = {}
-    for mm in k.mms.values():
-        if not mm.alive:
-            continue
-        for pte in mm.ptes.values():
-            if pte.swap is not None:
-                slot, n = swaps_of.get(id(pte.swap), (pte.swap, 0))
-                swaps_of[id(pte.swap)] = (slot, n + 1)
-            elif pte.page is not None:
-                ptes_of[id(pte.page)] = ptes_of.get(id(pte.page), 0) + 1
-    for page in k.pages:
-        if page.freed:
-            continue
+    for _mm, _addr, page in scope.mapped:
+        ptes_of[id(page)] = ptes_of.get(id(page), 0) + 1
+    for page in scope.pages:
         mapped = ptes_of.get(id(page), 0)
         if page.mapcount != mapped:
             yield (f"{page.name}'s mapcount is {page.mapcount} but {mapped} ptes map it", [page])
         elif mapped == 0 and page.swapcache is None:
             yield (f"{page.name} is neither mapped nor in the swap cache but was never freed", [page])
-        cached = page.swapcache
-        if cached is not None and id(cached) not in swaps_of:
-            swaps_of[id(cached)] = (cached, 0)
-    for slot, n in swaps_of.values():
+    for slot, n in scope.swaps.values():
         if slot.count != n:
             yield (f"swap slot {slot!r} counts {slot.count} references but {n} swap ptes hold it", [slot])
 
 
-def check_pte_prot(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
-    for mm in k.mms.values():
-        if not mm.alive:
-            continue
+def check_pte_prot(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    for mm in scope.pte_mms:
         for vma in mm.vmas:
             if vma.vm_flags & VM_WRITE:
                 continue
@@ -288,27 +256,22 @@ def check_pte_prot(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
 # Each is a no-op on a generation without the fields it judges (``k.features`` says which it has).
 
 
-def check_counters(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_counters(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     features = k.features
     refcount, degree, fork_counters = features.refcount, features.degree, features.fork_counters
     if not (refcount or degree or fork_counters):
         return
-    live = [av for av in k.anon_vmas if not av.freed]
-    active: dict[int, int] = {}
-    for vma in _live_vmas(k):
-        if vma.anon_vma is not None:
-            active[id(vma.anon_vma)] = active.get(id(vma.anon_vma), 0) + 1
-    for av in live:
+    for av in scope.avs:
         expected: list[tuple[str, int, int]] = []
+        active = scope.active.get(id(av), 0)
+        children = scope.children.get(id(av), 0)
         if refcount:
-            pins = sum(1 for y in live if y is not av and y.root is av)
-            expected.append(("refcount", av.refcount, (1 if av.head else 0) + pins + av.pins))
-        children = sum(1 for y in live if y.parent is av and y.head)
+            expected.append(("refcount", av.refcount, (1 if av.head else 0) + scope.pins.get(id(av), 0) + av.pins))
         if degree:
-            expected.append(("degree", av.degree, active.get(id(av), 0) + children))
+            expected.append(("degree", av.degree, active + children))
         if fork_counters:
             expected.append(("num_children", av.num_children, children))
-            expected.append(("num_active_vmas", av.num_active_vmas, active.get(id(av), 0)))
+            expected.append(("num_active_vmas", av.num_active_vmas, active))
         for field, value, want in expected:
             if value < 0:
                 yield (f"{av.name}.{field} is negative: {value}", [av])
@@ -316,7 +279,7 @@ def check_counters(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
                 yield (f"{av.name}.{field} is {value} but the structure says {want}", [av])
 
 
-def check_reuse_safe(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_reuse_safe(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     for ev in step.reuses:
         if ev.active or ev.children >= 2:
             users = ", ".join(ev.active) if ev.active else "none"
@@ -327,11 +290,11 @@ def check_reuse_safe(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
             )
 
 
-def check_bounded_chain(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_bounded_chain(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     bound = k.features.chain_bound
     if bound is None:
         return
-    for vma in _live_vmas(k):
+    for vma in scope.vmas:
         if len(vma.anon_vma_chain) > bound:
             yield (f"{vma.name}'s chain has {len(vma.anon_vma_chain)} entries, more than {bound}", [vma])
 
@@ -468,7 +431,7 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, Pag
             return
 
 
-def check_syscall_effect(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     op, result = step.op, step.result
     if result not in OUTCOMES:
         yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
@@ -500,7 +463,7 @@ def check_syscall_effect(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
         yield from _mapping_effect(op, vmas, where)
 
 
-def check_fail_injection(k: KernelCore, step: StepRecord) -> Iterator[Finding]:
+def check_fail_injection(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     if step.armed is not None and step.armed <= 0:
         yield ("fail_alloc armed a failure but the allocation it named went through", [])
     if step.alloc_failed:
@@ -654,17 +617,22 @@ def select(names: Iterable[str] | None) -> tuple[Invariant, ...]:
     return tuple(inv for inv in CATALOGUE if inv.name in wanted)
 
 
-def check(k: KernelCore, invariants: Sequence[Invariant], step: StepRecord | None = None) -> list[Violation]:
-    """Run the given invariants on ``k`` after ``step``: every finding, in catalogue order.  Without
-    a step record only the state invariants among them run (a state judged on its own; they never
-    read the record)."""
+def check(
+    k: KernelCore, invariants: Sequence[Invariant], step: StepRecord | None = None, scope: Scope | None = None
+) -> list[Violation]:
+    """Run the given invariants on ``k`` after ``step``: every finding, in catalogue order.  The state
+    invariants look at ``scope`` (default: all of the state).  Without a step record only the state
+    invariants among them run (a state judged on its own; they never read the record)."""
     record: Any = step
     found: list[Violation] = []
+    judged = scope
     for inv in invariants:
         if step is None and inv.kind is not Kind.STATE:
             continue
+        if judged is None and inv.kind is Kind.STATE:
+            judged = scopes.full(k)
         try:
-            for message, objs in inv.check(k, record):
+            for message, objs in inv.check(k, record, judged):  # type: ignore[arg-type]
                 found.append(Violation(inv.name, message, _names(objs)))
         except UseAfterFree as uaf:  # a walk inside a check dereferenced a freed object
             found.append(use_after_free(uaf))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -32,6 +33,10 @@ from rmapfuzz.strategy import Strategy
 class Observer:
     """Hooks a campaign uses to watch the machine; the default does nothing."""
 
+    # With coverage, the machine counts the coverage points each test case reaches (and after which
+    # op word each was first reached) and hands them to on_end with the test case's bytes.
+    coverage: ClassVar[bool] = False
+
     def on_start(self) -> None:
         """A new test case (a fresh model kernel) starts."""
 
@@ -41,6 +46,9 @@ class Observer:
     def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
         """A step broke an invariant.  Return False to discard the test case (a bug already found)."""
         return True
+
+    def on_end(self, machine: RmapMachine) -> None:
+        """A test case ended (clean, or after its violation)."""
 
 
 class RmapMachine(RuleBasedStateMachine):
@@ -54,11 +62,19 @@ class RmapMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._rules_strategy = Bursts(self)  # type: ignore[assignment]
-        self.runner = Runner(self.kernel_name, self.strategy.window, self.invariant_names)
+        self.hits: Counter[str] | None = Counter() if self.observer.coverage else None
+        self.runner = Runner(self.kernel_name, self.strategy.window, self.invariant_names, self.hits)
         self.decoder: Decoder | None = None  # set by the first draw (the test case's mix)
+        self.header: bytes | None = None  # the test case's mix header, if it drew one
+        self.words = bytearray()  # the op words decoded so far
+        self.first: dict[str, int] = {}  # coverage point -> the word after which it was first reached
         self.steps: list[ops.Op] = []
         self.live: list[int] = [0]
+        self.failed = False
         self.observer.on_start()
+
+    def teardown(self) -> None:
+        self.observer.on_end(self)
 
     # ---- the one rule Hypothesis runs: a burst of op words (rmapfuzz.generate) ----
 
@@ -68,7 +84,9 @@ class RmapMachine(RuleBasedStateMachine):
         for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
             if len(self.steps) >= self.strategy.steps:
                 return
-            op = decoder.decode(chunk[at : at + OP_BYTES], self.runner.kernel, self.live)
+            word = chunk[at : at + OP_BYTES]
+            self.words += word
+            op = decoder.decode(word, self.runner.kernel, self.live)
             if op is not None:
                 self.do(op)
 
@@ -76,8 +94,15 @@ class RmapMachine(RuleBasedStateMachine):
 
     def do(self, op: ops.Op) -> None:
         self.steps.append(op)
+        hits = self.hits
+        seen = len(hits) if hits is not None else 0
         result, found = self.runner.step(op)
+        if hits is not None and len(hits) != seen:
+            word = len(self.words) // OP_BYTES - 1
+            for point in list(hits)[seen:]:
+                self.first[point] = word
         if found:
+            self.failed = True
             if not self.observer.on_violation(list(self.steps), found):
                 reject()
             note_failure(self.runner.kernel.name, self.strategy.window, self.steps, found[0])
@@ -128,8 +153,9 @@ class Bursts(SearchStrategy[tuple[Any, dict[str, Any]]]):
         if machine.decoder is None:
             base = Mix.of(machine.strategy)
             swarm = data.draw_boolean(machine.strategy.swarm) if machine.strategy.swarm > 0 else False
-            mix = from_header(base, data.draw_bytes(HEADER_BYTES, HEADER_BYTES)) if swarm else base
-            machine.decoder = generate.decoder(mix)
+            if swarm:
+                machine.header = data.draw_bytes(HEADER_BYTES, HEADER_BYTES)
+            machine.decoder = generate.decoder(from_header(base, machine.header) if machine.header else base)
         size = OP_BYTES * machine.strategy.burst
         return self.burst_rule, {"chunk": data.draw_bytes(size, size)}
 

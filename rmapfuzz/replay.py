@@ -14,6 +14,7 @@ import attrs
 
 from rmapfuzz import invariants as inv
 from rmapfuzz import ops
+from rmapfuzz.incremental import Incremental
 from rmapfuzz.invariants import Violation
 from rmapfuzz.kernels import boot
 from rmapfuzz.model.syscalls import SyscallMixin
@@ -65,9 +66,14 @@ def as_ops(steps: StepsLike, window: int) -> list[ops.Op]:
 class Runner:
     """Step-at-a-time replay: apply one op, then check the chosen invariants.
 
-    The fuzzer's state machine drives one of these, so that it judges exactly as ``replay`` does.
-    ``kernel`` is a generation's name or class, or a booted kernel to go on from.  With ``coverage``
-    (a Counter) the coverage points every step reaches are counted into it.
+    The fuzzer drives one of these, so that it judges exactly as ``replay`` does.  ``kernel`` is a
+    generation's name or class, or a booted kernel to go on from.  With ``coverage`` (a Counter)
+    the coverage points every step reaches are counted into it.
+
+    The state invariants are judged incrementally (:mod:`rmapfuzz.scope`): after a step, only what
+    it touched; every ``full_every``-th step and in :meth:`finish`, the whole state; and whenever
+    the incremental judge finds something, the whole state again, so a verdict reads exactly as if
+    every step had been judged whole.  ``incremental=False`` judges the whole state every step.
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class Runner:
         window: int = 8,
         invariants: Iterable[str] | None = None,
         coverage: Counter[str] | None = None,
+        incremental: bool = True,
+        full_every: int = 64,
     ) -> None:
         self.checks: Sequence[inv.Invariant] = inv.select(invariants)
         self.probe = Probe(views=any(c.name == "syscall-effect" for c in self.checks), coverage=coverage)
@@ -85,6 +93,10 @@ class Runner:
             kernel = kernel(window)
         self.kernel = kernel
         self.probe.attach(kernel)
+        self.state_checks = [c for c in self.checks if c.kind is inv.Kind.STATE]
+        self.transition_checks = [c for c in self.checks if c.kind is inv.Kind.TRANSITION]
+        self.incremental = Incremental() if incremental and self.state_checks else None
+        self.full_every = full_every
         self.window = window
         self.index = 0
 
@@ -92,7 +104,10 @@ class Runner:
         """Apply ``op``: (its result, the step's record, None) or, when the model used freed memory,
         ("UAF", None, the ``no-dangling`` violation)."""
         k = self.kernel
-        self.probe.begin(op, None if isinstance(op, ops.FailAlloc) else k.process(op.pid))
+        mm = None if isinstance(op, ops.FailAlloc) else k.process(op.pid)
+        self.probe.begin(op, mm)
+        if self.incremental is not None:
+            self.incremental.before(k, mm)
         try:
             result = k.apply(op)
         except UseAfterFree as uaf:
@@ -101,7 +116,12 @@ class Runner:
 
     def judge(self, record: StepRecord, checks: Sequence[inv.Invariant] | None = None) -> list[Violation]:
         """The violations of ``checks`` (default: the runner's invariants) after the step ``record``."""
-        return inv.check(self.kernel, self.checks if checks is None else checks, record)
+        k = self.kernel
+        if checks is not None or self.incremental is None or self.index % self.full_every == self.full_every - 1:
+            return inv.check(k, self.checks if checks is None else checks, record)
+        if self.incremental.suspect(k, record.op) or inv.check(k, self.transition_checks, record):
+            return inv.check(k, self.checks, record)
+        return []
 
     def step(self, op: ops.Op) -> tuple[str, list[Violation]]:
         """Apply ``op``; returns its result and every invariant it broke (empty when clean)."""
@@ -112,6 +132,16 @@ class Runner:
         self.index += 1
         return result, found
 
+    def finish(self) -> list[Violation]:
+        """The whole state judged by the state invariants once more (at the end of a sequence judged
+        incrementally); a finding is reported at the last step."""
+        if self.incremental is None or self.index == 0:
+            return []
+        found = inv.check(self.kernel, [c for c in self.checks if c.kind is inv.Kind.STATE])
+        for v in found:
+            v.step = self.index - 1
+        return found
+
 
 def replay(
     steps: StepsLike,
@@ -120,6 +150,7 @@ def replay(
     invariants: Iterable[str] | None = None,
     stop_at_violation: bool = True,
     coverage: bool = False,
+    incremental: bool = True,
 ) -> Verdict:
     """Replay ``steps`` (ops or op-language dicts) on a fresh ``kernel`` model of ``window`` pages.
 
@@ -127,7 +158,7 @@ def replay(
     :class:`rmapfuzz.kernels.UnknownKernel` for an unknown kernel name.
     """
     parsed = as_ops(steps, window)
-    runner = Runner(kernel, window, invariants, Counter() if coverage else None)
+    runner = Runner(kernel, window, invariants, Counter() if coverage else None, incremental)
     results: list[str] = []
     first: list[Violation] = []
     for op in parsed:
@@ -137,6 +168,8 @@ def replay(
             first = found
             if stop_at_violation:
                 break
+    if not first:
+        first = runner.finish()
     return Verdict(
         kernel=runner.kernel.name,
         window=window,
