@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import attrs
 
 from rmapfuzz import generate, ops, strategy
-from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Mix, from_header
+from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Swarm
 from rmapfuzz.kernels import KERNELS, Kernel, resolve
 from rmapfuzz.replay import Runner
 
@@ -40,13 +40,13 @@ def compare(kernel: str | Kernel, steps: int, seed: int, length: int = 100) -> T
     """Random sequences on ``kernel`` until ``steps`` steps ran, judged both ways."""
     rng = random.Random(seed)
     cls = resolve(kernel) if isinstance(kernel, str) else kernel
-    base = Mix.for_kernel(strategy.load("default"), cls)
+    swarm = Swarm.of(strategy.load("default"), cls)
     tally = Tally(cls.name)
     while tally.steps < steps:
         tally.sequences += 1
-        decoder = generate.decoder(from_header(base, rng.randbytes(HEADER_BYTES)))
-        fast = Runner(cls, base.window, incremental=True, full_every=10**9)
-        slow = Runner(cls, base.window, incremental=False)
+        decoder = generate.decoder(swarm.mix(rng.randbytes(HEADER_BYTES)))
+        fast = Runner(cls, swarm.base.window, incremental=True, full_every=10**9)
+        slow = Runner(cls, swarm.base.window, incremental=False)
         live = [0]
         for _ in range(length):
             op = decoder.decode(rng.randbytes(OP_BYTES), fast.kernel, live)

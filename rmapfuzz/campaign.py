@@ -39,13 +39,13 @@ from hypothesis.errors import Flaky
 from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.classify import classify
 from rmapfuzz.database import make_database
-from rmapfuzz.generate import Mix
+from rmapfuzz.generate import Swarm
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import Kernel, resolve, with_fix
 from rmapfuzz.machine import Observer, RmapMachine, machine_settings, make_machine, run_machine
 from rmapfuzz.minimize import minimize_failure
 from rmapfuzz.replay import replay
-from rmapfuzz.search import ARMS, Arms, Case, Pool, execute
+from rmapfuzz.search import ARMS, DEFAULT_ARMS, Arms, Case, Pool, execute
 from rmapfuzz.strategy import Strategy
 
 # The version of the machine's choice sequence and of the guided test cases: bump it when a change to
@@ -73,7 +73,7 @@ class Config:
     shrink_seconds: float = 1.0  # Hypothesis' shrinking of a find from its own runs, before minimize
     chunk_examples: int = 300  # test cases per Hypothesis run (examples-bound campaigns)
     targets: tuple[str, ...] = ()  # with keep_going: stop once these catalogued bugs are found
-    arms: tuple[str, ...] = ARMS  # the ways of proposing test cases the hunt may use (rmapfuzz.search)
+    arms: tuple[str, ...] = DEFAULT_ARMS  # the ways of proposing test cases the hunt uses (rmapfuzz.search)
 
 
 @attrs.define
@@ -103,7 +103,7 @@ class Stats:
     ops: Counter[str] = attrs.field(factory=Counter)
     results: Counter[str] = attrs.field(factory=Counter)
     coverage: Counter[str] = attrs.field(factory=Counter)  # point -> test cases that reached it
-    arms: dict[str, tuple[int, float]] = attrs.field(factory=dict)  # arm -> (new buckets, seconds)
+    arms: dict[str, tuple[float, float]] = attrs.field(factory=dict)  # arm -> (reward, seconds)
     kernel: str = ""  # the kernel being searched now (with found bugs' fixes under keep_going)
 
     def snapshot(self) -> dict[str, Any]:
@@ -179,8 +179,8 @@ class Hunt:
         self.stop_event = stop_event
         self.kernel: Kernel = resolve(config.kernel)
         self.rng = random.Random(config.seed * 1_000_003 + worker * 10_007)
-        self.mix = Mix.for_kernel(config.strategy, self.kernel)
-        self.pool = Pool(self.mix, config.strategy.steps, self.rng, swarm=config.strategy.swarm > 0)
+        self.swarm = Swarm.of(config.strategy, self.kernel)
+        self.pool = Pool(self.swarm, config.strategy.steps, self.rng, headers=config.strategy.swarm > 0)
         self.arms = Arms(self.rng, tuple(a for a in ARMS if a in config.arms))
         self.known: set[str] = set()
         self.pending: dict[str, _Pending] = {}
@@ -201,10 +201,12 @@ class Hunt:
 
     # ---- failures ----
 
-    def failed(self, steps: list[ops.Op], violations: list[Violation], via: str, case: Case | None) -> bool:
-        """A failing run; returns whether it is new (worth shrinking).  Under keep_going the hunt
-        moves on to the kernel with the fix of the catalogued bugs it shows."""
-        sig = signature(self.kernel.name, violations[0], steps[-1])
+    def failed(
+        self, kernel: Kernel, steps: list[ops.Op], violations: list[Violation], via: str, case: Case | None
+    ) -> bool:
+        """A failing run on ``kernel``; returns whether it is new (worth shrinking).  Under keep_going
+        the hunt moves on to the kernel with the fix of the catalogued bugs it shows."""
+        sig = signature(kernel.name, violations[0], steps[-1])
         found = self.pending.get(sig)
         if found is not None:
             if len(steps) < len(found.best):
@@ -213,10 +215,10 @@ class Hunt:
         if sig in self.known:
             return False
         self.known.add(sig)
-        bugs = classify(self.kernel, steps, self.config.strategy.window)
+        bugs = classify(kernel, steps, self.config.strategy.window)
         now = time.monotonic()
         pending = _Pending(sig, steps, now - self.stats.started, self.stats.steps, self.stats.examples, self.seed,
-                           self.kernel.name, via, bugs)  # fmt: skip
+                           kernel.name, via, bugs)  # fmt: skip
         targets = self.config.targets
         if targets and not set(targets) & set(bugs):
             # Hunting named bugs: another bug is kept as first seen and reduced after the search.
@@ -226,8 +228,8 @@ class Hunt:
             if via == "hypothesis" and self.shrink_deadline is None:
                 self.shrink_deadline = now + self.config.shrink_seconds
         if self.db is not None and case is not None:
-            self.db.save(database_key(self.config) + b".guided", self.kernel.name.encode() + b"\0" + case.to_bytes())
-        if self.config.keep_going:
+            self.db.save(database_key(self.config) + b".guided", kernel.name.encode() + b"\0" + case.to_bytes())
+        if self.config.keep_going and kernel is self.kernel:
             for bug in bugs:
                 if bug in self.kernel.bugs:
                     self.kernel = with_fix(self.kernel, bug)
@@ -242,9 +244,10 @@ class Hunt:
 
     # ---- the guided arms ----
 
-    def run_case(self, case: Case, via: str) -> int:
-        """Execute one test case; returns the new hit-count buckets it found."""
-        out = execute(self.kernel, self.mix, case, self.config.invariants, self.config.strategy.steps)
+    def run_case(self, case: Case, via: str) -> float:
+        """Execute one test case; returns its reward (rmapfuzz.search.Pool.add)."""
+        kernel = self.kernel
+        out = execute(kernel, self.swarm, case, self.config.invariants, self.config.strategy.steps)
         stats = self.stats
         stats.examples += 1
         stats.steps += len(out.ops)
@@ -253,12 +256,12 @@ class Hunt:
         stats.results.update(out.results)
         stats.coverage.update(out.hits.keys())
         if out.violations:
-            self.failed(out.ops, out.violations, via, case)
+            self.failed(kernel, out.ops, out.violations, via, case)
             return 0
         return self.pool.add(case, out)
 
-    def guided(self, arm: str, cases: int) -> int:
-        new = 0
+    def guided(self, arm: str, cases: int) -> float:
+        new = 0.0
         for _ in range(cases):
             case = self.pool.fresh() if arm == "fresh" else self.pool.mutate()
             new += self.run_case(case, arm)
@@ -281,15 +284,14 @@ class Hunt:
                 kernel = resolve(name.decode())
             except (KeyError, UnicodeDecodeError):
                 kernel = None
-            if case is None or kernel is None or kernel is not self.kernel:
-                if case is None or kernel is None:
-                    self.db.delete(key, value)
+            if case is None or kernel is None:
+                self.db.delete(key, value)
                 continue
-            out = execute(self.kernel, self.mix, case, self.config.invariants, self.config.strategy.steps)
+            out = execute(kernel, self.swarm, case, self.config.invariants, self.config.strategy.steps)
             self.stats.examples += 1
             self.stats.steps += len(out.ops)
             if out.violations:
-                self.failed(out.ops, out.violations, "database", None)
+                self.failed(kernel, out.ops, out.violations, "database", None)
             else:
                 self.db.delete(key, value)
 
@@ -298,17 +300,17 @@ class Hunt:
     def machine(self) -> type[RmapMachine]:
         cls = self.machines.get(self.kernel.name)
         if cls is None:
-            observer = CampaignObserver(self)
+            observer = CampaignObserver(self, self.kernel)
             cls = self.machines[self.kernel.name] = make_machine(
                 self.kernel.name, self.config.strategy, self.config.invariants, observer
             )
         return cls
 
-    def hypothesis(self, examples: int, chunk: int) -> tuple[int, bool]:
-        """One Hypothesis run of ``examples`` test cases; (new buckets, interrupted)."""
+    def hypothesis(self, examples: int, chunk: int) -> tuple[float, bool]:
+        """One Hypothesis run of ``examples`` test cases; (reward, interrupted)."""
         machine = self.machine()
         observer: CampaignObserver = machine.observer  # type: ignore[assignment]
-        observer.new = 0
+        observer.new = 0.0
         self.seed = self.config.seed * 1_000_003 + self.worker * 10_007 + chunk
         settings = machine_settings(self.config.strategy, max_examples=examples, database=self.db, derandomize=False)
         interrupted = False
@@ -329,9 +331,10 @@ class CampaignObserver(Observer):
 
     coverage = True
 
-    def __init__(self, hunt: Hunt) -> None:
+    def __init__(self, hunt: Hunt, kernel: Kernel) -> None:
         self.hunt = hunt
-        self.new = 0
+        self.kernel = kernel  # the kernel this observer's machine runs
+        self.new = 0.0
 
     def on_start(self) -> None:
         self.hunt.stats.examples += 1
@@ -356,7 +359,7 @@ class CampaignObserver(Observer):
 
     def on_violation(self, steps: list[ops.Op], violations: list[Violation]) -> bool:
         self.hunt.stats.ops[steps[-1].op] += 1
-        keep = self.hunt.failed(steps, violations, "hypothesis", None)
+        keep = self.hunt.failed(self.kernel, steps, violations, "hypothesis", None)
         self._tick()
         return keep
 
@@ -384,6 +387,10 @@ class _Outcome:
     @property
     def first(self) -> dict[str, int]:
         return self.machine.first
+
+    @property
+    def live(self) -> list[int]:
+        return self.machine.lives
 
 
 def _finish(config: Config, pending: _Pending, worker: int) -> Find:

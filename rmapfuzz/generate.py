@@ -12,8 +12,9 @@ moved range could merge.  A word of four zero bytes is no op (shrinking a word t
 and every byte shrinks towards the simplest op and the smallest arguments.
 
 A :class:`Mix` comes from a named strategy (:meth:`Mix.of`), or from a :data:`HEADER_BYTES`-byte
-header drawn per test case over a whole language (:meth:`Mix.from_header`): the strategy-free
-search's swarm of mixes, where the all-zero header is the language's base mix.
+header drawn per test case (:class:`Swarm`): the header's first byte picks one of the strategy's
+portfolio (other strategies' mixes) or a mix drawn over the strategy's own language
+(:func:`from_header`: swarm testing).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class Mix:
 # header byte -> window (pages), process bound, an op's weight level, in that order of shrinking
 _WINDOWS = (8, 6, 5, 4, 7, 3)
 _PROCESSES = (3, 2, 4, 6, 5, 1)
-_LEVELS = (None, 0, 1, 2, 4, 8, 16, 32)  # None: the base weight
-HEADER_BYTES = 2 + len(RULE_ORDER) + 3
+_LEVELS = (None, 0, 0, 0, 1, 2, 4, 8, 16, 32)  # None: the base weight; an op is off in 3 of 10 mixes
+MIX_BYTES = 2 + len(RULE_ORDER) + 3  # a mix drawn over a language
+HEADER_BYTES = 1 + MIX_BYTES  # the portfolio pick, then a mix
 
 
 def _subset(values: Sequence[object], mask: int) -> tuple[int, ...]:
@@ -84,10 +86,11 @@ def _subset(values: Sequence[object], mask: int) -> tuple[int, ...]:
 
 
 def from_header(base: Mix, header: bytes) -> Mix:
-    """One test case's mix over ``base``'s language: its window and process bound, each op's
-    weight (switched off, or one of several levels, or the base weight; mmap is never switched
-    off: without it there is nothing to work on), and a subset of each value set."""
-    assert len(header) == HEADER_BYTES
+    """One test case's mix over ``base``'s language from :data:`MIX_BYTES` bytes: its window and
+    process bound, each op's weight (switched off, or one of several levels, or the base weight;
+    mmap is never switched off: without it there is nothing to work on), and a subset of each value
+    set."""
+    assert len(header) == MIX_BYTES
     window = min(base.window, _WINDOWS[header[0] % len(_WINDOWS)])
     procs = min(base.max_processes, _PROCESSES[header[1] % len(_PROCESSES)])
     base_weights = dict(base.weights)
@@ -106,6 +109,33 @@ def from_header(base: Mix, header: bytes) -> Mix:
     advices = tuple(base.advices[i] for i in _subset(base.advices, header[at + 1]))
     flags = tuple(base.mremap_flags[i] for i in _subset(base.mremap_flags, header[at + 2]))
     return Mix(window, procs, tuple(weights), prots, advices, flags)
+
+
+@attrs.frozen
+class Swarm:
+    """The mixes a strategy's test cases draw: with no header, the strategy's own; with one, a
+    portfolio mix (its first byte, from 1) or a mix drawn over the strategy's language (0)."""
+
+    base: Mix
+    portfolio: tuple[Mix, ...] = ()
+
+    @classmethod
+    def of(cls, s: Strategy, kernel: type[SyscallMixin] | None = None) -> Swarm:
+        def mix(t: Strategy) -> Mix:
+            return Mix.of(t) if kernel is None else Mix.for_kernel(t, kernel)
+
+        return cls(mix(s), tuple(mix(p) for p in s.portfolio_strategies()))
+
+    @property
+    def picks(self) -> int:
+        """How many different sources of mixes a header can pick: the portfolio's and the swarm."""
+        return 1 + len(self.portfolio)
+
+    def mix(self, header: bytes | None) -> Mix:
+        if header is None:
+            return self.base
+        pick = header[0] % self.picks
+        return self.portfolio[pick - 1] if pick else from_header(self.base, header[1:])
 
 
 # ---- the decoder ----
@@ -128,7 +158,7 @@ ArgSpec = range | tuple[object, ...]
 def decode_args(value: int, specs: Sequence[ArgSpec]) -> list[object]:
     """All of an op's arguments from one number: its digits in the mixed radix of the argument
     ranges, first argument least significant (24 random bits leave at most a 1 % skew for the
-    largest op, mremap)."""
+    largest op, mremap).  :class:`Decoder` takes the digits the same way, op by op."""
     out = []
     for spec in specs:
         value, digit = divmod(value, len(spec))
@@ -136,30 +166,31 @@ def decode_args(value: int, specs: Sequence[ArgSpec]) -> list[object]:
     return out
 
 
-Builder = Callable[["Decoder", int, SyscallMixin, list[int]], ops.Op]
-
-
 class Decoder:
-    """Op words to ops under one :class:`Mix`."""
+    """Op words to ops under one :class:`Mix`.
+
+    Each op's arguments are the digits of the word's last three bytes in the mixed radix of its
+    argument ranges (:func:`decode_args`): a process index, then (by op) a page, a length, a
+    protection / advice, a move target and a new length, a flag set; fail_alloc's ``nth``.
+    """
 
     def __init__(self, mix: Mix) -> None:
         self.mix = mix
-        w = mix.window
-        proc = range(max(mix.max_processes, 1))
-        page, count = range(w), range(1, w + 1)
-        self.specs: dict[str, list[ArgSpec]] = {
-            "mmap": [proc, page, count, mix.prots],
-            "munmap": [proc, page, count],
-            "mprotect": [proc, page, count, mix.prots],
-            "madvise": [proc, page, count, mix.advices],
-            "mremap": [proc, page, count, range(4 * w), count, mix.mremap_flags],
-            "fork": [proc],
-            "exit": [proc],
-            "read": [proc, page],
-            "write": [proc, page],
-            "fail_alloc": [FAIL_NTH],
-        }
+        self.procs = max(mix.max_processes, 1)
+        self.window = mix.window
         self._tables: dict[int, list[str]] = {}
+        self._build: dict[str, Callable[[int, SyscallMixin, list[int]], ops.Op]] = {
+            "mmap": self._mmap,
+            "munmap": self._munmap,
+            "mprotect": self._mprotect,
+            "madvise": self._madvise,
+            "mremap": self._mremap,
+            "fork": self._fork,
+            "exit": self._exit,
+            "read": self._read,
+            "write": self._write,
+            "fail_alloc": self._fail_alloc,
+        }
 
     def table(self, live: int) -> list[str]:
         """The slot table for ``live`` processes (fork needs room for one more, exit one to spare)."""
@@ -177,23 +208,91 @@ class Decoder:
         """The op of one word in state ``k`` with processes ``live``; None for the all-zero word."""
         if not any(word):
             return None
-        name = self.table(len(live))[word[0]]
-        args = decode_args(int.from_bytes(word[1:OP_BYTES], "big"), self.specs[name])
-        return _BUILD[name](self, args, k, live)
+        table = self._tables.get(len(live)) or self.table(len(live))
+        return self._build[table[word[0]]]((word[1] << 16) | (word[2] << 8) | word[3], k, live)
+
+    # ---- the ops: digits of the value, then arguments mapped onto the state ----
+
+    def _range(self, value: int, live: list[int]) -> tuple[int, int, int, int]:
+        """(pid, start page, pages, the rest of the value): the digits every range op starts with."""
+        value, p = divmod(value, self.procs)
+        value, start = divmod(value, self.window)
+        value, pages = divmod(value, self.window)
+        return live[p % len(live)], start, pages + 1, value
+
+    def _mmap(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        pid, start, pages, value = self._range(value, live)
+        prots = self.mix.prots
+        return ops.Mmap(pid, start, self.abutting_pages(k, pid, start, pages), prots[value % len(prots)])
+
+    def _munmap(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        pid, start, pages, _ = self._range(value, live)
+        return ops.Munmap(pid, start, self.span(start, pages))
+
+    def _mprotect(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        pid, start, pages, value = self._range(value, live)
+        prots = self.mix.prots
+        start = self.mapped_page(k, pid, start)
+        return ops.Mprotect(pid, start, self.span(start, pages), prots[value % len(prots)])
+
+    def _madvise(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        pid, start, pages, value = self._range(value, live)
+        advices = self.mix.advices
+        start = self.mapped_page(k, pid, start)
+        return ops.Madvise(pid, start, self.span(start, pages), advices[value % len(advices)])
+
+    def _mremap(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        pid, start, pages, value = self._range(value, live)
+        value, new_start = divmod(value, 4 * self.window)
+        value, new_pages = divmod(value, self.window)
+        flag_sets = self.mix.mremap_flags
+        flags = flag_sets[value % len(flag_sets)]
+        start = self.mapped_page(k, pid, start)
+        pages = self.span(start, pages)
+        new_start = self.move_target(k, pid, start, pages, new_start) if "fixed" in flags else start
+        return ops.Mremap(pid, start, pages, new_start, self.abutting_pages(k, pid, new_start, new_pages + 1), flags)
+
+    def _fork(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        return ops.Fork(live[value % self.procs % len(live)])
+
+    def _exit(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        return ops.Exit(live[value % self.procs % len(live)])
+
+    def _fault(self, value: int, k: SyscallMixin, live: list[int], need: int) -> tuple[int, int]:
+        value, p = divmod(value, self.procs)
+        pid = live[p % len(live)]
+        return pid, self.mapped_page(k, pid, value % self.window, need)
+
+    def _read(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        return ops.Read(*self._fault(value, k, live, VM_READ))
+
+    def _write(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        return ops.Write(*self._fault(value, k, live, VM_WRITE))
+
+    def _fail_alloc(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
+        return ops.FailAlloc(FAIL_NTH[value % len(FAIL_NTH)])
 
     # ---- arguments mapped onto the state ----
 
     def span(self, start: int, pages: int) -> int:
-        return min(pages, self.mix.window - start)
+        return min(pages, self.window - start)
 
     def mapped_page(self, k: SyscallMixin, pid: int, i: int, need: int = 0) -> int:
         """The i-th mapped page of the process (mod their number), preferring VMAs whose flags
         include ``need``: faults, mprotect and madvise land inside a VMA (a write in a writable
         one), so few of them only fail with SEGV or ENOMEM."""
         vmas = k.mms[pid].vmas
+        if not vmas:
+            return i % self.window
         fitting = [v for v in vmas if v.vm_flags & need == need] or vmas
-        pages = [a for v in fitting for a in range(v.vm_start, v.vm_end)]
-        return pages[i % len(pages)] if pages else i % self.mix.window
+        total = sum(v.vm_end - v.vm_start for v in fitting)
+        i %= total
+        for v in fitting:
+            n = v.vm_end - v.vm_start
+            if i < n:
+                return v.vm_start + i
+            i -= n
+        raise AssertionError("unreachable")
 
     def move_target(self, k: SyscallMixin, pid: int, start: int, pages: int, i: int) -> int:
         """The i-th candidate target of a move: first the addresses where the moved range could
@@ -203,7 +302,7 @@ class Decoder:
         src = next((v for v in vmas if v.vm_start <= start < v.vm_end), None)
         mergeable = [] if src is None else [src.vm_pgoff + (start - src.vm_start)]
         mergeable += [v.vm_end for v in vmas] + [v.vm_start - pages for v in vmas]
-        window = self.mix.window
+        window = self.window
         candidates = [a for a in mergeable if 0 <= a < window] + list(range(window))
         return candidates[i % len(candidates)]
 
@@ -211,93 +310,12 @@ class Decoder:
         """The i-th candidate length of a range from ``start``: first the length that ends it
         exactly where another VMA begins (where a new or moved range can merge with its next),
         then every length that fits in the window."""
-        ends = [v.vm_start - start for v in k.mms[pid].vmas if v.vm_start > start]
-        candidates = ends[:1] + list(range(1, self.mix.window - start + 1))
-        return candidates[i % len(candidates)]
-
-
-def _pid(live: list[int], p: object) -> int:
-    assert isinstance(p, int)
-    return live[p % len(live)]
-
-
-def _mmap(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    p, start, pages, prot = a
-    pid = _pid(live, p)
-    assert isinstance(start, int) and isinstance(pages, int) and isinstance(prot, str)
-    return ops.Mmap(pid, start, d.abutting_pages(k, pid, start, pages), prot)
-
-
-def _munmap(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    p, start, pages = a
-    assert isinstance(start, int) and isinstance(pages, int)
-    return ops.Munmap(_pid(live, p), start, d.span(start, pages))
-
-
-def _mprotect(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    p, start, pages, prot = a
-    pid = _pid(live, p)
-    assert isinstance(start, int) and isinstance(pages, int) and isinstance(prot, str)
-    start = d.mapped_page(k, pid, start)
-    return ops.Mprotect(pid, start, d.span(start, pages), prot)
-
-
-def _madvise(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    p, start, pages, advice = a
-    pid = _pid(live, p)
-    assert isinstance(start, int) and isinstance(pages, int) and isinstance(advice, str)
-    start = d.mapped_page(k, pid, start)
-    return ops.Madvise(pid, start, d.span(start, pages), advice)
-
-
-def _mremap(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    p, start, pages, new_start, new_pages, flags = a
-    pid = _pid(live, p)
-    assert isinstance(start, int) and isinstance(pages, int) and isinstance(new_start, int)
-    assert isinstance(new_pages, int) and isinstance(flags, tuple)
-    start = d.mapped_page(k, pid, start)
-    pages = d.span(start, pages)
-    new_start = d.move_target(k, pid, start, pages, new_start) if "fixed" in flags else start
-    return ops.Mremap(pid, start, pages, new_start, d.abutting_pages(k, pid, new_start, new_pages), flags)
-
-
-def _fork(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    return ops.Fork(_pid(live, a[0]))
-
-
-def _exit(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    return ops.Exit(_pid(live, a[0]))
-
-
-def _read(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    pid = _pid(live, a[0])
-    assert isinstance(a[1], int)
-    return ops.Read(pid, d.mapped_page(k, pid, a[1], VM_READ))
-
-
-def _write(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    pid = _pid(live, a[0])
-    assert isinstance(a[1], int)
-    return ops.Write(pid, d.mapped_page(k, pid, a[1], VM_WRITE))
-
-
-def _fail_alloc(d: Decoder, a: list[object], k: SyscallMixin, live: list[int]) -> ops.Op:
-    assert isinstance(a[0], int)
-    return ops.FailAlloc(a[0])
-
-
-_BUILD: dict[str, Callable[[Decoder, list[object], SyscallMixin, list[int]], ops.Op]] = {
-    "mmap": _mmap,
-    "munmap": _munmap,
-    "mprotect": _mprotect,
-    "madvise": _madvise,
-    "mremap": _mremap,
-    "fork": _fork,
-    "exit": _exit,
-    "read": _read,
-    "write": _write,
-    "fail_alloc": _fail_alloc,
-}
+        fits = self.window - start
+        nxt = next((v.vm_start - start for v in k.mms[pid].vmas if v.vm_start > start), None)
+        if nxt is None:
+            return i % fits + 1
+        i %= fits + 1
+        return nxt if i == 0 else i
 
 
 @functools.lru_cache(maxsize=4096)

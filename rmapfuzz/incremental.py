@@ -59,10 +59,19 @@ class Incremental:
         self.avs: dict[int, _AvBefore] = {}
         self.pages: dict[int, _PageBefore] = {}
         self.slots: dict[int, tuple[SwapSlot, int, int]] = {}  # (slot, acting swap ptes, count)
+        self.fault: tuple[object, Page | None, bool] | None = None  # (pte, page, writable) of a no-op fault
 
-    def before(self, k: KernelCore, acting: Mm | None) -> None:
+    def before(self, k: KernelCore, acting: Mm | None, op: ops.Op) -> None:
         """Snapshot the acting process's side of the state, before the step runs."""
         self.acting = acting
+        self.fault = None
+        if acting is not None and isinstance(op, ops.Read | ops.Write):
+            pte = acting.ptes.get(op.addr)
+            if pte is not None and pte.swap is None and (pte.writable or isinstance(op, ops.Read)):
+                # handle_mm_fault() returns at once for a present pte that needs no write: a fault
+                # that leaves its pte as it was did nothing, and needs no snapshot
+                self.fault = (pte, pte.page, pte.writable)
+                return
         self.next_pid = k.next_pid
         self.n_avs = len(k.anon_vmas)
         self.n_pages = len(k.pages)
@@ -115,28 +124,40 @@ class Incremental:
             if cached is not None and id(cached) not in slots:
                 slots[id(cached)] = (cached, 0, cached.count)
 
-    def suspect(self, k: KernelCore, op: ops.Op) -> bool:
+    def suspect(self, k: KernelCore, op: ops.Op, result: str) -> bool:
         """Whether the step that just ran may have broken a state invariant."""
         acting = self.acting
-        if acting is None:
-            return False  # fail_alloc only arms the countdown; a step of a process that is gone does nothing
+        if acting is None or result == "SEGV":
+            return False  # fail_alloc arms a countdown, a step of a gone process or a denied fault does nothing
+        if self.fault is not None:
+            pte, page, writable = self.fault
+            assert isinstance(op, ops.Read | ops.Write)
+            now = acting.ptes.get(op.addr)
+            return now is not pte or now.page is not page or now.writable != writable  # type: ignore[union-attr]
         if isinstance(op, ops.Madvise) and op.advice == "pageout":
             return True  # reclaim's rmap walk reaches other processes' ptes: judged whole
         mms = [acting] if acting.alive else []
-        mms += [k.mms[p] for p in range(self.next_pid, k.next_pid) if p in k.mms and k.mms[p].alive]
+        if k.next_pid != self.next_pid:
+            mms += [k.mms[p] for p in range(self.next_pid, k.next_pid) if p in k.mms and k.mms[p].alive]
         try:
-            return self._processes(k, mms) or self._anon_vmas(k, mms) or self._pages(k, mms)
+            return self._after(k, mms)
         except UseAfterFree:
             return True
 
-    # ---- the acting process, whole ----
-
-    def _processes(self, k: KernelCore, mms: list[Mm]) -> bool:
+    def _after(self, k: KernelCore, mms: list[Mm]) -> bool:
+        """One pass over the acting processes, then the anon_vmas, pages and slots they reach."""
         bound = k.features.chain_bound
+        links: dict[int, list[int]] = {}  # id(av) -> [links, VMAs using it] of the processes after
+        objs: dict[int, AnonVma] = {}
+        mapped: dict[int, list[object]] = {}  # id(page) -> [page, [(mm, addr), ...]]
+        swapped: dict[int, int] = {}
+        slots: dict[int, SwapSlot] = {}
+        heads: dict[int, set[int]] = {}  # id(av) -> ids of the links on its list
         for mm in mms:
             groups: dict[int, object] = {}
-            vmas = mm.vmas
-            for v in vmas:
+            ptes = mm.ptes
+            inside = 0
+            for v in mm.vmas:
                 if v.freed:
                     return True
                 chain = v.anon_vma_chain
@@ -144,68 +165,73 @@ class Incremental:
                 if av is None:
                     if chain:
                         return True
-                    continue
-                if av.freed or (bound is not None and len(chain) > bound):
-                    return True
-                primary = False
-                for avc in chain:
-                    x = avc.anon_vma
-                    if avc.vma is not v or x.freed or avc not in x.head:
+                else:
+                    if av.freed or (bound is not None and len(chain) > bound):
                         return True
-                    primary = primary or x is av
-                if not primary:
-                    return True
-                first = groups.get(id(av))
-                if first is None:
-                    groups[id(av)] = v
-                elif {id(a.anon_vma) for a in chain} != {id(a.anon_vma) for a in first.anon_vma_chain}:  # type: ignore[attr-defined]
-                    return True
-            ptes = mm.ptes
-            inside = 0
-            for v in vmas:
-                start, end = v.vm_start, v.vm_end
+                    primary = False
+                    for avc in chain:
+                        x = avc.anon_vma
+                        listed = heads.get(id(x))
+                        if listed is None:
+                            listed = heads[id(x)] = {id(y) for y in x.head}
+                        if avc.vma is not v or x.freed or id(avc) not in listed:
+                            return True
+                        if x is av:
+                            primary = True
+                        e = links.get(id(x))
+                        if e is None:
+                            links[id(x)] = [1, 0]
+                            objs[id(x)] = x
+                        else:
+                            e[0] += 1
+                    if not primary:
+                        return True
+                    links[id(av)][1] += 1
+                    first = groups.get(id(av))
+                    if first is None:
+                        groups[id(av)] = v
+                    elif {id(a.anon_vma) for a in chain} != {id(a.anon_vma) for a in first.anon_vma_chain}:  # type: ignore[attr-defined]
+                        return True
+                if not ptes:
+                    continue
+                start = v.vm_start
                 writable = v.vm_flags & VM_WRITE
                 offset = v.vm_pgoff - start
-                for addr in range(start, end):
+                for addr in range(start, v.vm_end):
                     pte = ptes.get(addr)
                     if pte is None:
                         continue
                     inside += 1
-                    if pte.swap is not None or pte.page is None:
+                    slot = pte.swap
+                    if slot is not None:
+                        swapped[id(slot)] = swapped.get(id(slot), 0) + 1
+                        slots[id(slot)] = slot
                         continue
-                    if pte.writable and not writable:
-                        return True
                     page = pte.page
-                    if page.freed or page.index != offset + addr:
+                    if page is None:
+                        continue
+                    if (pte.writable and not writable) or page.freed or page.index != offset + addr:
                         return True
                     if page.mapping is not None and page.mapping.freed:
                         return True
+                    e2 = mapped.get(id(page))
+                    if e2 is None:
+                        mapped[id(page)] = [page, [(mm, addr)]]
+                    else:
+                        e2[1].append((mm, addr))  # type: ignore[attr-defined]
             if inside != len(ptes):
                 return True  # a pte outside every VMA
-        return False
+        return self._anon_vmas(k, links, objs) or self._pages(k, mapped, swapped, slots)
 
     # ---- anon_vmas: lists and counters by how they moved ----
 
-    def _anon_vmas(self, k: KernelCore, mms: list[Mm]) -> bool:
+    def _anon_vmas(self, k: KernelCore, links: dict[int, list[int]], objs: dict[int, AnonVma]) -> bool:
         features = k.features
         counted = features.refcount or features.degree or features.fork_counters
-        links: dict[int, list[int]] = {}  # id(av) -> [links, VMAs using it] of the processes after
-        objs: dict[int, AnonVma] = {}
-        for mm in mms:
-            for v in mm.vmas:
-                for avc in v.anon_vma_chain:
-                    x = avc.anon_vma
-                    e = links.get(id(x))
-                    if e is None:
-                        links[id(x)] = [1, 0]
-                        objs[id(x)] = x
-                    else:
-                        e[0] += 1
-                if v.anon_vma is not None:
-                    links[id(v.anon_vma)][1] += 1  # linked: the walk above checked it
         before = self.avs
-        new = {id(x) for x in k.anon_vmas[self.n_avs :]}
-        for x in k.anon_vmas[self.n_avs :]:
+        n_avs = self.n_avs
+        new = {id(x) for x in k.anon_vmas[n_avs:]} if len(k.anon_vmas) != n_avs else set()
+        for x in k.anon_vmas[n_avs:]:
             objs.setdefault(id(x), x)
         for key, b in before.items():
             objs.setdefault(key, b[0])
@@ -217,7 +243,7 @@ class Incremental:
             prior = before.get(key)
             if prior is None and key not in new:
                 return True  # an anon_vma the step reached that the snapshot did not see: judge whole
-            n, _ = links.get(key, (0, 0))
+            n = links[key][0] if key in links else 0
             others = 0 if prior is None else prior[2] - prior[1]
             if x.freed:
                 if others:
@@ -242,13 +268,12 @@ class Incremental:
                 continue
             then = before.get(key)
             old = then[3:] if then is not None else _NEW_AV
-            active = links.get(key, (0, 0))[1] - old[0]
+            active = (links[key][1] if key in links else 0) - old[0]
             children = moved_children.get(key, 0)
             if x.refcount < 0 or x.degree < 0 or x.num_children < 0 or x.num_active_vmas < 0:
                 return True
             if features.refcount:
-                full_before = old[7]
-                expected = (bool(x.head) - full_before) + moved_pins.get(key, 0) + (x.pins - old[5])
+                expected = (bool(x.head) - old[7]) + moved_pins.get(key, 0) + (x.pins - old[5])
                 if x.refcount - old[1] != expected:
                     return True
             if features.degree and x.degree - old[2] != active + children:
@@ -259,31 +284,20 @@ class Incremental:
 
     # ---- pages and swap slots by arithmetic; the rmap walk of the acting process's pages ----
 
-    def _pages(self, k: KernelCore, mms: list[Mm]) -> bool:
-        mapped: dict[int, list[object]] = {}  # id(page) -> [page, [(mm, addr), ...]]
-        swapped: dict[int, int] = {}
-        slots: dict[int, SwapSlot] = {}
-        for mm in mms:
-            for addr, pte in mm.ptes.items():
-                slot = pte.swap
-                if slot is not None:
-                    swapped[id(slot)] = swapped.get(id(slot), 0) + 1
-                    slots[id(slot)] = slot
-                elif pte.page is not None:
-                    e = mapped.get(id(pte.page))
-                    if e is None:
-                        mapped[id(pte.page)] = [pte.page, [(mm, addr)]]
-                    else:
-                        e[1].append((mm, addr))  # type: ignore[attr-defined]
+    def _pages(
+        self, k: KernelCore, mapped: dict[int, list[object]], swapped: dict[int, int], slots: dict[int, SwapSlot]
+    ) -> bool:
         before = self.pages
         pages: dict[int, Page] = {key: b[0] for key, b in before.items()}
-        for key, e in mapped.items():
-            pages[key] = e[0]  # type: ignore[assignment]
-        for page in k.pages[self.n_pages :]:
-            pages[id(page)] = page
+        for key, entry in mapped.items():
+            pages[key] = entry[0]  # type: ignore[assignment]
+        if len(k.pages) != self.n_pages:
+            for page in k.pages[self.n_pages :]:
+                pages[id(page)] = page
         for page in pages.values():
             if page.swapcache is not None:
                 slots.setdefault(id(page.swapcache), page.swapcache)
+        walk = k.rmap_walk_anon  # type: ignore[attr-defined]
         for key, page in pages.items():
             b = before.get(key)
             others = 0 if b is None else b[2] - b[1]
@@ -298,7 +312,7 @@ class Incremental:
             if others and b is not None and page.mapping is not b[3]:
                 return True  # a page others map changed its anon_vma
             if e is not None:
-                found = {(vma.mm, addr) for vma, addr in k.rmap_walk_anon(page)}  # type: ignore[attr-defined]
+                found = {(vma.mm, addr) for vma, addr in walk(page)}
                 for loc in e[1]:  # type: ignore[attr-defined]
                     if loc not in found:
                         return True

@@ -98,19 +98,28 @@ def check_merge_superset(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
 
 
 def check_chain_consistency(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    heads: dict[int, set[int]] = {}  # id(anon_vma) -> ids of the links on its list
     for vma in scope.vmas:
         for avc in vma.anon_vma_chain:
-            if avc.vma is not vma or avc not in avc.anon_vma.head:
+            listed = heads.get(id(avc.anon_vma))
+            if listed is None:
+                listed = heads[id(avc.anon_vma)] = {id(x) for x in avc.anon_vma.head}
+            if avc.vma is not vma or id(avc) not in listed:
                 yield (
                     f"{vma.name}'s chain entry for {avc.anon_vma.name} is not on that anon_vma's list",
                     [vma, avc.anon_vma],
                 )
+    chains: dict[int, set[int]] = {}  # id(vma) -> ids of the links on its chain
     for av in scope.avs:
         for avc in av.head:
             vma = avc.vma
             if vma.freed or not vma.mm.alive:
                 yield (f"{av.name}'s list links freed VMA {vma.name}", [av, vma])
-            elif avc not in vma.anon_vma_chain:
+                continue
+            linked = chains.get(id(vma))
+            if linked is None:
+                linked = chains[id(vma)] = {id(x) for x in vma.anon_vma_chain}
+            if id(avc) not in linked:
                 yield (f"{av.name}'s list entry for {vma.name} is not in that VMA's chain", [av, vma])
 
 
@@ -323,8 +332,15 @@ _ADVICE_FLAGS = {
 }
 
 
-def _prot_bits(prot: str) -> int:
+def _bits(prot: str) -> int:
     return sum(bit for letter, bit in _PROT_BITS.items() if letter in prot)
+
+
+_PROT_OF: dict[str, int] = {prot: _bits(prot) for prot in ops.PROTS}
+
+
+def _prot_bits(prot: str) -> int:
+    return _PROT_OF[prot]
 
 
 def _mremap_target(op: ops.Mremap) -> int:
@@ -423,9 +439,12 @@ def _mremap_effect(
 def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, PageView]) -> Iterator[Finding]:
     """A range op changes only its range (and an mremap its target): every other page of the
     process keeps its VMA flags, linear page index and pte."""
+    if before == after:
+        return
     touched = _touched(op)
     for addr in sorted((before.keys() | after.keys()) - touched):
-        if not _same_page(before.get(addr), after.get(addr)):
+        b, a = before.get(addr), after.get(addr)
+        if b != a and not _same_page(b, a):
             yield (f"{op.op} P{op.pid}:[{op.start},{op.start + op.pages}) changed page {addr} outside "  # type: ignore[attr-defined]
                    f"its range", _vmas_at(mm, addr))  # fmt: skip
             return
@@ -436,31 +455,33 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if result not in OUTCOMES:
         yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
         return
-    if isinstance(op, ops.FailAlloc) or op.pid not in k.mms:
+    before = step.before
+    if before is None:  # not a range op (or its process was gone): only the answer is judged
         return
+    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
     mm = k.mms[op.pid]
-    after = page_views(mm) if step.before is not None else {}
-    if step.before is not None and result != "ESRCH":
-        yield from _frame(op, mm, step.before, after)
-    if result != "ok" or not isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap):
+    after = page_views(mm)
+    if result != "ESRCH":
+        yield from _frame(op, mm, before, after)
+    if result != "ok" or op.pages == 0:
         return
-    if op.pages == 0:
-        return
-    where = f"P{op.pid}:[{op.start},{op.start + op.pages})"
     if isinstance(op, ops.Munmap):
-        yield from _unmap_effect(op, mm, where)
+        yield from _unmap_effect(op, mm, _where(op))
         return
     if isinstance(op, ops.Mremap):
-        if step.before is not None:
-            yield from _mremap_effect(op, mm, step.before, after)
+        yield from _mremap_effect(op, mm, before, after)
         return
     vmas = _covering(mm, op.start, op.start + op.pages)
     if vmas is None:
-        yield (f"{op.op} {where} returned 0 but the range is not all mapped", [])
+        yield (f"{op.op} {_where(op)} returned 0 but the range is not all mapped", [])
     elif isinstance(op, ops.Madvise):
-        yield from _madvise_effect(k, op, mm, vmas, where)
+        yield from _madvise_effect(k, op, mm, vmas, _where(op))
     else:
-        yield from _mapping_effect(op, vmas, where)
+        yield from _mapping_effect(op, vmas, _where(op))
+
+
+def _where(op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap) -> str:
+    return f"P{op.pid}:[{op.start},{op.start + op.pages})"
 
 
 def check_fail_injection(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
@@ -615,6 +636,17 @@ def select(names: Iterable[str] | None) -> tuple[Invariant, ...]:
     if unknown:
         raise ValueError(f"unknown invariant {sorted(unknown)[0]!r} (known: {', '.join(DEFAULT)})")
     return tuple(inv for inv in CATALOGUE if inv.name in wanted)
+
+
+def breaks(k: KernelCore, invariants: Sequence[Invariant], step: StepRecord) -> bool:
+    """Whether any of the (transition) invariants finds something after ``step`` (no report)."""
+    try:
+        return any(next(iter(inv.check(k, step, _NO_SCOPE)), None) is not None for inv in invariants)
+    except UseAfterFree:
+        return True
+
+
+_NO_SCOPE: Any = None  # the transition invariants never read the scope
 
 
 def check(

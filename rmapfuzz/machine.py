@@ -24,7 +24,7 @@ from hypothesis.stateful import get_state_machine_test as _get_state_machine_tes
 from hypothesis.strategies import SearchStrategy
 
 from rmapfuzz import generate, ops
-from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Decoder, Mix, from_header
+from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Decoder, Swarm
 from rmapfuzz.invariants import Violation
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
@@ -68,6 +68,7 @@ class RmapMachine(RuleBasedStateMachine):
         self.header: bytes | None = None  # the test case's mix header, if it drew one
         self.words = bytearray()  # the op words decoded so far
         self.first: dict[str, int] = {}  # coverage point -> the word after which it was first reached
+        self.lives: list[int] = []  # processes alive before each word
         self.steps: list[ops.Op] = []
         self.live: list[int] = [0]
         self.failed = False
@@ -80,12 +81,13 @@ class RmapMachine(RuleBasedStateMachine):
 
     @rule(chunk=st.binary())
     def burst(self, chunk: bytes) -> None:
-        decoder = self.decoder or generate.decoder(Mix.of(self.strategy))
+        decoder = self.decoder or generate.decoder(_swarm(self.strategy).base)
         for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
             if len(self.steps) >= self.strategy.steps:
                 return
             word = chunk[at : at + OP_BYTES]
             self.words += word
+            self.lives.append(len(self.live))
             op = decoder.decode(word, self.runner.kernel, self.live)
             if op is not None:
                 self.do(op)
@@ -113,6 +115,17 @@ class RmapMachine(RuleBasedStateMachine):
             elif isinstance(op, ops.Exit):
                 self.live.remove(op.pid)
         self.observer.on_step(op, result)
+
+
+_SWARMS: dict[int, tuple[Strategy, Swarm]] = {}
+
+
+def _swarm(strategy: Strategy) -> Swarm:
+    """The strategy's swarm, built once (its portfolio loads other strategy files)."""
+    known = _SWARMS.get(id(strategy))
+    if known is None or known[0] is not strategy:
+        known = _SWARMS[id(strategy)] = (strategy, Swarm.of(strategy))
+    return known[1]
 
 
 def note_failure(kernel: str, window: int, steps: list[ops.Op], violation: Violation) -> None:
@@ -151,11 +164,10 @@ class Bursts(SearchStrategy[tuple[Any, dict[str, Any]]]):
     def do_draw(self, data: Any) -> tuple[Any, dict[str, Any]]:
         machine = self.machine
         if machine.decoder is None:
-            base = Mix.of(machine.strategy)
-            swarm = data.draw_boolean(machine.strategy.swarm) if machine.strategy.swarm > 0 else False
-            if swarm:
+            strat = machine.strategy
+            if strat.swarm > 0 and data.draw_boolean(strat.swarm):
                 machine.header = data.draw_bytes(HEADER_BYTES, HEADER_BYTES)
-            machine.decoder = generate.decoder(from_header(base, machine.header) if machine.header else base)
+            machine.decoder = generate.decoder(_swarm(strat).mix(machine.header))
         size = OP_BYTES * machine.strategy.burst
         return self.burst_rule, {"chunk": data.draw_bytes(size, size)}
 

@@ -107,7 +107,7 @@ class Runner:
         mm = None if isinstance(op, ops.FailAlloc) else k.process(op.pid)
         self.probe.begin(op, mm)
         if self.incremental is not None:
-            self.incremental.before(k, mm)
+            self.incremental.before(k, mm, op)
         try:
             result = k.apply(op)
         except UseAfterFree as uaf:
@@ -119,7 +119,7 @@ class Runner:
         k = self.kernel
         if checks is not None or self.incremental is None or self.index % self.full_every == self.full_every - 1:
             return inv.check(k, self.checks if checks is None else checks, record)
-        if self.incremental.suspect(k, record.op) or inv.check(k, self.transition_checks, record):
+        if self.incremental.suspect(k, record.op, record.result) or inv.breaks(k, self.transition_checks, record):
             return inv.check(k, self.checks, record)
         return []
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import attrs
 
 from rmapfuzz import generate, ops
-from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Mix, from_header
+from rmapfuzz.generate import FAIL_NTH, HEADER_BYTES, OP_BYTES, Swarm
 from rmapfuzz.invariants import Violation
 from rmapfuzz.kernels import Kernel
 from rmapfuzz.replay import Runner
@@ -74,22 +74,20 @@ class Outcome:
     first: dict[str, int]  # point -> the word after which it was first reached
     violations: list[Violation]  # at the failing step (empty when clean)
     words: int  # words consumed
+    live: list[int]  # how many processes were alive before each word
 
 
-def case_mix(base: Mix, case: Case) -> Mix:
-    return base if case.header is None else from_header(base, case.header)
-
-
-def execute(kernel: Kernel, base: Mix, case: Case, invariants: Sequence[str] | None, max_steps: int) -> Outcome:
+def execute(kernel: Kernel, swarm: Swarm, case: Case, invariants: Sequence[str] | None, max_steps: int) -> Outcome:
     """Run ``case`` on a fresh ``kernel``, judging every step; stop at the first violation or after
     ``max_steps`` ops."""
     hits: Counter[str] = Counter()
-    runner = Runner(kernel, base.window, invariants, coverage=hits)
-    decoder = generate.decoder(case_mix(base, case))
+    runner = Runner(kernel, swarm.base.window, invariants, coverage=hits)
+    decoder = generate.decoder(swarm.mix(case.header))
     k = runner.kernel
     live = [0]
     steps: list[ops.Op] = []
     results: list[str] = []
+    lives: list[int] = []
     first: dict[str, int] = {}
     seen = 0
     words = case.words
@@ -98,6 +96,7 @@ def execute(kernel: Kernel, base: Mix, case: Case, invariants: Sequence[str] | N
     for index, at in enumerate(range(0, max(n, 0), OP_BYTES)):
         if len(steps) >= max_steps:
             break
+        lives.append(len(live))
         op = decoder.decode(words[at : at + OP_BYTES], k, live)
         if op is None:
             continue
@@ -109,13 +108,13 @@ def execute(kernel: Kernel, base: Mix, case: Case, invariants: Sequence[str] | N
                 first[point] = index
             seen = len(hits)
         if found:
-            return Outcome(steps, results, hits, first, found, index + 1)
+            return Outcome(steps, results, hits, first, found, index + 1, lives)
         if result == "ok":
             if isinstance(op, ops.Fork):
                 live.append(k.next_pid - 1)
             elif isinstance(op, ops.Exit):
                 live.remove(op.pid)
-    return Outcome(steps, results, hits, first, [], index + 1)
+    return Outcome(steps, results, hits, first, [], index + 1, lives)
 
 
 def bucket(count: int) -> int:
@@ -135,30 +134,37 @@ def bucket(count: int) -> int:
 class Entry:
     case: Case
     first: dict[str, int]  # point -> word after which it was first reached
+    live: list[int]  # processes alive before each word
 
 
 @attrs.define
 class Pool:
     """The kept test cases, and what the search has reached so far."""
 
-    base: Mix
+    swarm: Swarm
     length: int  # words per fresh case
     rng: random.Random
     reached: Counter[str] = attrs.field(factory=Counter)  # point -> test cases that reached it
     buckets: set[tuple[str, int]] = attrs.field(factory=set)
     soonest: dict[str, Entry] = attrs.field(factory=dict)  # point -> the case reaching it soonest
     entries: list[Entry] = attrs.field(factory=list)
-    swarm: bool = True
+    headers: bool = True  # test cases draw their own mix (else the strategy's)
+    picks: Picks | None = None
 
     # ---- feedback ----
 
-    def add(self, case: Case, outcome: Outcome) -> int:
-        """Count what ``case`` reached; keep it if it reached something new.  Returns how many new
-        (point, hit-count bucket) pairs it found (the search's reward)."""
+    def add(self, case: Case, outcome: Outcome) -> float:
+        """Count what ``case`` reached; keep it if it reached something new.  Returns its reward:
+        how rare the kernel paths it went through are (the sum, over the points it reached, of one
+        over the number of test cases that reached each), plus one per new (point, hit-count bucket)
+        pair.  A source of test cases that keeps reaching paths the others seldom reach earns
+        more time, until those paths are no longer rare."""
         new = 0
+        rarity = 0.0
         entry: Entry | None = None
         for point, count in outcome.hits.items():
             self.reached[point] += 1
+            rarity += 1 / self.reached[point]
             key = (point, bucket(count))
             if key not in self.buckets:
                 self.buckets.add(key)
@@ -166,14 +172,17 @@ class Pool:
             best = self.soonest.get(point)
             where = outcome.first.get(point, 0)
             if best is None or where < best.first.get(point, 0):
-                entry = entry or Entry(case, outcome.first)
+                entry = entry or Entry(case, outcome.first, outcome.live)
                 self.soonest[point] = entry
+        reward = rarity + new
+        if self.picks is not None and case.header is not None:
+            self.picks.credit(case.header[0] % self.swarm.picks, reward)
         if new or entry is not None:
-            self.entries.append(entry or Entry(case, outcome.first))
+            self.entries.append(entry or Entry(case, outcome.first, outcome.live))
             if len(self.entries) > 4096:  # keep the soonest of each point and the newest
                 keep = {id(e) for e in self.soonest.values()}
                 self.entries = [e for e in self.entries[:-1024] if id(e) in keep] + self.entries[-1024:]
-        return new
+        return reward
 
     # ---- proposals ----
 
@@ -181,8 +190,13 @@ class Pool:
         return self.rng.randbytes(OP_BYTES * n)
 
     def fresh(self) -> Case:
-        header = self.rng.randbytes(HEADER_BYTES) if self.swarm else None
-        return Case(header, self.random_words(self.length))
+        if not self.headers:
+            return Case(None, self.random_words(self.length))
+        header = bytearray(self.rng.randbytes(HEADER_BYTES))
+        if self.picks is None:
+            self.picks = Picks(self.swarm.picks)
+        header[0] = self.picks.pick(self.rng)
+        return Case(bytes(header), self.random_words(self.length))
 
     def target(self) -> str:
         """A point to push from: rarely reached points more often (weight 1 / sqrt(cases))."""
@@ -197,8 +211,12 @@ class Pool:
         entry = self.soonest[point]
         rng = self.rng
         roll = rng.random()
-        if roll < 0.45:
+        if roll < 0.4:
             return self.extend(entry, point)
+        if roll < 0.55:
+            failing = self.fail_before(entry, point)
+            if failing is not None:
+                return failing
         if roll < 0.75:
             return self.havoc(entry.case)
         if roll < 0.9 and len(self.entries) > 1:
@@ -214,6 +232,22 @@ class Pool:
         cut = entry.first.get(point, 0) + 1
         keep = entry.case.words[: OP_BYTES * cut]
         return Case(entry.case.header, keep + self.random_words(max(self.length - cut, 1)))
+
+    def fail_before(self, entry: Entry, point: str) -> Case | None:
+        """The case with an injected allocation failure (fail_alloc N) right before the word that
+        first reached ``point``: the error paths of whatever allocates there (syzkaller's fault
+        injection).  None when the case's mix has no fail_alloc."""
+        at = entry.first.get(point, 0)
+        if at >= len(entry.live):
+            return None
+        table = generate.decoder(self.swarm.mix(entry.case.header)).table(entry.live[at])
+        if "fail_alloc" not in table:
+            return None
+        nth = self.rng.randrange(len(FAIL_NTH))
+        word = bytes([table.index("fail_alloc")]) + nth.to_bytes(OP_BYTES - 1, "big")
+        words = entry.case.words
+        failing = words[: OP_BYTES * at] + word + words[OP_BYTES * at :]
+        return Case(entry.case.header, failing[: OP_BYTES * self.length])
 
     def havoc(self, case: Case) -> Case:
         """A few word-level edits: replace, insert, delete, change an argument byte, repeat a run."""
@@ -248,13 +282,48 @@ class Pool:
         return Case(a.header, words[: OP_BYTES * self.length])
 
 
+class Picks:
+    """Which source of mixes fresh test cases draw from (a portfolio strategy or the swarm): each
+    in turn at first, then in proportion to the square of its recent mean reward per test case
+    (:meth:`Pool.add`), with a share drawn uniformly so no source is starved."""
+
+    explore = 0.15
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.cases = [0.0] * n
+        self.found = [0.0] * n
+        self.next = 0
+
+    def pick(self, rng: random.Random) -> int:
+        if self.next < self.n:
+            self.next += 1
+            return self.next - 1
+        if rng.random() < self.explore:
+            best = rng.randrange(self.n)
+        else:
+            weights = [(self.found[i] / self.cases[i]) ** 2 if self.cases[i] else 1.0 for i in range(self.n)]
+            best = rng.choices(range(self.n), weights)[0] if sum(weights) > 0 else rng.randrange(self.n)
+        return best + self.n * rng.randrange(256 // self.n)  # any byte that picks it
+
+    def credit(self, pick: int, new: float, fade: float = 0.995) -> None:
+        for i in range(self.n):
+            self.cases[i] *= fade
+            self.found[i] *= fade
+        self.cases[pick] += 1
+        self.found[pick] += new
+
+
 ARMS = ("fresh", "mutate", "hypothesis")
+# What a campaign uses unless told otherwise: Hypothesis' own generator adds little over the other two
+# and costs time at the start of every campaign (bench/RESULTS.md measures each arm's share).
+DEFAULT_ARMS = ("fresh", "mutate")
 
 
 @attrs.define
 class Arms:
     """Shares the search's time between its ways of proposing test cases: mostly the one with the
-    best recent yield (new hit-count buckets per second, with old results fading), sometimes
+    best recent yield (reward per second, :meth:`Pool.add`, with old results fading), sometimes
     another one, so a way that starts to pay is noticed."""
 
     rng: random.Random
@@ -263,7 +332,7 @@ class Arms:
     half_life: float = 2.0  # seconds of an arm's own time after which a result counts half
     found: dict[str, float] = attrs.field(factory=dict)
     spent: dict[str, float] = attrs.field(factory=dict)
-    totals: dict[str, tuple[int, float]] = attrs.field(factory=dict)  # arm -> (found, seconds), for reports
+    totals: dict[str, tuple[float, float]] = attrs.field(factory=dict)  # arm -> (reward, seconds), for reports
 
     def pick(self) -> str:
         untried = [a for a in self.names if a not in self.spent]
@@ -276,11 +345,11 @@ class Arms:
     def rate(self, arm: str) -> float:
         return (self.found.get(arm, 0.0) + 1.0) / (self.spent.get(arm, 0.0) + 0.05)
 
-    def credit(self, arm: str, new: int, seconds: float) -> None:
+    def credit(self, arm: str, new: float, seconds: float) -> None:
         decay = 0.5 ** (seconds / self.half_life)
         self.found[arm] = self.found.get(arm, 0.0) * decay + new
         self.spent[arm] = self.spent.get(arm, 0.0) * decay + seconds
-        found, spent = self.totals.get(arm, (0, 0.0))
+        found, spent = self.totals.get(arm, (0.0, 0.0))
         self.totals[arm] = (found + new, spent + seconds)
 
 

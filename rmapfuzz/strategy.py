@@ -35,8 +35,13 @@ class Strategy:
     prots: tuple[str, ...]
     advices: tuple[str, ...]
     mremap_flags: tuple[tuple[str, ...], ...]
-    burst: int = 4  # ops per Hypothesis step (machine.WeightedRules)
-    swarm: float = 0.25  # share of test cases that switch ops off (swarm testing)
+    burst: int = 4  # ops per Hypothesis step (machine.Bursts)
+    swarm: float = 0.25  # share of test cases that draw their own mix (rmapfuzz.generate.Swarm)
+    portfolio: tuple[str, ...] = ()  # strategies whose mixes a test case may draw (with swarm)
+
+    def portfolio_strategies(self) -> list[Strategy]:
+        """The portfolio's strategies (a portfolio strategy's own portfolio is not followed)."""
+        return [attrs.evolve(load(name), portfolio=()) for name in self.portfolio]
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -103,6 +108,7 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         "mremap_flags",
         "burst",
         "swarm",
+        "portfolio",
     }
     unknown = set(data) - known
     if unknown:
@@ -139,7 +145,22 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         mremap_flags=tuple(tuple(f for f in ops.MREMAP_FLAGS if f in flags) for flags in flag_sets),
         burst=_positive(data, "burst", where, 1, 64) if "burst" in data else 4,
         swarm=_share(data, "swarm", where) if "swarm" in data else 0.25,
+        portfolio=_portfolio(data, name, where),
     )
+
+
+def _portfolio(data: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
+    if "portfolio" not in data:
+        return ()
+    values = data["portfolio"]
+    known = available()
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise StrategyError(f"{where}: field 'portfolio' must be a list of strategy names, got {values!r}")
+    bad = [v for v in values if v not in known or v == name]
+    if bad:
+        raise StrategyError(f"{where}: field 'portfolio' names {bad[0]!r}, which is not another named strategy "
+                            f"(known: {', '.join(known)})")  # fmt: skip
+    return tuple(values)
 
 
 def load_file(path: Path) -> Strategy:
