@@ -9,7 +9,7 @@ expression choosing between literals gives each of them).  An overlay that overr
 replaces its points; one that adds a branch adds a point.  So the set is per generation, and a
 user's overlay gets its own with no list to keep.
 
-Some reachable points are beyond the op language on a generation (:data:`BEYOND_THE_LANGUAGE`
+Some reachable points are beyond the op language on a generation (:func:`beyond_the_language`
 says which and why); the rest should all be reached by a campaign, and :func:`report` shows which
 were, how often, and which were not.
 """
@@ -154,14 +154,37 @@ def points(kernel: type[KernelCore]) -> tuple[Point, ...]:
     return tuple(sorted(found.values(), key=lambda p: (p.function, p.path, p.line, p.name)))
 
 
-# Points a generation's code has but the op language cannot drive it to, and why.  Keyed by point;
-# each reason says which part of the language (or of the world outside it) is missing.
-BEYOND_THE_LANGUAGE: Mapping[str, str] = {}
+def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
+    """The points ``kernel``'s code has but the op language cannot drive it to, and why: branches
+    behind a feature the generation does not have, or callers that never pass what the branch needs."""
+    from rmapfuzz.kernels.v6_16 import Linux616
+
+    f = kernel.features
+    out: dict[str, str] = {}
+    if not f.wipeonfork:
+        out["dup_mmap: VM_WIPEONFORK copy starts unfaulted"] = (
+            "MADV_WIPEONFORK came in 4.14: before, the advice is EINVAL and no VMA has the flag"
+        )
+    if f.pageout_skips_shared:
+        out["try_to_unmap: page shared"] = (
+            "MADV_PAGEOUT (5.4+) skips pages mapped more than once, and it is the op language's only reclaim"
+        )
+    else:
+        out["madvise_pageout: a shared page is skipped"] = (
+            "before 5.4 the language's reclaim (shrink_page_list() reaching the range) takes shared pages too"
+        )
+    if issubclass(kernel, Linux616):
+        out["is_mergeable_anon_vma: an unfaulted side next to a fork child is refused"] = (
+            "from 6.16 (879bca0a2c4f) merges use the three-way rule; the old check is left only in "
+            "are_anon_vmas_compatible(), which passes no VMA, so no fork child is ever looked at"
+        )
+    return {point: why for point, why in out.items() if point in {p.name for p in points(kernel)}}
 
 
 def reachable(kernel: type[KernelCore]) -> tuple[Point, ...]:
     """The points of ``kernel`` that the op language can reach (every point but those it cannot)."""
-    return tuple(p for p in points(kernel) if p.name not in BEYOND_THE_LANGUAGE)
+    beyond = beyond_the_language(kernel)
+    return tuple(p for p in points(kernel) if p.name not in beyond)
 
 
 @attrs.frozen
@@ -171,6 +194,7 @@ class Report:
     kernel: str
     points: tuple[Point, ...]
     hits: Mapping[str, int]
+    why_not: Mapping[str, str]  # point -> why the op language cannot reach it on this kernel
 
     @property
     def reached(self) -> list[Point]:
@@ -179,11 +203,11 @@ class Report:
     @property
     def unreached(self) -> list[Point]:
         """Reachable points the campaign never reached."""
-        return [p for p in self.points if not self.hits.get(p.name) and p.name not in BEYOND_THE_LANGUAGE]
+        return [p for p in self.points if not self.hits.get(p.name) and p.name not in self.why_not]
 
     @property
     def beyond(self) -> list[tuple[Point, str]]:
-        return [(p, BEYOND_THE_LANGUAGE[p.name]) for p in self.points if p.name in BEYOND_THE_LANGUAGE]
+        return [(p, self.why_not[p.name]) for p in self.points if p.name in self.why_not]
 
     @property
     def foreign(self) -> list[str]:
@@ -217,7 +241,7 @@ class Report:
             "|---|---|---:|---|",
         ]
         for p in self.points:
-            if p.name in BEYOND_THE_LANGUAGE:
+            if p.name in self.why_not:
                 continue
             branch = p.name.split(": ", 1)[1] if ": " in p.name else p.name
             n = self.hits.get(p.name, 0)
@@ -233,4 +257,4 @@ class Report:
 
 def report(kernel: type[KernelCore], hits: Mapping[str, int] | Iterable[str]) -> Report:
     counted = hits if isinstance(hits, Mapping) else Counter(hits)
-    return Report(kernel.name, points(kernel), dict(counted))
+    return Report(kernel.name, points(kernel), dict(counted), beyond_the_language(kernel))
