@@ -36,7 +36,7 @@ import hypothesis
 from hypothesis.database import ExampleDatabase
 from hypothesis.errors import Flaky
 
-from rmapfuzz import __version__, corpus, ops
+from rmapfuzz import __version__, corpus, coverage, ops
 from rmapfuzz.classify import classify
 from rmapfuzz.database import make_database
 from rmapfuzz.generate import Swarm
@@ -105,6 +105,12 @@ class Stats:
     coverage: Counter[str] = attrs.field(factory=Counter)  # point -> test cases that reached it
     arms: dict[str, tuple[float, float]] = attrs.field(factory=dict)  # arm -> (reward, seconds)
     kernel: str = ""  # the kernel being searched now (with found bugs' fixes under keep_going)
+    kernels: list[str] = attrs.field(factory=list)  # every kernel searched, in order
+
+    def search(self, kernel: str) -> None:
+        self.kernel = kernel
+        if kernel not in self.kernels:
+            self.kernels.append(kernel)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class Stats:
             "coverage": dict(self.coverage),
             "arms": {arm: list(v) for arm, v in self.arms.items()},
             "kernel": self.kernel,
+            "kernels": list(self.kernels),
         }
 
 
@@ -132,6 +139,15 @@ class Result:
         if self.finds:
             return 1
         return 130 if self.interrupted else 0
+
+    def coverage(self) -> coverage.Report:
+        """The kernel-path coverage the campaign reached, over every kernel it searched."""
+        return coverage_of(self.config, self.stats)
+
+
+def coverage_of(config: Config, stats: dict[str, Any]) -> coverage.Report:
+    names = stats.get("kernels") or [config.kernel]
+    return coverage.report([resolve(name) for name in names], stats.get("coverage", {}))
 
 
 def signature(kernel: str, violation: Violation, failing_op: ops.Op) -> str:
@@ -190,7 +206,7 @@ class Hunt:
         self.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
         self.db = _database(config)
         self.machines: dict[str, type[RmapMachine]] = {}
-        self.stats.kernel = self.kernel.name
+        self.stats.search(self.kernel.name)
 
     # ---- time ----
 
@@ -233,7 +249,7 @@ class Hunt:
             for bug in bugs:
                 if bug in self.kernel.bugs:
                     self.kernel = with_fix(self.kernel, bug)
-            self.stats.kernel = self.kernel.name
+            self.stats.search(self.kernel.name)
         return sig in self.pending
 
     def harvest(self) -> list[_Pending]:
@@ -599,13 +615,14 @@ class _Ticker:
 
 def _merge(per_worker: dict[int, dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {"examples": 0, "steps": 0, "checks": 0, "ops": Counter(), "results": Counter(),
-                             "coverage": Counter(), "arms": {}, "kernel": ""}  # fmt: skip
+                             "coverage": Counter(), "arms": {}, "kernel": "", "kernels": []}  # fmt: skip
     for snap in per_worker.values():
         for key in ("examples", "steps", "checks"):
             total[key] += snap[key]
         for key in ("ops", "results", "coverage"):
             total[key].update(snap[key])
         total["kernel"] = snap["kernel"]
+        total["kernels"] += [k for k in snap["kernels"] if k not in total["kernels"]]
         for arm, (found, seconds) in snap["arms"].items():
             old = total["arms"].get(arm, [0, 0.0])
             total["arms"][arm] = [old[0] + found, old[1] + seconds]

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import campaign, corpus, database, ops, render, strategy
+from rmapfuzz import campaign, corpus, coverage, database, ops, render, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.kernels import BUGS, KERNELS, UnknownKernel, resolve
@@ -390,6 +390,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     console = _console()
     with LiveView(console, config) as view:
         result = campaign.run(config, on_progress=view.update)
+    if args.coverage:
+        write_coverage(args.coverage, result.coverage())
     if args.json:
         _emit_json(
             {
@@ -440,8 +442,95 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
     p.add_argument("--shrink-seconds", type=float, default=1.0, help="Hypothesis shrinking per find (then minimize)")
+    p.add_argument(
+        "--coverage", default=None, metavar="FILE", help="write the kernel-path coverage reached (.json or .md)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_fuzz)
+
+
+# ---- coverage ----
+
+
+def write_coverage(path: str, report: coverage.Report) -> None:
+    """A coverage report to ``path``: JSON for ``.json``, else markdown."""
+    text = json.dumps(report.to_json(), indent=2) + "\n" if path.endswith(".json") else report.markdown()
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise CliError(f"cannot write the coverage report to {path}: {exc.strerror}") from None
+
+
+def coverage_table(report: coverage.Report) -> Table:
+    table = Table("function", "branch", "hits", "defined at", title=f"coverage points of {report.kernel}")
+    for p in report.points:
+        if p.name in report.why_not:
+            continue
+        n = report.hits.get(p.name, 0)
+        branch = p.name.split(": ", 1)[1] if ": " in p.name else p.name
+        table.add_row(p.function, branch, Text(str(n)) if n else Text("never", style="bold red"), f"{p.path}:{p.line}")
+    return table
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    kernel = resolve(_kernel(args.kernel) or args.kernel)
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise CliError(f"--budget must be positive, got {args.budget}")
+        try:
+            strat = strategy.load(args.strategy)
+        except StrategyError as exc:
+            raise CliError(str(exc)) from None
+        config = Config(kernel=kernel.name, strategy=strat, seed=_seed(args.seed), budget=args.budget,
+                        corpus_dir=None, database=None, keep_going=True)  # fmt: skip
+        result = campaign.run(config)
+        report = result.coverage()
+    else:
+        report = coverage.report(kernel, {})
+    if args.output:
+        write_coverage(args.output, report)
+    if args.json:
+        data = report.to_json()
+        if args.budget is not None:
+            data["seed"], data["seconds"] = config.seed, round(result.seconds, 3)
+            data["finds"] = [f.signature for f in result.finds]
+        _emit_json(data)
+        return 0
+    console = _console()
+    if args.budget is None:
+        table = Table("point", "defined at", "reachable", title=f"coverage points of {report.kernel}")
+        for p in report.points:
+            why = report.why_not.get(p.name)
+            table.add_row(p.name, f"{p.path}:{p.line} {p.owner}", Text("yes") if why is None else Text(f"no: {why}"))
+        console.print(table)
+        return 0
+    console.print(coverage_table(report))
+    reachable = len(report.points) - len(report.beyond)
+    console.print(
+        f"{len(report.reached)} of {reachable} reachable points reached in {result.seconds:.0f} s "
+        f"(seed {config.seed}; {len(result.finds)} finds, each bug's fix applied after it)"
+    )
+    for p, why in report.beyond:
+        console.print(Text(f"beyond the op language: {p.name}: {why}", style="dim"))
+    return 0
+
+
+def add_coverage_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "coverage",
+        help="the kernel-path coverage points of a model, and what a campaign reaches",
+        description="Without --budget: every coverage point the kernel model's code can reach from its "
+        "system calls, where it is defined, and whether the op language can drive it there. With --budget: "
+        "run a campaign (keep-going, no corpus, no database) for that long and report how often each point "
+        "was reached and which never were.",
+    )
+    p.add_argument("--kernel", default="current", help="kernel model (default: current)")
+    p.add_argument("--budget", type=float, default=None, help="seconds of campaign to measure coverage with")
+    p.add_argument("--strategy", default="default", help="strategy for the campaign (default: default)")
+    p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
+    p.add_argument("--output", "-o", default=None, metavar="FILE", help="also write the report (.json or .md)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_coverage)
 
 
 # ---- schema ----
@@ -734,6 +823,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_show_command,
     add_check_command,
     add_fuzz_command,
+    add_coverage_command,
     add_schema_command,
     add_minimize_command,
     add_oracle_command,

@@ -21,7 +21,7 @@ import functools
 import inspect
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -255,6 +255,27 @@ class Report:
         return "\n".join(out) + "\n"
 
 
-def report(kernel: type[KernelCore], hits: Mapping[str, int] | Iterable[str]) -> Report:
+def report(kernel: type[KernelCore] | Sequence[type[KernelCore]], hits: Mapping[str, int] | Iterable[str]) -> Report:
+    """The coverage ``hits`` give of ``kernel``, or of several kernels searched in turn (a campaign
+    under keep_going moves on to the kernel with each found bug's fix): their points together, a
+    point beyond the language only where it is beyond it on every kernel that has it."""
+    kernels = [kernel] if isinstance(kernel, type) else list(kernel)
+    if not kernels:
+        raise ValueError("coverage.report needs at least one kernel")
+    merged: dict[str, Point] = {}
+    beyond: dict[str, str] = {}
+    reachable_somewhere: set[str] = set()
+    for k in kernels:
+        why = beyond_the_language(k)
+        for p in points(k):
+            merged.setdefault(p.name, p)
+            if p.name in why:
+                beyond.setdefault(p.name, why[p.name])
+            else:
+                reachable_somewhere.add(p.name)
+    for name in reachable_somewhere:
+        beyond.pop(name, None)
+    ordered = tuple(sorted(merged.values(), key=lambda p: (p.function, p.path, p.line, p.name)))
     counted = hits if isinstance(hits, Mapping) else Counter(hits)
-    return Report(kernel.name, points(kernel), dict(counted), beyond_the_language(kernel))
+    label = kernels[0].name + (f" then, with found bugs' fixes, up to {kernels[-1].name}" if len(kernels) > 1 else "")
+    return Report(label, ordered, dict(counted), beyond)

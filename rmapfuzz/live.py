@@ -13,7 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz.campaign import Config, Find, Result
+from rmapfuzz.campaign import Config, Find, Result, coverage_of
 
 
 def _mix(counts: Mapping[str, int]) -> str:
@@ -34,6 +34,17 @@ def stats_table(config: Config, stats: Mapping[str, Any], finds: list[Find], ela
     table.add_row("invariant checks", str(stats.get("checks", 0)))
     table.add_row("ops mix", _mix(stats.get("ops", {})) or "-")
     table.add_row("results", _mix(stats.get("results", {})) or "-")
+    if stats.get("coverage"):
+        cov = coverage_of(config, dict(stats))
+        reachable = len(cov.points) - len(cov.beyond)
+        table.add_row("kernel paths", f"{len(cov.reached)} of {reachable} reachable coverage points reached")
+    arms = stats.get("arms") or {}
+    if arms:
+        spent = sum(seconds for _, seconds in arms.values()) or 1.0
+        shares = (f"{arm} {100 * sec / spent:.0f}% of time, reward {found:.1f}" for arm, (found, sec) in arms.items())
+        table.add_row("search arms", "  ".join(shares))
+    if stats.get("kernel") and stats["kernel"] != config.kernel:
+        table.add_row("searching", f"{stats['kernel']} (the found bugs' fixes applied)")
     found = Text(str(len(finds)), style="bold red" if finds else "green")
     table.add_row("bugs found", found)
     for f in finds:

@@ -297,3 +297,45 @@ def test_pytest_plugin(tmp_path: Path) -> None:
     assert "PASSED corpus/2.6.34--merge-superset--mprotect.json::clean-on-2.6.34" in out
     assert "PASSED tests/test_mine.py::test_entry[2.6.34-rc3--merge-superset--mprotect.json]" in out
     assert "FAILED tests/test_mine.py::test_entry[2.6.34--merge-superset--mprotect.json]" in out
+
+
+def test_coverage_static_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "coverage", "--kernel", "3.7", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["kernel"] == "3.7" and data["reached"] == 0
+    assert "vma_merge: case 8, next absorbs the middle" in data["unreached"]
+    # 3.7 has no MADV_WIPEONFORK: its fork branch is listed with the reason, not as a gap
+    assert "4.14" in data["beyond_the_language"]["dup_mmap: VM_WIPEONFORK copy starts unfaulted"]
+    assert data["reachable"] == data["points"] - len(data["beyond_the_language"])
+
+
+def test_coverage_campaign_and_fuzz_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out_md = tmp_path / "cov.md"
+    argv = ["coverage", "--kernel", "6.16", "--budget", "2", "--seed", "1", "--json", "-o", str(out_md)]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    data = json.loads(out)
+    assert data["seed"] == 1 and 0 < data["reached"] <= data["reachable"]
+    assert sum(1 for n in data["hits"].values() if n) == data["reached"]
+    assert out_md.read_text().startswith("# Coverage of the 6.16 model")
+    out_json = tmp_path / "fuzz-cov.json"
+    code, _, _ = run(capsys, "fuzz", "--kernel", "6.16", "--examples", "20", "--seed", "2", "--no-database",
+                     "--corpus", str(tmp_path / "corpus"), "--coverage", str(out_json))  # fmt: skip
+    assert code == 0
+    assert json.loads(out_json.read_text())["reached"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["coverage", "--kernel", "2.4.0"], "2.4.0"),
+        (["coverage", "--budget", "-1"], "--budget"),
+        (["coverage", "--budget", "1", "--strategy", "no-such"], "no-such"),
+        (["coverage", "-o", "/nonexistent/dir/c.md"], "cannot write"),
+    ],
+)
+def test_coverage_bad_input(capsys: pytest.CaptureFixture[str], argv: list[str], needle: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and err.startswith("rmapfuzz: error: ") and err.count("\n") == 1
+    assert needle in err and out == ""
