@@ -401,6 +401,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 "seconds": round(result.seconds, 3),
                 "interrupted": result.interrupted,
                 "stats": result.stats,
+                "coverage": result.coverage().to_json(),
                 "finds": [campaign.find_to_json(f) for f in result.finds],
             }
         )

@@ -85,9 +85,15 @@ class LiveView:
 
 
 def summary(console: Console, result: Result) -> None:
+    body: list[Table | Text] = [stats_table(result.config, result.stats, result.finds, result.seconds)]
+    if result.stats.get("coverage"):
+        unreached = result.coverage().unreached
+        if unreached:
+            body.append(Text("\nreachable coverage points never reached (rmapfuzz coverage has the table):"))
+            body += [Text(f"  {p.name}   {p.path}:{p.line}", style="yellow") for p in unreached]
     console.print(
         Panel(
-            Group(stats_table(result.config, result.stats, result.finds, result.seconds)),
+            Group(*body),
             title="interrupted" if result.interrupted else "campaign summary",
             border_style="red" if result.finds else "green",
         )
