@@ -186,7 +186,7 @@ def mutate(site: Site) -> str:
     return ast.unparse(new)
 
 
-def run_mutant(site: Site | None, kernel: str, budget: float, seed: int) -> str:
+def run_mutant(site: Site | None, kernel: str, budget: float, seed: int, strat: str = "default") -> str:
     """'killed', 'crashed' or 'hung' (both also kills), or 'survived'; ``site`` None runs the
     unmutated model."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +198,7 @@ def run_mutant(site: Site | None, kernel: str, budget: float, seed: int) -> str:
         cmd = [
             sys.executable, "-m", "rmapfuzz", "fuzz", "--kernel", kernel, "--budget", str(budget),
             "--seed", str(seed), "--corpus", str(Path(tmp) / "corpus"), "--no-database", "--json",
+            "--strategy", strat,
         ]  # fmt: skip
         try:
             proc = subprocess.run(cmd, cwd=tmp, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
@@ -211,29 +212,38 @@ def run_mutant(site: Site | None, kernel: str, budget: float, seed: int) -> str:
     return "crashed"
 
 
-def report(kernel: str, budget: float, count: int, jobs: int, seed: int) -> str:
-    """Run the unmutated model and ``count`` drawn mutants; the markdown report."""
-    baseline = run_mutant(None, kernel, budget, seed)
-    if baseline != "survived":
-        return f"## Mutation score on {kernel}\n\nThe unmutated model does not run clean on {kernel}: {baseline}."
+def report(
+    kernel: str, budget: float, count: int, jobs: int, seed: int, strategies: tuple[str, ...] = ("default",)
+) -> str:
+    """Run the unmutated model and ``count`` drawn mutants, each under every strategy; the markdown report."""
+    for strat in strategies:
+        baseline = run_mutant(None, kernel, budget, seed, strat)
+        if baseline != "survived":
+            return f"### Mutation score on {kernel}\n\nThe unmutated model does not run clean on {kernel} " \
+                   f"with strategy {strat}: {baseline}."  # fmt: skip
     pool = sites(kernel, covered_lines(kernel))
     chosen = random.Random(seed).sample(pool, min(count, len(pool)))
+    runs = [(site, strat) for site in chosen for strat in strategies]
     with ThreadPoolExecutor(jobs) as ex:
-        results = list(ex.map(lambda s: run_mutant(s, kernel, budget, seed), chosen))
-    killed = sum(r != "survived" for r in results)
+        results = list(ex.map(lambda run: run_mutant(run[0], kernel, budget, seed, run[1]), runs))
+    by = {run: result for run, result in zip(runs, results, strict=True)}
+    scores = []
+    for strat in strategies:
+        killed = sum(by[site, strat] != "survived" for site in chosen)
+        scores.append(f"strategy {strat}: killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %)")
     lines = [
         f"### Mutation score on {kernel} ({len(chosen)} of {len(pool)} generated mutants, "
-        f"{budget:.0f} s campaign each, strategy default, {jobs} at once)",
+        f"{budget:.0f} s campaign each, seed {seed}, {jobs} at once)",
         "",
         f"Sites: every drop-call, swap-args, off-by-one, negate-if and drop-augassign in the model "
         f"({len(sites())} in all) on a line that {kernel} runs in 300 test cases of the "
         f"default strategy ({len(pool)}): mutants of code the generation never runs (methods its "
         f"overlays override, the older merge paths) cannot be killed on it.  The unmutated model ran "
-        f"the same campaign clean.  Killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %).",
+        f"the same campaigns clean.  " + "; ".join(scores) + ".",
         "",
-        "| mutant | result |",
-        "|---|---|",
-        *(f"| `{s.label}` | {r} |" for s, r in zip(chosen, results, strict=True)),
+        "| mutant | " + " | ".join(strategies) + " |",
+        "|---|" + "---|" * len(strategies),
+        *(f"| `{s.label}` | " + " | ".join(by[s, strat] for strat in strategies) + " |" for s in chosen),
     ]
     return "\n".join(lines)
 
@@ -245,9 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--strategy", action="append", help="strategies to compare (default: default)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("MUTANTS.md")))
     args = parser.parse_args(argv)
-    text = report(args.kernel, args.budget, args.count, args.jobs, args.seed)
+    text = report(args.kernel, args.budget, args.count, args.jobs, args.seed, tuple(args.strategy or ["default"]))
     print(text)
     Path(args.out).write_text(text + "\n")
     return 0

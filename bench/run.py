@@ -1,19 +1,31 @@
 """Benchmarks: every figure is a ratio or a distribution measured side by side in one run.
 
-    python -m bench.run                 # everything; markdown to stdout and bench/RESULTS.md
-    python -m bench.run --quick         # 5 seeds, short budgets, 10 mutants (a smoke run)
-    python -m bench.run --only find     # some sections: speed, find, scale, mutants, minimal, long
+    python -m bench.run --jobs 2        # everything; markdown to stdout and bench/RESULTS.md
+    python -m bench.run --quick         # 5 seeds, short budgets (a smoke run)
+    python -m bench.run --only find --bugs M,J
+    python -m bench.run --seeds 3141,2718   # rerun with the seeds an earlier run printed
+
+Seeds are drawn afresh by every run (``random.SystemRandom``) and printed at the top of the
+results; every tool and variant of a section runs on the same seeds.  Every campaign starts from
+an empty corpus and an empty Hypothesis database in a temporary directory, in a process of its own
+(``--jobs`` of them at once).
 
 Sections:
-* speed: raw model speed (replaying sequences, invariants on and off, W=8) against the campaign's
-  steps/s on the same kernel in the same run.  Raw replay is measured on the walker's sequences
-  and on sequences the campaign's own machine generated (the same work without generation).
-* find: for every catalogued bug, how often and how fast ``rmapfuzz fuzz`` finds it from an empty
-  corpus and an empty Hypothesis database, per seed, against the naive random walker (uniform
-  choice among the strategy's ops, uniform arguments, same window and process bound, 50-step
-  runs, no shrinking) on the same model; the shrunk lengths against the known minima.
-* scale: ``--workers 2`` against one worker (bench/scale.py).
-* mutants: the mutation score of a campaign per mutant (bench/mutants.py).
+* speed: raw replay and campaign throughput of this tree, and of ``--against REV`` measured the
+  same way in the same run (bench/speed.py), and what counting coverage costs.
+* find: every catalogued bug on its kernel, found from nothing by the default campaign (no
+  ``--strategy``), by the named strategy that suits the bug best, and by the naive random walker
+  over the whole op language (bench/walk.py); time and steps to the first sighting, shrunk lengths.
+* keep-going: one ``--keep-going`` campaign per kernel and seed, until every bug the kernel carries
+  is found (each find's fix is applied and the search goes on).
+* coverage: time until every coverage point the op language can reach is reached, per kernel;
+  the points some seed missed.
+* ablation: what each part of the default search contributes: the mutation of kept test cases,
+  the portfolio of named mixes, the Hypothesis arm; on the slowest bugs and on coverage.
+* equivalence: the incremental judge against the whole-state judge on every generation.
+* scale: ``--workers 2`` against one (bench/scale.py).
+* mutants: the mutation score of the default campaign and of the classic strategy on the same
+  mutants (bench/mutants.py).
 * minimal: what ``rmapfuzz minimize --exhaustive`` proved about each corpus entry.
 * long: a long campaign on a kernel that should be clean; anything it finds is news.
 
@@ -24,27 +36,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import random
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import mutants, scale
-from bench.walk import Language, random_sequence, replay_speed, uniform_mix, walk
+import attrs
+
+from bench import equivalence, mutants, scale, speed
+from bench.walk import Language, uniform_mix, walk
 from rmapfuzz import campaign, ops, strategy
-from rmapfuzz.machine import generated_sequences
+from rmapfuzz.kernels import GENERATIONS, resolve
+from rmapfuzz.search import DEFAULT_ARMS
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Each catalogued bug: the generation that has it, the strategy the campaign uses, the known
-# minimum length of a reproducer (the invariant that fires first).
+# Each catalogued bug: the generation it is hunted on, the named strategy that suits it best (the
+# expert's choice the default campaign is compared with), the known minimum length of a reproducer.
 FIND_SUITE: tuple[tuple[str, str, str, str], ...] = (
-    ("A", "2.6.34-rc3", "default", "4 (merge-superset)"),
-    ("B", "2.6.34-rc3", "default", "5 (same-chain, ending in a write)"),
+    ("A", "2.6.34-rc3", "classic", "4 (merge-superset)"),
+    ("B", "2.6.34-rc3", "classic", "5 (same-chain, ending in a write)"),
     ("S", "2.6.34-rc4", "swap", "6 (rmap-complete)"),
     ("C", "2.6.34", "enomem", "4 (chain-consistency)"),
     ("M", "2.6.34", "mremap", "5 (merge-superset)"),
@@ -54,114 +72,264 @@ FIND_SUITE: tuple[tuple[str, str, str, str], ...] = (
     ("G", "3.19", "fork-tree", "7 (reuse-safe)"),
     ("J", "6.16", "mremap", "4 (merge-superset, with dontunmap)"),
 )
+KEEP_GOING_KERNELS = ("2.6.34-rc3", "2.6.34", "3.19-rc4", "3.19", "3.7", "6.16")
+COVERAGE_KERNELS = ("current", "6.16")
+ABLATION_BUGS = ("S", "M", "L", "G", "J")
 
 
-def _campaign(kernel: str, strat: str, seed: int, budget: float, targets: Sequence[str], **kw: Any) -> campaign.Result:
+@attrs.frozen
+class Variant:
+    """A way of running a campaign: the default, one with a part of it left out or added, or a named
+    strategy."""
+
+    name: str
+    strategy: str = "default"
+    arms: tuple[str, ...] = DEFAULT_ARMS
+    portfolio: bool = True
+
+    def config(self, **kw: Any) -> campaign.Config:
+        strat = strategy.load(self.strategy)
+        if not self.portfolio:
+            strat = attrs.evolve(strat, portfolio=())
+        return campaign.Config(strategy=strat, arms=self.arms, **kw)
+
+
+DEFAULT = Variant("default")
+VARIANTS = (
+    DEFAULT,
+    Variant("no mutation (fresh test cases only)", arms=("fresh",)),
+    Variant("no portfolio (drawn mixes only)", portfolio=False),
+    Variant("with the Hypothesis arm", arms=(*DEFAULT_ARMS, "hypothesis")),
+)
+
+
+# ---- trials: each runs in a process of its own ----
+
+
+def _run(config: campaign.Config) -> campaign.Result:
     with tempfile.TemporaryDirectory() as tmp:
-        config = campaign.Config(
-            kernel=kernel,
-            strategy=strategy.load(strat),
-            seed=seed,
-            budget=budget,
-            corpus_dir=Path(tmp) / "corpus",
-            database=Path(tmp) / "db",
-            targets=tuple(targets),
-            **{"keep_going": bool(targets), **kw},
-        )
+        config = attrs.evolve(config, corpus_dir=Path(tmp) / "corpus", database=Path(tmp) / "db")
         return campaign.run(config)
 
 
-# ---- speed ----
+def trial_find(bug: str, kernel: str, seed: int, budget: float, variant: Variant) -> Any:
+    """(seconds, steps before, shrunk length) of the first find of ``bug``, or None."""
+    result = _run(variant.config(kernel=kernel, seed=seed, budget=budget, targets=(bug,), keep_going=True))
+    first = next((f for f in result.finds if bug in f.bugs), None)
+    return None if first is None else (first.seconds, first.steps_before, len(first.steps))
 
 
-def section_speed(kernel: str, budget: float) -> list[str]:
-    walker = [random_sequence(random.Random(1), 50) for _ in range(400)]
-    generated = generated_sequences(kernel, strategy.load("default"), 200, seed=3)
-    on = replay_speed(kernel, walker, invariants=True)
-    off = replay_speed(kernel, walker, invariants=False)
-    own = replay_speed(kernel, generated, invariants=True)
-    result = _campaign(kernel, "default", 1, budget, ())
-    fuzz = result.stats["steps"] / result.seconds
-    per_case = result.stats["steps"] / max(result.stats["examples"], 1)
-    return [
-        f"### Speed ({kernel}, W=8, all invariants)",
-        "",
-        "| what | steps/s | campaign / this |",
-        "|---|---:|---:|",
-        f"| raw `replay` of walker sequences, invariants on | {on:,.0f} | {fuzz / on:.2f} |",
-        f"| raw `replay` of walker sequences, invariants off | {off:,.0f} | {fuzz / off:.2f} |",
-        f"| raw `replay` of the campaign machine's own sequences, invariants on | {own:,.0f} | {fuzz / own:.2f} |",
-        f"| `rmapfuzz fuzz` campaign ({budget:.0f} s, strategy default, {per_case:.0f} ops per test case) "
-        f"| {fuzz:,.0f} | 1.00 |",
-        "",
-    ]
+def trial_walker(bug: str, kernel: str, seed: int, budget: float) -> Any:
+    """(seconds, steps) of the walker's first sighting of ``bug`` over the whole op language, or None."""
+    s = strategy.load("default")
+    return walk(kernel, seed, (bug,), budget, lang=Language.of(s), mix=uniform_mix(s)).found.get(bug)
+
+
+def trial_keep_going(kernel: str, seed: int, budget: float) -> dict[str, float]:
+    """bug -> seconds to its first find, in one keep-going campaign hunting every bug of ``kernel``."""
+    bugs = resolve(kernel).bugs
+    config = DEFAULT.config(kernel=kernel, seed=seed, budget=budget, keep_going=True, targets=tuple(bugs))
+    result = _run(config)
+    found: dict[str, float] = {}
+    for f in sorted(result.finds, key=lambda f: f.seconds):
+        for bug in f.bugs:
+            found.setdefault(bug, f.seconds)
+    return found
+
+
+def trial_coverage(kernel: str, seed: int, budget: float, variant: Variant = DEFAULT) -> dict[str, Any]:
+    config = variant.config(kernel=kernel, seed=seed, budget=budget, keep_going=True, until_covered=True)
+    result = _run(config)
+    report = result.coverage()
+    return {
+        "covered_at": result.stats["covered_at"],
+        "reached": len(report.reached),
+        "reachable": len(report.points) - len(report.beyond),
+        "unreached": [p.name for p in report.unreached],
+    }
+
+
+class Trials:
+    """Runs trials ``jobs`` at a time, each in a fresh process (as a user's campaign would be)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), max_tasks_per_child=1)
+
+    def map(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]], label: str) -> list[Any]:
+        futures = [self.pool.submit(fn, *args) for args in calls]
+        out = []
+        for i, fut in enumerate(futures):
+            out.append(fut.result())
+            print(f"  {label}: {i + 1}/{len(futures)}", file=sys.stderr)
+        return out
+
+
+# ---- formatting ----
+
+
+def _median(values: Sequence[float], fmt: str = ".3f") -> str:
+    return format(statistics.median(values), fmt) if values else "-"
+
+
+def _worst(values: Sequence[float], fmt: str = ".3f") -> str:
+    return format(max(values), fmt) if values else "-"
 
 
 # ---- find ----
 
 
-def _dist(values: list[float], fmt: str) -> tuple[str, str]:
-    if not values:
-        return "-", "-"
-    return format(statistics.median(values), fmt), format(max(values), fmt)
-
-
-def find_bug(bug: str, kernel: str, strat: str, seeds: int, budget: float) -> dict[str, Any]:
-    """Per seed: the fuzz's (seconds, steps, shrunk length) and the walker's (seconds, steps)."""
-    s = strategy.load(strat)
-    fuzz: list[tuple[float, int, int] | None] = []
-    walker: list[tuple[float, int] | None] = []
-    for seed in range(seeds):
-        result = _campaign(kernel, strat, seed, budget, (bug,))
-        first = next((f for f in result.finds if bug in f.bugs), None)
-        fuzz.append(None if first is None else (first.seconds, first.steps_before, len(first.steps)))
-        res = walk(kernel, seed, (bug,), budget, lang=Language.of(s), mix=uniform_mix(s))
-        walker.append(res.found.get(bug))
-        print(f"  {bug} on {kernel}: seed {seed} done", file=sys.stderr)
-    known = next(k for b, _, _, k in FIND_SUITE if b == bug)
-    return {"bug": bug, "kernel": kernel, "strategy": strat, "fuzz": fuzz, "walker": walker, "known": known}
-
-
-def find_rows(runs: list[dict[str, Any]], seeds: int, budget: float) -> list[str]:
+def section_find(trials: Trials, seeds: Sequence[int], budget: float, bugs: Sequence[str] | None) -> list[str]:
+    suite = [row for row in FIND_SUITE if bugs is None or row[0] in bugs]
+    calls_default = [(b, k, s, budget, DEFAULT) for b, k, _, _ in suite for s in seeds]
+    calls_named = [(b, k, s, budget, Variant(st, strategy=st)) for b, k, st, _ in suite for s in seeds]
+    calls_walker = [(b, k, s, budget) for b, k, _, _ in suite for s in seeds]
+    default = trials.map(trial_find, calls_default, "find, default")
+    named = trials.map(trial_find, calls_named, "find, named strategy")
+    walker = trials.map(trial_walker, calls_walker, "find, walker")
+    n = len(seeds)
     out = [
-        f"### Finding every catalogued bug ({seeds} seeds, {budget:.0f} s budget each, empty corpus and database)",
+        f"### Finding every catalogued bug ({n} seeds, {budget:.0f} s each, empty corpus and database)",
         "",
-        "| bug | kernel | strategy | tool | found | median s | worst s | median steps | worst steps "
-        "| walker / fuzz median s |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "The default campaign has no `--strategy`; the named strategy is the one that suits the bug; the "
+        "walker draws uniformly over the whole op language.  Seconds and steps to the first find.",
+        "",
+        "| bug | kernel | tool | found | median s | worst s | median steps | default / named median "
+        "| walker / default median |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in runs:
-        fuzz = [h for h in run["fuzz"] if h is not None]
-        walker = [h for h in run["walker"] if h is not None]
-        ratio = "-"
-        if fuzz and walker and len(walker) * 2 > seeds:
-            ratio = f"{statistics.median(h[0] for h in walker) / statistics.median(h[0] for h in fuzz):.2f}"
-        for tool, hits in (("fuzz", fuzz), ("walker", walker)):
-            med_s, worst_s = _dist([h[0] for h in hits], ".3f")
-            med_n, worst_n = _dist([float(h[1]) for h in hits], ".0f")
+    lengths: dict[str, list[int]] = {}
+    for i, (bug, kernel, strat, _) in enumerate(suite):
+        rows = {
+            "default": [h for h in default[i * n : (i + 1) * n] if h],
+            f"strategy {strat}": [h for h in named[i * n : (i + 1) * n] if h],
+            "walker": [h for h in walker[i * n : (i + 1) * n] if h],
+        }
+        lengths[bug] = [h[2] for h in rows["default"]]
+        med = {tool: statistics.median(h[0] for h in hits) if hits else None for tool, hits in rows.items()}
+        d, nm, w = med["default"], med[f"strategy {strat}"], med["walker"]
+        vs_named = f"{d / nm:.2f}" if d and nm else "-"
+        # a walker that missed in half the seeds or more has no median worth dividing
+        vs_walker = f"{w / d:.2f}" if d and w and 2 * len(rows["walker"]) > n else ("walker < half" if d else "-")
+        for tool, hits in rows.items():
+            first = tool == "default"
             out.append(
-                f"| {run['bug']} | {run['kernel']} | {run['strategy']} | {tool} | {len(hits)}/{seeds} "
-                f"| {med_s} | {worst_s} | {med_n} | {worst_n} | {ratio if tool == 'fuzz' else ''} |"
+                f"| {bug if first else ''} | {kernel if first else ''} | {tool} | {len(hits)}/{n} "
+                f"| {_median([h[0] for h in hits])} | {_worst([h[0] for h in hits])} "
+                f"| {_median([float(h[1]) for h in hits], '.0f')} | {vs_named if first else ''} "
+                f"| {vs_walker if first else ''} |"
             )
-    out += ["", "| bug | shrunk length min / median / max | known minimum |", "|---|---|---|"]
-    for run in runs:
-        lengths = [h[2] for h in run["fuzz"] if h is not None]
-        shown = f"{min(lengths)} / {statistics.median(lengths):g} / {max(lengths)}" if lengths else "-"
-        out.append(f"| {run['bug']} | {shown} | {run['known']} |")
-    out.append("")
+    out += ["", "| bug | default's shrunk length min / median / max | known minimum |", "|---|---|---|"]
+    for bug, _, _, known in suite:
+        ls = lengths[bug]
+        out.append(f"| {bug} | {f'{min(ls)} / {statistics.median(ls):g} / {max(ls)}' if ls else '-'} | {known} |")
+    return [*out, ""]
+
+
+# ---- keep-going ----
+
+
+def section_keep_going(trials: Trials, seeds: Sequence[int], budget: float) -> list[str]:
+    calls = [(k, s, budget) for k in KEEP_GOING_KERNELS for s in seeds]
+    results = trials.map(trial_keep_going, calls, "keep-going")
+    n = len(seeds)
+    out = [
+        f"### One `--keep-going` campaign finds every bug of its kernel ({n} seeds, {budget:.0f} s, no strategy)",
+        "",
+        "| kernel | bugs | all found | worst s to the last | median s to each bug (found/seeds) |",
+        "|---|---|---:|---:|---|",
+    ]
+    for i, kernel in enumerate(KEEP_GOING_KERNELS):
+        bugs = resolve(kernel).bugs
+        runs = results[i * n : (i + 1) * n]
+        complete = [r for r in runs if set(bugs) <= r.keys()]
+        last = [max(r[b] for b in bugs) for r in complete]
+        each = ", ".join(
+            f"{b} {_median([r[b] for r in runs if b in r], '.2f')} ({sum(b in r for r in runs)}/{n})" for b in bugs
+        )
+        out.append(f"| {kernel} | {''.join(bugs)} | {len(complete)}/{n} | {_worst(last, '.1f')} | {each} |")
+    return [*out, ""]
+
+
+# ---- coverage ----
+
+
+def coverage_rows(name: str, runs: Sequence[dict[str, Any]]) -> tuple[str, Counter[str]]:
+    n = len(runs)
+    done = [r["covered_at"] for r in runs if r["covered_at"] is not None]
+    missed: Counter[str] = Counter(p for r in runs for p in r["unreached"])
+    reachable = runs[0]["reachable"] if runs else 0
+    row = (f"| {name} | {reachable} | {len(done)}/{n} | {_median(done, '.1f')} | {_worst(done, '.1f')} "
+           f"| {min((r['reached'] for r in runs), default=0)} |")  # fmt: skip
+    return row, missed
+
+
+def section_coverage(trials: Trials, seeds: Sequence[int], budget: float) -> list[str]:
+    calls = [(k, s, budget) for k in COVERAGE_KERNELS for s in seeds]
+    results = trials.map(trial_coverage, calls, "coverage")
+    n = len(seeds)
+    out = [
+        f"### Kernel-path coverage ({n} seeds, {budget:.0f} s, default campaign, keep-going)",
+        "",
+        "Time until every coverage point the op language can reach on the kernel was reached "
+        "(`rmapfuzz coverage --kernel K` lists them, and the points beyond the language with the reason).",
+        "",
+        "| kernel | reachable points | all reached | median s | worst s | fewest reached |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    misses = []
+    for i, kernel in enumerate(COVERAGE_KERNELS):
+        row, missed = coverage_rows(kernel, results[i * n : (i + 1) * n])
+        out.append(row)
+        misses += [f"* {kernel}: `{p}` missed in {c}/{n} seeds" for p, c in missed.most_common()]
+    out += ["", *(misses or ["Every seed reached every reachable point."]), ""]
     return out
 
 
-def section_find(seeds: int, budget: float, bugs: Sequence[str] | None) -> list[str]:
-    runs = [
-        find_bug(bug, kernel, strat, seeds, budget)
-        for bug, kernel, strat, _ in FIND_SUITE
-        if bugs is None or bug in bugs
+# ---- ablation ----
+
+
+def section_ablation(trials: Trials, seeds: Sequence[int], budget: float, cov_budget: float) -> list[str]:
+    suite = [row for row in FIND_SUITE if row[0] in ABLATION_BUGS]
+    n = len(seeds)
+    out = [
+        f"### What each part of the default search contributes ({n} seeds; bugs {budget:.0f} s, "
+        f"coverage of current {cov_budget:.0f} s)",
+        "",
+        "| variant | " + " | ".join(f"{b} found, median s" for b, _, _, _ in suite) + " | current covered, median s |",
+        "|---|" + "---:|" * (len(suite) + 1),
     ]
-    return find_rows(runs, seeds, budget)
+    for variant in VARIANTS:
+        calls = [(b, k, s, budget, variant) for b, k, _, _ in suite for s in seeds]
+        finds = trials.map(trial_find, calls, f"ablation, {variant.name}")
+        covs = trials.map(trial_coverage, [("current", s, cov_budget, variant) for s in seeds], "ablation coverage")
+        cells = []
+        for i in range(len(suite)):
+            hits = [h[0] for h in finds[i * n : (i + 1) * n] if h]
+            cells.append(f"{len(hits)}/{n}, {_median(hits)}")
+        done = [c["covered_at"] for c in covs if c["covered_at"] is not None]
+        out.append(f"| {variant.name} | " + " | ".join(cells) + f" | {len(done)}/{n}, {_median(done, '.1f')} |")
+    return [*out, ""]
 
 
 # ---- the others ----
+
+
+def section_equivalence(steps: int, seed: int) -> list[str]:
+    tallies = [equivalence.compare(k, steps, seed) for k in GENERATIONS]
+    out = [
+        f"### The incremental judge against the whole-state judge ({steps:,} steps per generation, seed {seed})",
+        "",
+        equivalence.table(tallies),
+        "",
+    ]
+    out += [f"* {t.kernel}: {d}" for t in tallies for d in t.disagreements]
+    inc = sum(t.incremental_s for t in tallies)
+    full = sum(t.full_s for t in tallies)
+    out += [
+        f"Judging time, all generations: incremental {inc:.1f} s, whole-state {full:.1f} s ({full / inc:.2f}x).",
+        "",
+    ]
+    return out
 
 
 def section_scale(seconds: float) -> list[str]:
@@ -173,8 +341,8 @@ def section_scale(seconds: float) -> list[str]:
     ]
 
 
-def section_mutants(kernel: str, budget: float, count: int, jobs: int) -> list[str]:
-    return [*mutants.report(kernel, budget, count, jobs, seed=1).splitlines(), ""]
+def section_mutants(kernel: str, budget: float, count: int, jobs: int, seed: int) -> list[str]:
+    return [*mutants.report(kernel, budget, count, jobs, seed=seed, strategies=("default", "classic")).splitlines(), ""]
 
 
 def section_minimal() -> list[str]:
@@ -194,14 +362,13 @@ def section_minimal() -> list[str]:
             f"| {bound.get('processes', '-')} | {minimal.get('status', 'not searched')} | {completed} "
             f"| {bound.get('seconds', '-')} |"
         )
-    out.append("")
-    return out
+    return [*out, ""]
 
 
-def section_long(kernel: str, strat: str, minutes: float) -> list[str]:
-    result = _campaign(kernel, strat, 7, minutes * 60, (), keep_going=True)
+def section_long(kernel: str, minutes: float, seed: int) -> list[str]:
+    result = _run(DEFAULT.config(kernel=kernel, seed=seed, budget=minutes * 60, keep_going=True))
     lines = [
-        f"### Long campaign on {kernel} ({minutes:g} min, strategy {strat})",
+        f"### Long campaign on {kernel} ({minutes:g} min, default campaign, seed {seed})",
         "",
         f"{result.stats['steps']:,} steps, {result.stats['examples']:,} test cases, "
         f"{result.stats['steps'] / result.seconds:,.0f} steps/s; finds: {len(result.finds)}",
@@ -210,42 +377,73 @@ def section_long(kernel: str, strat: str, minutes: float) -> list[str]:
     for f in result.finds:
         lines.append(f"* `{f.signature}` after {f.seconds:.1f} s ({len(f.steps)} steps):")
         lines.extend(f"  * `{ops.describe(op)}`" for op in f.steps)
-    lines.append("")
-    return lines
+    return [*lines, ""]
 
 
-SECTIONS = ("speed", "find", "scale", "mutants", "minimal", "long")
+SECTIONS = ("speed", "find", "keep-going", "coverage", "ablation", "equivalence", "scale", "mutants", "minimal",
+            "long")  # fmt: skip
+
+
+def _seeds(value: str | None, count: int) -> list[int]:
+    if value:
+        return [int(s) for s in value.split(",")]
+    rng = random.SystemRandom()
+    return [rng.randrange(2**32) for _ in range(count)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="5 seeds, 20 s budgets, 10 mutants of 20 s")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds per seed and per mutant")
+    parser.add_argument("--quick", action="store_true", help="5 seeds, short budgets, 10 mutants")
+    parser.add_argument("--count", type=int, default=20, help="seeds per find row (keep-going, coverage: half)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds instead of fresh ones")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds per find campaign and per mutant")
+    parser.add_argument("--keep-going-budget", type=float, default=300.0)
+    parser.add_argument("--coverage-budget", type=float, default=300.0)
     parser.add_argument("--mutants", type=int, default=30)
-    parser.add_argument("--jobs", type=int, default=1, help="mutant campaigns at once")
+    parser.add_argument("--jobs", type=int, default=1, help="campaigns at once")
+    parser.add_argument("--against", default=None, metavar="REV", help="speed: another revision alongside")
     parser.add_argument("--long-minutes", type=float, default=0.0, help="the long section (default: skipped)")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     parser.add_argument("--bugs", default=None, help="comma-separated bugs for the find section")
     parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.budget, args.mutants = 5, 20.0, 10
+        args.count, args.budget, args.mutants = 5, 20.0, 10
+        args.keep_going_budget = args.coverage_budget = 60.0
+    seeds = _seeds(args.seeds, args.count)
+    few = seeds[: max(len(seeds) // 2, 1)]
     sections = args.only or [s for s in SECTIONS if s != "long" or args.long_minutes > 0]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    lines = [f"## rmapfuzz benchmarks ({started}, `python -m bench.run {' '.join(argv or sys.argv[1:])}`)", ""]
+    lines = [
+        f"## rmapfuzz benchmarks ({started}, `python -m bench.run {' '.join(argv or sys.argv[1:])}`)",
+        "",
+        f"Seeds, drawn for this run: {','.join(map(str, seeds))} (keep-going, coverage and ablation use the "
+        f"first {len(few)}; pass `--seeds` to rerun them).",
+        "",
+    ]
+    print("\n".join(lines), file=sys.stderr)
+    trials = Trials(args.jobs)
+    quick = args.quick
     if "speed" in sections:
-        lines += section_speed("current", 10.0 if args.quick else 30.0)
+        lines += [speed.run("current", 5.0 if quick else 20.0, seeds[0], args.against), ""]
     if "find" in sections:
-        lines += section_find(args.seeds, args.budget, args.bugs.split(",") if args.bugs else None)
+        lines += section_find(trials, seeds, args.budget, args.bugs.split(",") if args.bugs else None)
+    if "keep-going" in sections:
+        lines += section_keep_going(trials, few, args.keep_going_budget)
+    if "coverage" in sections:
+        lines += section_coverage(trials, few, args.coverage_budget)
+    if "ablation" in sections:
+        lines += section_ablation(trials, few, args.budget, 30.0 if quick else 60.0)
+    if "equivalence" in sections:
+        lines += section_equivalence(20_000 if quick else 100_000, seeds[0])
     if "scale" in sections:
-        lines += section_scale(10.0 if args.quick else 30.0)
+        lines += section_scale(10.0 if quick else 30.0)
     if "mutants" in sections:
-        lines += section_mutants("current", args.budget, args.mutants, args.jobs)
+        lines += section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0])
     if "minimal" in sections:
         lines += section_minimal()
     if "long" in sections:
-        lines += section_long("2.6.34", "default", args.long_minutes or 10.0)
+        lines += section_long("2.6.34", args.long_minutes or 10.0, seeds[0])
     text = "\n".join(lines)
     print(text)
     Path(args.out).write_text(text + "\n")

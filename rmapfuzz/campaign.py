@@ -74,6 +74,7 @@ class Config:
     chunk_examples: int = 300  # test cases per Hypothesis run (examples-bound campaigns)
     targets: tuple[str, ...] = ()  # with keep_going: stop once these catalogued bugs are found
     arms: tuple[str, ...] = DEFAULT_ARMS  # the ways of proposing test cases the hunt uses (rmapfuzz.search)
+    until_covered: bool = False  # stop once every coverage point the language can reach was reached
 
 
 @attrs.define
@@ -106,6 +107,7 @@ class Stats:
     arms: dict[str, tuple[float, float]] = attrs.field(factory=dict)  # arm -> (reward, seconds)
     kernel: str = ""  # the kernel being searched now (with found bugs' fixes under keep_going)
     kernels: list[str] = attrs.field(factory=list)  # every kernel searched, in order
+    covered_at: float | None = None  # with until_covered: seconds until every reachable point was reached
 
     def search(self, kernel: str) -> None:
         self.kernel = kernel
@@ -123,6 +125,7 @@ class Stats:
             "arms": {arm: list(v) for arm, v in self.arms.items()},
             "kernel": self.kernel,
             "kernels": list(self.kernels),
+            "covered_at": self.covered_at,
         }
 
 
@@ -206,7 +209,19 @@ class Hunt:
         self.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
         self.db = _database(config)
         self.machines: dict[str, type[RmapMachine]] = {}
+        self._coverage_seen = -1
         self.stats.search(self.kernel.name)
+
+    def covered(self) -> bool:
+        """Whether every point the op language can reach on the kernel searched now was reached
+        (on it or on the kernels searched before it); notes the time it first was."""
+        stats = self.stats
+        if len(stats.coverage) != self._coverage_seen:
+            self._coverage_seen = len(stats.coverage)
+            wanted = {p.name for p in coverage.reachable(self.kernel)}
+            if stats.covered_at is None and wanted <= stats.coverage.keys():
+                stats.covered_at = time.monotonic() - stats.started
+        return stats.covered_at is not None
 
     # ---- time ----
 
@@ -501,6 +516,8 @@ def run_worker(
             return True
         if config.targets and set(config.targets) <= {b for f in finds for b in f.bugs}:
             return True
+        if config.until_covered and hunt.covered():
+            return True
         return config.examples is not None and stats.examples >= config.examples
 
     try:
@@ -614,8 +631,9 @@ class _Ticker:
 
 
 def _merge(per_worker: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    total: dict[str, Any] = {"examples": 0, "steps": 0, "checks": 0, "ops": Counter(), "results": Counter(),
-                             "coverage": Counter(), "arms": {}, "kernel": "", "kernels": []}  # fmt: skip
+    total = Stats().snapshot()
+    for key in ("ops", "results", "coverage"):
+        total[key] = Counter()
     for snap in per_worker.values():
         for key in ("examples", "steps", "checks"):
             total[key] += snap[key]
@@ -623,6 +641,8 @@ def _merge(per_worker: dict[int, dict[str, Any]]) -> dict[str, Any]:
             total[key].update(snap[key])
         total["kernel"] = snap["kernel"]
         total["kernels"] += [k for k in snap["kernels"] if k not in total["kernels"]]
+        if snap["covered_at"] is not None:
+            total["covered_at"] = min(snap["covered_at"], total["covered_at"] or snap["covered_at"])
         for arm, (found, seconds) in snap["arms"].items():
             old = total["arms"].get(arm, [0, 0.0])
             total["arms"][arm] = [old[0] + found, old[1] + seconds]

@@ -483,7 +483,8 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         except StrategyError as exc:
             raise CliError(str(exc)) from None
         config = Config(kernel=kernel.name, strategy=strat, seed=_seed(args.seed), budget=args.budget,
-                        corpus_dir=None, database=None, keep_going=True)  # fmt: skip
+                        corpus_dir=None, database=None, keep_going=True,
+                        until_covered=args.until_covered)  # fmt: skip
         result = campaign.run(config)
         report = result.coverage()
     else:
@@ -494,6 +495,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         data = report.to_json()
         if args.budget is not None:
             data["seed"], data["seconds"] = config.seed, round(result.seconds, 3)
+            data["covered_at"] = result.stats["covered_at"]
             data["finds"] = [f.signature for f in result.finds]
         _emit_json(data)
         return 0
@@ -529,6 +531,7 @@ def add_coverage_command(subparsers: Subparsers) -> None:
     p.add_argument("--budget", type=float, default=None, help="seconds of campaign to measure coverage with")
     p.add_argument("--strategy", default="default", help="strategy for the campaign (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
+    p.add_argument("--until-covered", action="store_true", help="stop once every reachable point was reached")
     p.add_argument("--output", "-o", default=None, metavar="FILE", help="also write the report (.json or .md)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_coverage)

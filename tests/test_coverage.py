@@ -32,12 +32,16 @@ def test_every_generation_has_points_named_after_kernel_functions() -> None:
 
 def test_overlays_replace_and_add_points() -> None:
     """6.x merges through vma_merge_existing_range()/vma_merge_new_range(): 2.6.34's vma_merge()
-    cases are gone from its points; 6.16+61f67c23 adds vma_expand's dup from mremap's source."""
+    cases are gone from its points; 6.16+61f67c23 adds vma_expand's dup from mremap's source and
+    its ENOMEM path (before it, 6.16 has no such dup to fail)."""
     old, new = names("2.6.34-rc3"), names("6.16")
     assert "vma_merge: case 6, prev and next absorb the middle" in old
     assert not any(p.startswith("vma_merge: ") for p in new)
     assert "dup_anon_vma: src faulted, dst unfaulted" in new and "dup_anon_vma: src faulted, dst unfaulted" not in old
-    assert names("6.16+61f67c23") - new == {"vma_expand: dup from mremap's source (copied_from)"}
+    assert names("6.16+61f67c23") - new == {
+        "vma_expand: dup from mremap's source (copied_from)",
+        "vma_expand: ENOMEM dup'ing mremap's source",
+    }
     assert "remap_move: a fixed move of several VMAs" in names("6.18.8") - names("6.16+61f67c23")
 
 

@@ -33,4 +33,7 @@ class Linux616With61f67c23(Linux616):
         if vmg.copied_from is None:
             return None, None
         self.trace.cover("vma_expand: dup from mremap's source (copied_from)")
-        return self.dup_anon_vma(vmg.target, vmg.copied_from)
+        err, dup = self.dup_anon_vma(vmg.target, vmg.copied_from)
+        if err:
+            self.trace.cover("vma_expand: ENOMEM dup'ing mremap's source")
+        return err, dup

@@ -371,12 +371,9 @@ class Linux615(Linux60):
                 return err
         err, _copied = self.vma_expand_dup_copied(vmg)
         if err:
-            self.trace.cover(
-                "vma_expand: ENOMEM dup'ing mremap's source, next's dup undone"
-                if dup is not None
-                else "vma_expand: ENOMEM dup'ing mremap's source"
-            )
             vmg.nomem = True
+            # As the kernel's nomem path does; though a dup of next and a failed dup of the source
+            # never come together: each dup clones only into a target with no anon_vma yet.
             if dup is not None:
                 self.unlink_anon_vmas(dup)
             return err
