@@ -12,6 +12,8 @@ Human output goes through rich (plain when stdout is not a terminal or NO_COLOR 
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import io
 import json
 import random
@@ -90,7 +92,57 @@ def kernel_info(name: str) -> dict[str, Any]:
     }
 
 
+def definitions(kernel: str, function: str) -> list[dict[str, Any]]:
+    """Where ``kernel`` gets ``function`` from: the definition it runs first, then each one that
+    definition overrides (reached through ``super()``), down the method resolution order."""
+    cls = resolve(_kernel(kernel) or kernel)
+    out = []
+    for owner in cls.__mro__:
+        fn = owner.__dict__.get(function)
+        if fn is None:
+            continue
+        fn = getattr(fn, "__func__", fn)
+        try:
+            lines, first = inspect.getsourcelines(fn)
+            path = inspect.getsourcefile(fn) or "?"
+        except (OSError, TypeError):
+            continue
+        out.append({
+            "class": owner.__name__,
+            "generation": owner.__dict__.get("name", ""),
+            "file": _relative(path),
+            "line": first,
+            "lines": len(lines),
+            "doc": (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " "),
+        })  # fmt: skip
+    if not out:
+        known = sorted({n for c in cls.__mro__ for n, v in vars(c).items() if callable(v) and not n.startswith("__")})
+        close = difflib.get_close_matches(function, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise CliError(f"{cls.name} has no function {function!r}{hint}")
+    return out
+
+
+def _relative(path: str) -> str:
+    parts = Path(path).parts
+    return str(Path(*parts[parts.index("rmapfuzz") :])) if "rmapfuzz" in parts else path
+
+
 def cmd_kernels(args: argparse.Namespace) -> int:
+    if args.where:
+        function, kernel = args.where
+        found = definitions(kernel, function)
+        if args.json:
+            _emit_json(found)
+            return 0
+        console = _console()
+        for i, d in enumerate(found):
+            lead = f"{function} on {kernel}:" if i == 0 else "  overrides"
+            console.print(Text.assemble(lead + " ", (f"{d['file']}:{d['line']}", "bold cyan"), f" {d['class']}"
+                                        + (f" ({d['generation']})" if d["generation"] else "")))  # fmt: skip
+            if d["doc"]:
+                console.print(Text(f"    {d['doc']}", style="dim"))
+        return 0
     infos = [kernel_info(name) for name in KERNELS]
     if args.json:
         _emit_json(infos)
@@ -112,6 +164,12 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 def add_kernels_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("kernels", help="list the model kernels, their commits and catalogued bugs")
+    p.add_argument(
+        "--where",
+        nargs=2,
+        metavar=("FUNCTION", "KERNEL"),
+        help="the file, class and line that define a kernel function at that generation (and what it overrides)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_kernels)
 

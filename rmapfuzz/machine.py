@@ -72,6 +72,7 @@ class RmapMachine(RuleBasedStateMachine):
         self.steps: list[ops.Op] = []
         self.live: list[int] = [0]
         self.failed = False
+        self.burst_start = 0  # the first step of the burst running now
         self.observer.on_start()
 
     def teardown(self) -> None:
@@ -81,6 +82,7 @@ class RmapMachine(RuleBasedStateMachine):
 
     @rule(chunk=st.binary())
     def burst(self, chunk: bytes) -> None:
+        self.burst_start = len(self.steps)
         decoder = self.decoder or generate.decoder(_swarm(self.strategy).base)
         for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
             if len(self.steps) >= self.strategy.steps:
@@ -91,6 +93,16 @@ class RmapMachine(RuleBasedStateMachine):
             op = decoder.decode(word, self.runner.kernel, self.live)
             if op is not None:
                 self.do(op)
+
+    def _repr_step(self, rule: Any, data: Any, result: Any) -> str:
+        """How Hypothesis prints a step of a failing example: the ops the burst ran, as calls of
+        :meth:`do` one can paste and run (``from rmapfuzz.ops import *``), instead of its bytes.
+        (Hypothesis prints a step's arguments before the step runs, when the ops a burst's bytes
+        mean are not known yet; this override, after it, is the one place to say them.)"""
+        ran = self.steps[self.burst_start :] if rule.function.__name__ == "burst" else []
+        if not ran:
+            return super()._repr_step(rule, data, result) + "  # no op"
+        return "\n".join(f"state.do({op!r})" for op in ran)
 
     # ---- the one place a step happens ----
 

@@ -339,3 +339,18 @@ def test_coverage_bad_input(capsys: pytest.CaptureFixture[str], argv: list[str],
     code, out, err = run(capsys, *argv)
     assert code == 2 and err.startswith("rmapfuzz: error: ") and err.count("\n") == 1
     assert needle in err and out == ""
+
+
+def test_kernels_where(capsys: pytest.CaptureFixture[str]) -> None:
+    """The definition a generation runs, then each one it overrides through super()."""
+    code, out, _ = run(capsys, "kernels", "--where", "anon_vma_fork", "3.19+2555283e", "--json")
+    assert code == 0
+    found = json.loads(out)
+    assert [d["generation"] for d in found] == ["3.19-rc4+2555283e", "3.19-rc4", ""]
+    assert found[0]["file"] == "rmapfuzz/kernels/fix_2555283e.py" and found[-1]["file"] == "rmapfuzz/model/rmap.py"
+    code, out, _ = run(capsys, "kernels", "--where", "vma_merge", "current")
+    assert code == 0 and "rmapfuzz/model/mmap.py" in out
+    code, out, err = run(capsys, "kernels", "--where", "vma_merg", "3.7")
+    assert code == 2 and "did you mean vma_merge" in err and out == ""
+    code, _, err = run(capsys, "kernels", "--where", "vma_merge", "2.4.0")
+    assert code == 2 and "2.4.0" in err

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -326,3 +329,31 @@ def test_generated_sequences_keep_each_test_case_and_its_failing_step() -> None:
     assert 0 < len(clean) <= 20 and all(0 < len(seq) <= s.steps for seq in clean)
     found = generated_sequences("2.6.34-rc3", s, 300, seed=1)
     assert any(not replay(seq, "2.6.34-rc3", s.window).clean for seq in found)
+
+
+def test_a_failure_under_pytest_prints_ops_not_bytes(tmp_path: Path) -> None:
+    """Hypothesis prints a failing state machine's steps: they read as ops one can paste
+    (``state.do(Mmap(...))``), with the op-language JSON and the ``replay(...)`` call in notes."""
+    (tmp_path / "test_machine.py").write_text(
+        textwrap.dedent(
+            """
+            from hypothesis import Phase
+            from rmapfuzz import strategy
+            from rmapfuzz.machine import machine_settings, make_machine
+
+            s = strategy.load("merge-storm")
+            TestRc3 = make_machine("2.6.34-rc3", s).TestCase
+            TestRc3.settings = machine_settings(
+                s, max_examples=500, derandomize=True, database=None,
+                phases=(Phase.explicit, Phase.reuse, Phase.generate),
+            )
+            """
+        )
+    )
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, check=False, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    assert "state.do(Mmap(pid=0" in proc.stdout
+    assert "state.burst(chunk=" not in proc.stdout
+    assert "rmapfuzz: the steps as op-language JSON" in proc.stdout
+    assert "verdict = replay([" in proc.stdout
