@@ -172,6 +172,8 @@ def save(directory: Path | str, rep: Reproducer) -> tuple[Path, str]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / filename(rep.signature)
+    text = dumps(rep)
+    loads(text, target)  # what is written must load: the loader's checks, before anything is replaced
     with _locked(directory):
         status = "new"
         if target.exists():
@@ -182,7 +184,7 @@ def save(directory: Path | str, rep: Reproducer) -> tuple[Path, str]:
             if old is not None and len(old.steps) <= len(rep.steps):
                 return target, "duplicate"
             status = "shorter"
-        write_atomic(target, dumps(rep))
+        write_atomic(target, text)
     rep.path = target
     return target, status
 

@@ -222,3 +222,35 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("rmapfuzz: error: ")
     assert needle in err
+
+
+def test_every_simpler_step_is_a_valid_op() -> None:
+    """The greedy reducer's argument lowering keeps every op valid as the loader checks it (an
+    in-place mremap moved down stays in place), so a reduced reproducer always saves and loads."""
+    import random
+
+    from rmapfuzz.generate import OP_BYTES, Decoder, Mix
+    from rmapfuzz.minimize.greedy import _simpler_args
+    from rmapfuzz.strategy import load
+
+    rng = random.Random(7)
+    mix = Mix.of(load("default"))
+    decoder = Decoder(mix)
+    kernel = boot("6.18.8", mix.window)
+    checked = 0
+    for _ in range(3000):
+        op = decoder.decode(rng.randbytes(OP_BYTES), kernel, [0])
+        if op is None:
+            continue
+        for simpler in _simpler_args(op):
+            assert ops.parse_step(ops.to_json(simpler), mix.window) == simpler, (op, simpler)
+            checked += 1
+    assert checked > 1000
+
+
+def test_save_refuses_a_reproducer_its_loader_would_reject(tmp_path: Path) -> None:
+    bad = ops.Mremap(0, 1, 1, 0, 2, ())  # in place, but new_start != start
+    rep = corpus.Reproducer(RC3, 8, [ops.Mmap(0, 0, 3, "rw"), bad], violation={"invariant": "counters"})
+    with pytest.raises(corpus.CorpusError, match="in-place"):
+        corpus.save(tmp_path, rep)
+    assert list(tmp_path.iterdir()) == []
