@@ -2,7 +2,7 @@
 
     python -m bench.scenarios
 
-The scenarios are the ones kernel-rmap.md §3 gives (bugs A and B), their variants, bug S
+The scenarios are the ones docs/model.md#the-bug-catalogue gives for bugs A and B, their variants, bug S
 (swap-in across a fork) and bug M (the 2.6.34-era mremap hole).  This is documentation, not a
 search: nothing here feeds the fuzzer.
 """

@@ -1,13 +1,15 @@
 """The invariant catalogue: every oracle the fuzzer judges a model kernel by, in one place.
 
 Each :class:`Invariant` has a stable ``name`` (used in reproducer files, on the command line and
-in CI), the kernel assumption it encodes, and a check.  State invariants run after every step;
-``merge-superset`` judges the merge events the model records where a merge happens.  A broken
+in CI), the kernel assumption it encodes, its kind and a check.  State invariants judge the state
+after a step; transition invariants (``Kind.TRANSITION``: ``merge-superset``, ``reuse-safe``,
+``syscall-effect``, ``fail-injection``) judge what the step did, from the tracepoints the model
+passes on its way (:mod:`rmapfuzz.model.trace`, :class:`rmapfuzz.probe.StepRecord`).  A broken
 invariant becomes a :class:`Violation`, the one exception type the model and the checks raise;
 it names the mm, VMAs (with their ranges), anon_vmas and pages involved.
 
-The catalogue is ordered cheapest and earliest first (kernel-rmap.md §7.1): when one step breaks
-several invariants, the first in this order is the one reported.
+The catalogue is ordered cheapest and earliest first (docs/model.md#catalogue-order): when one
+step breaks several invariants, the first in this order is the one reported.
 """
 
 from __future__ import annotations
@@ -395,7 +397,7 @@ def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma], where: str) ->
 def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], where: str) -> Iterator[Finding]:
     """madvise that returned 0: the flag advices set or clear their flag on the whole range,
     DONTNEED leaves no pte in it, PAGEOUT no present page it may reclaim (every page, or with
-    pageout_skips_shared, 6.16+, every page mapped once)."""
+    pageout_skips_shared (from the model's 6.15), every page mapped once)."""
     if op.advice in _ADVICE_FLAGS:
         flag, on = _ADVICE_FLAGS[op.advice]
         wrong = [v for v in vmas if bool(v.vm_flags & flag) != on]

@@ -1,4 +1,4 @@
-"""The April 2010 bugs (kernel-rmap.md §3.2, §3.3) on each kernel generation.
+"""The April 2010 bugs (docs/model.md#bug-a, docs/model.md#bug-b) on each kernel generation.
 
 Steps are 0-based, as :class:`rmapfuzz.invariants.Violation` counts them.
 """
@@ -11,7 +11,7 @@ from rmapfuzz import invariants as inv
 from rmapfuzz.layout import ptes_line
 from tests.helpers import FINAL, HANNES, RC3, StepTuple, hits, run, shape
 
-# Bug A, §3.2, case 7:
+# Bug A (docs/model.md#bug-a), case 7:
 #   ABC     mmap [0,3) rw; mprotect [1,2) r  ->  A rw | B r | C rw, all unfaulted
 #     *     write 2: C gets AV1
 #    BB     mprotect [2,3) r: case 7, B absorbs C; rc3 clones B's own (empty) chain
@@ -108,7 +108,7 @@ def test_bug_a_case5_later_unmap_frees_av1_on_rc3() -> None:
     assert "AV1(freed)" in v.violation.message
 
 
-# Bug B, §3.3 (f0 = rw, f1 = rwx):
+# Bug B (docs/model.md#bug-b; f0 = rw, f1 = rwx):
 #   P0: ABB    mmap [0,3) rw; mprotect [0,1) rwx
 #        *     write 1: B gets AV1
 #   fork       P1: A'B'  B' = AV2 [AV2, AV1]

@@ -1,5 +1,5 @@
-"""Faults (kernel-rmap.md §2.11-§2.12): zero page, COW copy, reuse with page_move_anon_rmap,
-SEGV, swap out/in, and bug S (§3.5)."""
+"""Faults (docs/model.md#faults): zero page, COW copy, reuse with page_move_anon_rmap, SEGV, swap out/in
+(docs/model.md#swap-out-and-swap-in), and bug S (docs/model.md#bug-s)."""
 
 from __future__ import annotations
 

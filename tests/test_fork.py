@@ -1,4 +1,4 @@
-"""fork (dup_mmap + anon_vma_fork, kernel-rmap.md §2.4) and exit."""
+"""fork (dup_mmap + anon_vma_fork, docs/model.md#fork-dup_mmap-and-anon_vma_fork) and exit."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_grandchild_chain_is_newest_first_on_2634() -> None:
 
 
 def test_grandchild_chain_is_reversed_on_rc3() -> None:
-    """rc1-rc3's anon_vma_clone pushes each copied link at the head (§2.3): P2's chain is [AV3, AV1, AV2]."""
+    """rc1-rc3's anon_vma_clone pushes each copied link at the head (docs/model.md#fork-dup_mmap-and-anon_vma_fork):
+    P2's chain is [AV3, AV1, AV2]."""
     k = run_clean(RC3, ("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), ("fork", 1))
     assert shape(k, 2) == ("A.......", ["[0,1) rw- ac pgoff=0 anon=AV3 chain=[AV3, AV1, AV2]"])
 

@@ -1,4 +1,4 @@
-"""The later generations (kernel-rmap.md §3.6, §4.1-§4.4): 2.6.35/36 root and refcount, 3.0's
+"""The later generations (docs/model.md#generations): 2.6.35/36 root and refcount, 3.0's
 singular-chain merge rule, 3.7's interval tree, 3.19's degree reuse and 6.0's counters.
 
 Steps are 0-based, as :class:`rmapfuzz.invariants.Violation` counts them.
@@ -417,7 +417,7 @@ def test_bug_d_import_misses_a_degree(kernel: str, degree: int) -> None:
         assert bad is not None and (bad[0], bad[1].invariant) == (3, "counters")
 
 
-# ---- CVE-2022-42703 (bug G), constructed from §4.4 ----
+# ---- CVE-2022-42703 (bug G), constructed from docs/model.md#bug-g ----
 
 # X = AV3 is P2's leaf.  P3 reuses AV2 (P1 exited), so AV3 gets no child.  P2 and P3 split their
 # VMA while P2 is alive (AV3 degree 2), so P3's fork gives both halves new anon_vmas (AV4, AV5,

@@ -1,5 +1,6 @@
-"""The modern generations (kernel-rmap.md §4.5-§4.7, §5; live-kernel.md §3): 6.15's mm/vma.c merge
-structure, 6.16's three-way anon_vma rule (879bca0a2c4f) with bug J, and 6.18.8 with both fixes.
+"""The modern generations (docs/model.md#the-mmvmac-kernels, docs/model.md#bug-j, and the cases
+measured on 6.18.44 in docs/live-oracle.md#scenario-corpus): 6.15's mm/vma.c merge structure, 6.16's
+three-way anon_vma rule (879bca0a2c4f) with bug J, and 6.18.8 with both fixes.
 
 Steps are 0-based, as :class:`rmapfuzz.invariants.Violation` counts them.
 """
@@ -96,7 +97,7 @@ def test_m_scenario_clean(kernel: str) -> None:
 
 
 def test_bug_j_on_6_16() -> None:
-    """The M scenario is a bug J trigger on 6.16 (kernel-rmap.md §4.6, §4.7):
+    """The M scenario is a bug J trigger on 6.16 (docs/model.md#bug-j):
 
     .B...A..   A [5,6) faulted (AV1, pgoff 2), B [1,2) unfaulted (pgoff 1)
     .BB.....   mremap A -> [2,3): the three-way rule lets the copy merge into B (no middle VMA, so
@@ -227,7 +228,7 @@ def test_case_8_orientation(kernel: str, survivor: int) -> None:
     """
     ABC.....   A [0,1) r, M [1,2) rwx unfaulted, N [2,3) rw faulted (AV1)
     ABB.....   mprotect M rw: M merges with N only (case 8).  6.0 keeps 2.6.34's orientation (M grows
-               over N, imports AV1, N removed); since ~4.8 N grows down and M is removed.
+               over N, imports AV1, N removed); since 4.9 N grows down and M is removed.
     """
     k = boot(kernel)
     for t in CASE8:
@@ -295,7 +296,7 @@ LIVE_C7: tuple[StepTuple, ...] = (
 
 @pytest.mark.parametrize("kernel", ["6.16", "6.18.8"])
 def test_live_c7_partial_left_merge_dups(kernel: str) -> None:
-    """live-kernel.md c7:
+    """Measured case c7 (docs/live-oracle.md#scenario-corpus):
 
     AAAABBBB   A [0,4) rw unfaulted; B [4,8) r ac faulted (AV1)
     AAAAAABB   mprotect [4,6) rw: prev grows over B's head (dup from B), B's start advances:
@@ -339,7 +340,7 @@ def test_three_way_rule_refuses_a_fork_child(kernel: str) -> None:
 
 @pytest.mark.parametrize("kernel", MODERN)
 def test_vma_expand_mmap_fills_hole_dups_from_next(kernel: str) -> None:
-    """live-kernel.md b5:
+    """Measured case b5 (docs/live-oracle.md#scenario-corpus):
 
     AA..BB..   A [0,2) unfaulted, B [4,6) faulted (AV1)
     AAAAAA..   mmap [2,4): prev expands over the range and B; vma_expand dups AV1 from the removed next
@@ -353,7 +354,7 @@ def test_vma_expand_mmap_fills_hole_dups_from_next(kernel: str) -> None:
 
 @pytest.mark.parametrize("kernel", MODERN)
 def test_vma_expand_unfaulted_move_adopts_neighbour(kernel: str) -> None:
-    """live-kernel.md e2:
+    """Measured case e2 (docs/live-oracle.md#scenario-corpus):
 
     AA...BB.   A [0,2) faulted (AV1), B [5,7) unfaulted
     AAAA....   mremap B -> [2,4): re-based (pgoff 2), A expands over it
@@ -450,7 +451,7 @@ def test_pageout_skips_shared_pages(kernel: str, ptes: str) -> None:
 
 @pytest.mark.parametrize(("kernel", "merged"), [("6.0", False), ("6.15", True), ("6.18.8", True)])
 def test_unfaulted_mprotect_drops_vm_account(kernel: str, merged: bool) -> None:
-    """live-kernel.md c4:
+    """Measured case c4 (docs/live-oracle.md#scenario-corpus):
 
     AAAA....   rw (ac), unfaulted;  mprotect r: 6.7+ drops VM_ACCOUNT (no anon_vma)
     AAAAAAAA   mmap [4,8) r (no ac) merges; 6.0 keeps ac and the two stay apart
@@ -466,7 +467,7 @@ def test_unfaulted_mprotect_drops_vm_account(kernel: str, merged: bool) -> None:
 
 @pytest.mark.parametrize(("kernel", "mode"), [("6.0", "ro"), ("6.15", "w"), ("6.18.8", "w")])
 def test_mprotect_makes_exclusive_ptes_writable(kernel: str, mode: str) -> None:
-    """A written page, mprotect r then rw: 5.19+ makes the exclusive page's pte writable at once."""
+    """A written page, mprotect r then rw: 6.0+ makes the exclusive page's pte writable at once."""
     ts = (("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("mprotect", 0, 0, 1, "r"), ("mprotect", 0, 0, 1, "rw"))
     k, results, bad = checked(kernel, *ts)
     assert bad is None and results == ["ok"] * 4

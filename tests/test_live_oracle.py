@@ -1,7 +1,7 @@
 """The live-kernel oracle on the running kernel: skipped where it cannot run.
 
 Needs Linux, root (PFNs in pagemap for L2), and a free window at 0x2000_0000_0000.  The scenarios
-are docs (live-kernel.md §3.2) measured on 6.18.44; each must agree with the ``current`` model at
+are docs/live-oracle.md#scenario-corpus, measured on 6.18.44; each must agree with the ``current`` model at
 L0/L1/L2, and its final layout is checked against the kernel result recorded there.
 """
 
@@ -39,7 +39,7 @@ WHY_NOT = _why_not()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"live kernel oracle unavailable: {WHY_NOT}")
 
 
-# (name, steps, {pid: final layout on 6.18.44 as recorded in live-kernel.md §3.2})
+# (name, steps, {pid: final layout on 6.18.44 as recorded in docs/live-oracle.md#scenario-corpus})
 SCENARIOS = [
     ("a1", [mm(0, 0, 4), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),
     ("b3", [mm(0, 0, 4), rd(0, 0), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),

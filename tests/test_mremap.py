@@ -1,4 +1,4 @@
-"""mremap (kernel-rmap.md §2.10): moves, in-place resizes, errors, and bug M."""
+"""mremap (docs/model.md#mremap-and-copy_vma): moves, in-place resizes, errors, and bug M (docs/model.md#bug-m)."""
 
 from __future__ import annotations
 

@@ -535,7 +535,7 @@ def test_flags_and_cut_chains():
 
 def test_model_graph_matches_kernel_records():
     """The model's graph after fork + COW + split, and hand-written iterator records of the same
-    shape (as on 6.18.44, live-kernel.md §7.3), agree up to renaming."""
+    shape (as on 6.18.44, docs/live-oracle.md#fork-trees-cow-and-page-identity), agree up to renaming."""
     steps = ops.parse_steps(
         [
             {"op": "mmap", "pid": 0, "start": 0, "pages": 4, "prot": "rw"},
@@ -591,7 +591,8 @@ WHY_NOT = _why_not()
 live = pytest.mark.skipif(WHY_NOT is not None, reason=f"L3 (BPF anon_vma graph) unavailable: {WHY_NOT}")
 
 
-# (name, steps, the kernel's final graph on 6.18.44 as recorded in live-kernel.md §3.2 / §7.3)
+# (name, steps, the kernel's final graph on 6.18.44 as recorded in docs/live-oracle.md#scenario-corpus and
+# docs/live-oracle.md#fork-trees-cow-and-page-identity)
 LIVE = [
     (
         "c2",

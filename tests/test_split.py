@@ -1,4 +1,4 @@
-"""split_vma() (kernel-rmap.md §2.9): both halves keep the anon_vma and identical chains; the upper
+"""split_vma() (docs/model.md#split_vma): both halves keep the anon_vma and identical chains; the upper
 part's pgoff advances by the split offset."""
 
 from __future__ import annotations

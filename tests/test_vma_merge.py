@@ -1,4 +1,4 @@
-"""vma_merge() cases 1-8 (kernel-rmap.md §2.7) on the 2.6.34 model, and the merges it refuses.
+"""vma_merge() cases 1-8 (docs/model.md#vma_merge-cases-1-to-8) on the 2.6.34 model, and the merges it refuses.
 
 Diagrams follow tools/testing/vma: one character per page, ``P`` = prev, ``N`` = next, ``A`` = the
 range being mapped/mprotected, ``X`` = the VMA after the middle one, ``.`` = a hole.  The

@@ -2,8 +2,9 @@
 
 The anon_vma's list becomes an interval tree keyed by each linked VMA's pgoff range
 ``[vm_pgoff, vm_pgoff + vma_pages - 1]``; an rmap walk queries it with the page's index and so
-only visits VMAs whose range covers the page (kernel-rmap.md §4.2).  A VMA whose pgoff
-bookkeeping is wrong is therefore not even visited: I1' (page-index) matters as much as I1.
+only visits VMAs whose range covers the page (docs/model.md#reclaim-and-the-rmap-walk).  A VMA
+whose pgoff bookkeeping is wrong is therefore not even visited: I1' (page-index) matters as much
+as I1.
 """
 
 from __future__ import annotations

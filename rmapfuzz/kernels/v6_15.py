@@ -261,7 +261,7 @@ class Linux615(Linux60):
                 if delete_middle
                 else "vma_merge_existing_range: next takes the tail of the middle (case 4)"
             )
-            if delete_middle:  # case 8 since ~4.8: next grows down over all of middle
+            if delete_middle:  # case 8 since 4.9 (e86f15ee64d8): next grows down over all of middle
                 vmg.target, vmg.end, vmg.pgoff = nxt, nxt.vm_end, nxt.vm_pgoff - (end - start)
                 removed = (middle,)
             else:  # case 4: middle shrinks, next's start moves back
@@ -432,7 +432,7 @@ class Linux615(Linux60):
         return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
 
     def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma() (mm/mremap.c, 5.19+): with MREMAP_DONTUNMAP the old range stays mapped (its ptes
+        """move_vma() (mm/mremap.c, 5.12+, 1583aa278f5f): with MREMAP_DONTUNMAP the old range stays mapped (its ptes
         are gone) and, if the whole old VMA moved, unlink_anon_vmas() makes it unfaulted again."""
         if not dontunmap:
             super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
@@ -462,7 +462,7 @@ class Linux615(Linux60):
         return None, vma
 
     def change_protection(self, vma: Vma, start: int, end: int) -> None:
-        """change_protection() with MM_CP_TRY_CHANGE_WRITABLE (5.19+): in a writable private VMA a
+        """change_protection() with MM_CP_TRY_CHANGE_WRITABLE (6.0+, 64fe24a3e05e): in a writable private VMA a
         pte of an exclusively owned anon page (PageAnonExclusive) is made writable at once.  The model
         only does so for a page mapped once and not in the swap cache; the rest is write-protected."""
         super().change_protection(vma, start, end)

@@ -46,7 +46,7 @@ class Features:
     wipeonfork: bool = False  # MADV_WIPEONFORK / MADV_KEEPONFORK (4.14)
     dontunmap: bool = False  # MREMAP_DONTUNMAP (e346b3813067, 5.7)
     pageout_skips_shared: bool = False  # MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped twice
-    case6_imports_first: bool = False  # e86f15ee64d8 (4.8): vma_adjust case 6 picks its exporter up front
+    case6_imports_first: bool = False  # 734537c9cb72 (4.8): vma_adjust case 6 picks its exporter up front
 
 
 @attrs.frozen

@@ -1,6 +1,6 @@
 """mm/mmap.c as of 2.6.34-rc3: vma_merge (cases 1-8), vma_adjust, split, munmap, mmap, copy_vma, exit.
 
-The ``vma_merge`` case numbers are the kernel comment's (kernel-rmap.md §2.7):
+The ``vma_merge`` case numbers are the kernel comment's (docs/model.md#vma_merge-cases-1-to-8):
 
     case 1: AAAA  ->  PPPPNNNN         case 5: AAAA over head of N, merges with P
           PPPP    NNNN                 case 6: AAAA (whole middle) merges with P and X
@@ -134,10 +134,11 @@ class MmapMixin(MemoryMixin):
     def vma_adjust(self, vma: Vma, start: int, end: int, pgoff: int, insert: Vma | None = None) -> Err:
         """vma_adjust() (mm/mmap.c, 2.6.34): set vma's bounds; shift or remove the next VMA.
 
-        Roles (kernel-rmap.md §2.8): growing over all of next removes it (remove_next, twice for
-        case 6), growing over part of it shifts its start up (case 5), shrinking lets next grow
-        down (case 4).  The VMA that takes over pages must get the other's anon_vma and links:
-        that import is :meth:`vma_adjust_import`.  A removed VMA's links go via anon_vma_merge().
+        Roles (docs/model.md#vma_adjust-importer-and-exporter): growing over all of next removes it
+        (remove_next, twice for case 6), growing over part of it shifts its start up (case 5),
+        shrinking lets next grow down (case 4).  The VMA that takes over pages must get the other's
+        anon_vma and links: that import is :meth:`vma_adjust_import`.  A removed VMA's links go via
+        anon_vma_merge().
         """
         mm = vma.mm
         nxt = self.vma_next(vma)
