@@ -53,10 +53,10 @@ def test_every_docs_reference_resolves_inside_the_repository() -> None:
              if p.suffix in (".py", ".md", ".toml")] + [ROOT / "README.md"]  # fmt: skip
     cited = 0
     for path in files:
+        if path == Path(__file__):  # this test names the patterns it looks for
+            continue
         text = path.read_text()
-        assert path == Path(__file__) or not re.search(
-            r"kernel-rmap\.md|live-kernel\.md|\.\./shared|/work/shared", text
-        ), path
+        assert not re.search(r"kernel-rmap\.md|live-kernel\.md|\.\./shared|/work/shared", text), path
         for doc, anchor in re.findall(r"docs/([\w.-]+\.md)#([\w-]+)", text):
             cited += 1
             assert anchor in anchors.get(doc, set()), f"{path.relative_to(ROOT)}: docs/{doc}#{anchor}"
