@@ -28,6 +28,7 @@ from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Decoder, Swarm
 from rmapfuzz.invariants import Violation
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
+from rmapfuzz.strategy import load as load_strategy
 
 
 class Observer:
@@ -200,11 +201,14 @@ def machine_settings(s: Strategy, **overrides: Any) -> settings:
 
 def make_machine(
     kernel: str,
-    strategy: Strategy,
+    strategy: Strategy | str,
     invariants: tuple[str, ...] | None = None,
     observer: Observer | None = None,
 ) -> type[RmapMachine]:
-    """A state-machine class for one kernel and strategy; its ``TestCase`` runs under pytest/HypoFuzz."""
+    """A state-machine class for one kernel and strategy (a :class:`Strategy`, or a name or ``.toml``
+    path for :func:`rmapfuzz.strategy.load`); its ``TestCase`` runs under pytest/HypoFuzz."""
+    if isinstance(strategy, str):
+        strategy = load_strategy(strategy)
     namespace: dict[str, Any] = {
         "kernel_name": kernel,
         "strategy": strategy,
