@@ -3,7 +3,9 @@
 Each subcommand is one ``add_<name>_command(subparsers)`` function that builds its parser and
 sets ``func`` (``args -> exit code``); :data:`COMMANDS` lists them, so adding a subcommand is
 writing one such function and appending it.  Exit codes: 0 clean / passed, 1 a violation or a
-failed check, 2 bad input (reported as one ``rmapfuzz: error: ...`` line on stderr).
+failed check, 2 bad usage or input, 3 an infrastructure failure (I/O, a database) or an internal
+error, 130 interrupted; every error is one ``rmapfuzz: error: ...`` line on stderr (with
+``RMAPFUZZ_DEBUG=1``, an unexpected one also raises with its traceback).
 
 Human output goes through rich (plain when stdout is not a terminal or NO_COLOR is set);
 ``--json`` prints JSON for machines.  No command ever modifies a corpus file.
@@ -16,8 +18,10 @@ import difflib
 import inspect
 import io
 import json
+import os
 import random
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import campaign, corpus, coverage, database, ops, render, strategy
+from rmapfuzz import __version__, campaign, corpus, coverage, database, ops, render, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.kernels import BUGS, KERNELS, UnknownKernel, resolve
@@ -408,13 +412,28 @@ def _fuzz_database(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     return (Path(dirs[0]) if dirs else None), url
 
 
+MAX_WORKERS = 64
+
+
+def writable_directory(flag: str, path: Path) -> None:
+    """Checked before a campaign starts, so a find is never lost to an unwritable place at its end."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".rmapfuzz-probe-"):
+            pass
+    except OSError as exc:
+        raise CliError(f"{flag} {path}: not a writable directory ({exc.strerror or exc})") from None
+
+
 def fuzz_config(args: argparse.Namespace) -> Config:
     kernel = _kernel(args.kernel) or args.kernel
     strat = strategy.load(args.strategy)
     if args.budget is not None and args.examples is not None:
         raise CliError("give --budget or --examples, not both")
-    if args.workers < 1:
-        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CliError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
+    if args.shrink_seconds < 0:
+        raise CliError(f"--shrink-seconds must not be negative, got {args.shrink_seconds}")
     budget = args.budget if args.examples is None else None
     if budget is None and args.examples is None:
         budget = 60.0
@@ -424,6 +443,9 @@ def fuzz_config(args: argparse.Namespace) -> Config:
         raise CliError(f"--examples must be at least 1, got {args.examples}")
     names = _invariants(args.invariants)
     db_dir, db_url = _fuzz_database(args)
+    writable_directory("--corpus", Path(args.corpus))
+    if db_dir is not None:
+        writable_directory("--database", db_dir)
     return Config(
         kernel=kernel,
         strategy=strat,
@@ -898,6 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A stateful property-based fuzzer for dangling anon_vma bugs in models of Linux's rmap.",
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in COMMANDS:
         add(subparsers)
@@ -915,9 +938,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel) as exc:
         _error(str(exc))
+        return 2
     except BrokenPipeError:
         return 1
-    return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as exc:  # an infrastructure failure (I/O, a database) or a bug in rmapfuzz
+        if os.environ.get("RMAPFUZZ_DEBUG"):
+            raise
+        kind = "infrastructure failure" if isinstance(exc, OSError | ConnectionError) else "internal error"
+        _error(f"{kind}: {type(exc).__name__}: {exc} (RMAPFUZZ_DEBUG=1 shows the traceback)")
+        return 3
 
 
 if __name__ == "__main__":

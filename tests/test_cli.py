@@ -354,3 +354,48 @@ def test_kernels_where(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "did you mean vma_merge" in err and out == ""
     code, _, err = run(capsys, "kernels", "--where", "vma_merge", "2.4.0")
     assert code == 2 and "2.4.0" in err
+
+
+def test_version_and_unexpected_errors(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """--version; an unexpected failure is one line and exit 3 (the traceback only on request);
+    an interrupt is exit 130."""
+    import rmapfuzz.cli as cli
+
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("rmapfuzz ")
+
+    def broken(_args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    def interrupted(_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_invariants", broken)  # the parser binds it when main() builds it
+    code, out, err = run(capsys, "invariants")
+    assert code == 3 and out == "" and err.count("\n") == 1
+    assert "infrastructure failure" in err and "No space left" in err
+    monkeypatch.setattr(cli, "cmd_invariants", interrupted)
+    code, _, err = run(capsys, "invariants")
+    assert code == 130 and "interrupted" in err
+    monkeypatch.setattr(cli, "cmd_invariants", broken)
+    monkeypatch.setenv("RMAPFUZZ_DEBUG", "1")
+    with pytest.raises(OSError):
+        cli.main(["invariants"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fuzz", "--workers", "1000"], "--workers"),
+        (["fuzz", "--shrink-seconds", "-1"], "--shrink-seconds"),
+        (["fuzz", "--corpus", "{file}"], "--corpus"),
+        (["fuzz", "--corpus", "{dir}", "--database", "/proc/rmapfuzz-db"], "--database"),
+    ],
+)
+def test_fuzz_checks_its_flags_and_places_before_starting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], needle: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    args = [a.format(file=tmp_path / "a-file", dir=tmp_path / "corpus") for a in argv]
+    code, out, err = run(capsys, *args, "--budget", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1 and needle in err
