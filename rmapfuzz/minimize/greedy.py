@@ -93,11 +93,10 @@ def _simpler_args(op: ops.Op) -> Iterator[ops.Op]:
     if op.pages > 1:
         yield attrs.evolve(op, pages=1)
         yield attrs.evolve(op, pages=op.pages - 1)
-    if op.start > 0:
-        lower = attrs.evolve(op, start=op.start - 1)
-        if isinstance(op, ops.Mremap) and "fixed" not in op.flags:
-            lower = attrs.evolve(lower, new_start=op.new_start - 1)  # an in-place resize stays in place
-        yield lower
+    if op.start > 0 and isinstance(op, ops.Mremap) and "fixed" not in op.flags:
+        yield attrs.evolve(op, start=op.start - 1, new_start=op.new_start - 1)  # an in-place resize stays in place
+    elif op.start > 0:
+        yield attrs.evolve(op, start=op.start - 1)
     if isinstance(op, (ops.Mmap, ops.Mprotect)) and op.prot not in ("rw",):
         yield attrs.evolve(op, prot="rw")
     if isinstance(op, ops.Mremap):
