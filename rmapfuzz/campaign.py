@@ -429,16 +429,17 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
     when it fails there the same way, and save it."""
     window = config.strategy.window
     kernel = pending.kernel
+    own_kernel = resolve(config.kernel).name  # config.kernel may be an alias or an overlay file
     steps = minimize_failure(kernel, window, pending.best, config.invariants)
     verdict = replay(steps, kernel, window, config.invariants)
     assert verdict.violation is not None
-    if kernel != config.kernel:
-        own = replay(steps, config.kernel, window, config.invariants)
+    if kernel != own_kernel:
+        own = replay(steps, own_kernel, window, config.invariants)
         if own.violation is not None and (own.violation.invariant, own.violation.step) == (
             verdict.violation.invariant,
             verdict.violation.step,
         ):
-            kernel, verdict = config.kernel, own
+            kernel, verdict = own_kernel, own
     assert verdict.violation is not None
     violation = verdict.violation.to_json()
     bugs = classify(kernel, list(steps), window)

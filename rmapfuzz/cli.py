@@ -34,7 +34,7 @@ from rich.text import Text
 from rmapfuzz import __version__, campaign, corpus, coverage, database, ops, render, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
-from rmapfuzz.kernels import BUGS, KERNELS, UnknownKernel, resolve
+from rmapfuzz.kernels import BUGS, KERNELS, OverlayError, UnknownKernel, resolve
 from rmapfuzz.live import LiveView, summary
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import StrategyError
@@ -128,8 +128,11 @@ def definitions(kernel: str, function: str) -> list[dict[str, Any]]:
 
 
 def _relative(path: str) -> str:
-    parts = Path(path).parts
-    return str(Path(*parts[parts.index("rmapfuzz") :])) if "rmapfuzz" in parts else path
+    """A package file from the package's directory on; a user's overlay file from the working directory."""
+    p = Path(path)
+    if "rmapfuzz" in p.parts:
+        return str(Path(*p.parts[p.parts.index("rmapfuzz") :]))
+    return str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else path
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
@@ -936,7 +939,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel) as exc:
+    except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel, OverlayError) as exc:
         _error(str(exc))
         return 2
     except BrokenPipeError:

@@ -29,6 +29,7 @@ import attrs
 from rmapfuzz import invariants as inv
 from rmapfuzz import ops
 from rmapfuzz.kernels import UnknownKernel, resolve
+from rmapfuzz.kernels.user import is_file_spec
 from rmapfuzz.replay import Runner, replay
 
 FORMAT = "rmapfuzz-reproducer"
@@ -231,10 +232,13 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
     kernel = data["kernel"]
     if not isinstance(kernel, str):
         raise _fail(path, f"bad field 'kernel': {kernel!r}")
+    if is_file_spec(kernel):  # a file only ever runs when the user names it on the command line
+        raise _fail(path, f"bad field 'kernel': {kernel!r} names a file; give the overlay as --kernel FILE")
     try:
         resolve(kernel)
     except UnknownKernel as exc:
-        raise _fail(path, str(exc)) from None
+        hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
+        raise _fail(path, f"{exc}{hint}") from None
     window = data["window"]
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise _fail(path, f"bad field 'window': {window!r} (a positive number of pages)")

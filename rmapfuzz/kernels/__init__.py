@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 
+from rmapfuzz.kernels import user
 from rmapfuzz.kernels.fix_3fe89b3e import Linux319rc4With3fe89b3e
 from rmapfuzz.kernels.fix_61f67c23 import Linux616With61f67c23
 from rmapfuzz.kernels.fix_287d97ac import Linux2634rc3With287d97ac
@@ -203,17 +204,21 @@ def names() -> list[str]:
 
 
 def resolve(name: str) -> Kernel:
-    """A generation by name or alias, or a composition ``generation+tag+tag`` of fix tags."""
+    """A generation by name or alias, a composition ``generation+tag+tag`` of fix tags, or a user's
+    overlay file ``path.py[:ClassName]`` (:mod:`rmapfuzz.kernels.user`; raises its OverlayError)."""
+    if user.is_file_spec(name):
+        return user.load(name, GENERATIONS, KERNELS, BUGS)
     name = ALIASES.get(name, name)
-    cls = KERNELS.get(name)
+    named = {**KERNELS, **user.BY_NAME}
+    cls = named.get(name)
     if cls is not None:
         return cls
-    for known in sorted(KERNELS, key=len, reverse=True):
+    for known in sorted(named, key=len, reverse=True):
         if name.startswith(known + "+"):
             tags = name[len(known) + 1 :].split("+")
             if all(tag in FIX_TAGS for tag in tags):
                 try:
-                    return compose(KERNELS[known], *(FIX_TAGS[tag] for tag in tags))
+                    return compose(named[known], *(FIX_TAGS[tag] for tag in tags))
                 except CannotCompose:
                     break
     raise UnknownKernel(name)
@@ -230,12 +235,15 @@ def carriers(bug: str) -> list[str]:
     return [name for name, cls in KERNELS.items() if bug in cls.bugs]
 
 
+OverlayError = user.OverlayError
+
 __all__ = [
     "ALIASES",
     "BUGS",
     "FIXES",
     "KERNELS",
     "CannotCompose",
+    "OverlayError",
     "UnknownKernel",
     "boot",
     "carriers",
