@@ -127,6 +127,29 @@ def test_bug_m_classified() -> None:
     assert classify("2.6.34", steps(*BUG_M)) == ["M"]
 
 
+def test_a_sequence_with_two_bugs_is_classified_by_the_one_that_fails() -> None:
+    """
+    .AAAAABC   A [1,6) r, B [6,7) r (VM_ACCOUNT: it was rw), C [7,8) rw faulted (AV1)
+       ^^      fail_alloc 1, then mprotect [5,7) rw: the split [5,6) and B merge with C,
+               case 6 on 3.19; B is freed, the import from C on the second pass fails (bug L,
+               the caller goes on with the freed B) in an anon_vma_clone() that unlinks with
+               dst->anon_vma set (bug E's path).  L's fix alone turns the failure into E's
+               degree miscount; E's fix alone leaves L's use-after-free: the sequence shows L.
+    """
+    seq = steps(
+        ("mmap", 0, 6, 2, "rw"),
+        ("mmap", 0, 1, 5, "r"),
+        ("mprotect", 0, 2, 5, "r"),
+        ("write", 0, 7),
+        ("fail_alloc", 1),
+        ("mprotect", 0, 5, 2, "rw"),
+    )
+    verdict = run("3.19", *seq)
+    assert verdict.violation is not None and verdict.violation.invariant == "no-dangling"
+    assert classify("3.19", seq) == ["L"]
+    assert classify("3.19+3fe89b3e", seq) == ["L"]
+
+
 # ---- 2.6.35: root and refcount ----
 
 
