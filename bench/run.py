@@ -421,32 +421,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"first {len(few)}; pass `--seeds` to rerun them).",
         "",
     ]
-    print("\n".join(lines), file=sys.stderr)
+    print("\n".join(lines))
     trials = Trials(args.jobs)
     quick = args.quick
-    if "speed" in sections:
-        lines += [speed.run("current", 5.0 if quick else 20.0, seeds[0], args.against), ""]
-    if "find" in sections:
-        lines += section_find(trials, seeds, args.budget, args.bugs.split(",") if args.bugs else None)
-    if "keep-going" in sections:
-        lines += section_keep_going(trials, few, args.keep_going_budget)
-    if "coverage" in sections:
-        lines += section_coverage(trials, few, args.coverage_budget)
-    if "ablation" in sections:
-        lines += section_ablation(trials, few, args.budget, 30.0 if quick else 60.0)
-    if "equivalence" in sections:
-        lines += section_equivalence(20_000 if quick else 100_000, seeds[0])
-    if "scale" in sections:
-        lines += section_scale(10.0 if quick else 30.0)
-    if "mutants" in sections:
-        lines += section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0])
-    if "minimal" in sections:
-        lines += section_minimal()
-    if "long" in sections:
-        lines += section_long("2.6.34", args.long_minutes or 10.0, seeds[0])
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).write_text(text + "\n")
+    runs: dict[str, Callable[[], list[str]]] = {
+        "speed": lambda: [speed.run("current", 5.0 if quick else 20.0, seeds[0], args.against), ""],
+        "find": lambda: section_find(trials, seeds, args.budget, args.bugs.split(",") if args.bugs else None),
+        "keep-going": lambda: section_keep_going(trials, few, args.keep_going_budget),
+        "coverage": lambda: section_coverage(trials, few, args.coverage_budget),
+        "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
+        "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
+        "scale": lambda: section_scale(10.0 if quick else 30.0),
+        "mutants": lambda: section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0]),
+        "minimal": section_minimal,
+        "long": lambda: section_long("2.6.34", args.long_minutes or 10.0, seeds[0]),
+    }
+    for name in SECTIONS:
+        if name in sections:
+            section = runs[name]()
+            print("\n".join(section))
+            lines += section
+            Path(args.out).write_text("\n".join(lines) + "\n")  # what is done so far survives a stop
     return 0
 
 
