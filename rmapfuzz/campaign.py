@@ -50,7 +50,7 @@ from rmapfuzz.strategy import Strategy
 
 # The version of the machine's choice sequence and of the guided test cases: bump it when a change to
 # machine.py or generate.py makes old database entries mean other operations.
-MACHINE_FORMAT = 2
+MACHINE_FORMAT = 3
 
 
 class Stop(KeyboardInterrupt):
@@ -209,6 +209,8 @@ class Hunt:
         self.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
         self.db = _database(config)
         self.machines: dict[str, type[RmapMachine]] = {}
+        self.lineage: list[Kernel] = [self.kernel]  # the kernels searched, each with one more found fix
+        self.found_bugs: set[str] = set()
         self._coverage_seen = -1
         self.stats.search(self.kernel.name)
 
@@ -237,6 +239,7 @@ class Hunt:
     ) -> bool:
         """A failing run on ``kernel``; returns whether it is new (worth shrinking).  Under keep_going
         the hunt moves on to the kernel with the fix of the catalogued bugs it shows."""
+        now = time.monotonic()  # when the failing step ran (classifying it takes replays)
         sig = signature(kernel.name, violations[0], steps[-1])
         found = self.pending.get(sig)
         if found is not None:
@@ -247,7 +250,9 @@ class Hunt:
             return False
         self.known.add(sig)
         bugs = classify(kernel, steps, self.config.strategy.window)
-        now = time.monotonic()
+        if bugs and set(bugs) <= self.found_bugs:
+            return False  # another shape of bugs already found: not worth reducing
+        self.found_bugs.update(bugs)
         pending = _Pending(sig, steps, now - self.stats.started, self.stats.steps, self.stats.examples, self.seed,
                            kernel.name, via, bugs)  # fmt: skip
         targets = self.config.targets
@@ -260,10 +265,11 @@ class Hunt:
                 self.shrink_deadline = now + self.config.shrink_seconds
         if self.db is not None and case is not None:
             self.db.save(database_key(self.config) + b".guided", kernel.name.encode() + b"\0" + case.to_bytes())
-        if self.config.keep_going and kernel is self.kernel:
+        if self.config.keep_going and any(bug in self.kernel.bugs for bug in bugs):
             for bug in bugs:
                 if bug in self.kernel.bugs:
                     self.kernel = with_fix(self.kernel, bug)
+            self.lineage.append(self.kernel)
             self.stats.search(self.kernel.name)
         return sig in self.pending
 
@@ -275,9 +281,17 @@ class Hunt:
 
     # ---- the guided arms ----
 
+    def kernel_for_case(self) -> Kernel:
+        """The kernel with every found bug's fix, but a share of the time one from before the last
+        fixes: a fix can close more than its own bug (965f55dea0e3, bug M's, refuses the merges
+        that bug B needs), and what it hides there would otherwise never be found."""
+        if len(self.lineage) > 1 and self.rng.random() < EARLIER_KERNELS_SHARE:
+            return self.rng.choice(self.lineage[:-1])
+        return self.kernel
+
     def run_case(self, case: Case, via: str) -> float:
         """Execute one test case; returns its reward (rmapfuzz.search.Pool.add)."""
-        kernel = self.kernel
+        kernel = self.kernel_for_case()
         out = execute(kernel, self.swarm, case, self.config.invariants, self.config.strategy.steps)
         stats = self.stats
         stats.examples += 1
@@ -485,6 +499,7 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
 
 
 GUIDED_BATCH = 16  # test cases per turn of a guided arm
+EARLIER_KERNELS_SHARE = 0.1  # under keep_going, test cases run on a kernel without the latest fixes
 HYPOTHESIS_BATCH = 40  # test cases per turn of the Hypothesis arm
 
 

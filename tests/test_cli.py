@@ -320,7 +320,7 @@ def test_coverage_campaign_and_fuzz_report(capsys: pytest.CaptureFixture[str], t
     assert sum(1 for n in data["hits"].values() if n) == data["reached"]
     assert out_md.read_text().startswith("# Coverage of the 6.16 model")
     out_json = tmp_path / "fuzz-cov.json"
-    code, _, _ = run(capsys, "fuzz", "--kernel", "6.16", "--examples", "20", "--seed", "2", "--no-database",
+    code, _, _ = run(capsys, "fuzz", "--kernel", "current", "--examples", "20", "--seed", "2", "--no-database",
                      "--corpus", str(tmp_path / "corpus"), "--coverage", str(out_json))  # fmt: skip
     assert code == 0
     assert json.loads(out_json.read_text())["reached"] > 0
