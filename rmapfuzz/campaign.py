@@ -312,9 +312,13 @@ class Hunt:
             new += self.run_case(case, arm)
             if self.pending and not self.config.keep_going:
                 break
-            if self.out_of_time():
+            if self.out_of_time() or self.examples_spent():
                 break
         return new
+
+    def examples_spent(self) -> bool:
+        """An examples-bound campaign has run all the test cases it was given."""
+        return self.config.examples is not None and self.stats.examples >= self.config.examples
 
     def replay_database(self) -> None:
         """The failing test cases stored for this campaign (by any worker or machine) run first: a
@@ -534,7 +538,7 @@ def run_worker(
             return True
         if config.until_covered and hunt.covered():
             return True
-        return config.examples is not None and stats.examples >= config.examples
+        return hunt.examples_spent()
 
     try:
         hunt.replay_database()
