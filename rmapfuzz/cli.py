@@ -31,11 +31,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import __version__, campaign, corpus, coverage, database, ops, render, strategy
+from rmapfuzz import __version__, campaign, corpus, coverage, database, differential, ops, render, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
+from rmapfuzz.differential import DiffConfig
 from rmapfuzz.kernels import BUGS, KERNELS, OverlayError, UnknownKernel, resolve
 from rmapfuzz.live import LiveView, summary
+from rmapfuzz.pair import LEVELS, PairError, levels_without, pair_replay
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import StrategyError
 
@@ -217,6 +219,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     console = _console()
     status = 0
     for rep in reps:
+        if rep.kind == "difference" and kernel is None:
+            status = max(status, _replay_difference(console, rep, args.json))
+            continue
         target = kernel or rep.kernel
         if args.trace and not args.json:
             steps = render.print_reproducer_steps(console, rep, kernel=target, invariants=names)
@@ -246,6 +251,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return status
 
 
+def _replay_difference(console: Console, rep: corpus.Reproducer, as_json: bool) -> int:
+    """A difference entry replays on both its kernels: 1 if they still differ."""
+    assert rep.against is not None
+    found = pair_replay(rep.steps, rep.kernel, rep.against, rep.window)
+    if as_json:
+        _emit_json({"file": str(rep.path), "kernel": rep.kernel, "against": rep.against,
+                    "difference": None if found is None else found.to_json()})  # fmt: skip
+        return 0 if found is None else 1
+    head = Text.assemble((str(rep.path), "bold"), f" on {rep.kernel} against {rep.against}: ")
+    if found is None:
+        head.append("no difference", style="green")
+    else:
+        head.append(f"{found.level} difference at step {found.step}", style="bold red")
+        head.append(f": {found.message}")
+    console.print(head)
+    return 0 if found is None else 1
+
+
 def add_replay_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("replay", help="replay reproducer files on the model (no Hypothesis)")
     p.add_argument("files", nargs="+", metavar="FILE", help="reproducer files")
@@ -262,6 +285,8 @@ def add_replay_command(subparsers: Subparsers) -> None:
 def cmd_show(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
     rep = corpus.load(args.file)
+    if rep.kind == "difference" and kernel is None:
+        return _show_difference(args, rep)
     target = kernel or rep.kernel
     if args.json:
         steps = render.trace(rep.steps, target, rep.window)
@@ -287,6 +312,28 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         steps = render.print_reproducer_steps(_console(), rep, kernel=target)
     return 1 if any(s.violations for s in steps) else 0
+
+
+def _show_difference(args: argparse.Namespace, rep: corpus.Reproducer) -> int:
+    """Both kernels of a difference entry, step by step."""
+    if args.json:
+        steps = render.pair_trace(rep.steps, rep.kernel, rep.against or rep.kernel, rep.window)
+        diff = next((s.difference for s in steps if s.difference is not None), None)
+        _emit_json({"file": str(rep.path), "kernel": rep.kernel, "against": rep.against, "window": rep.window,
+                    "signature": rep.signature, "difference": None if diff is None else diff.to_json(),
+                    "steps": [s.to_json() for s in steps]})  # fmt: skip
+        return 0 if diff is None else 1
+    if args.svg is not None:
+        recorder = Console(record=True, file=io.StringIO(), force_terminal=True, width=160, highlight=False)
+        steps = render.print_difference_steps(recorder, rep)
+        try:
+            recorder.save_svg(args.svg, title=f"rmapfuzz show {rep.path.name if rep.path else ''}")
+        except OSError as exc:
+            raise CliError(f"{args.svg}: cannot write: {exc.strerror}") from None
+        _console().print(Text(f"wrote {args.svg}"))
+    else:
+        steps = render.print_difference_steps(_console(), rep)
+    return 1 if any(s.difference for s in steps) else 0
 
 
 def add_show_command(subparsers: Subparsers) -> None:
@@ -903,6 +950,143 @@ def add_export_command(subparsers: Subparsers) -> None:
 
 # ---- main ----
 
+
+# ---- diff: model against model ----
+
+
+def diff_config(args: argparse.Namespace) -> DiffConfig:
+    kernel = _kernel(args.kernel) or args.kernel
+    against = _kernel(args.against) or args.against
+    try:
+        levels = levels_without(n.strip() for n in args.ignore.split(",") if n.strip()) if args.ignore else LEVELS
+    except PairError as exc:
+        raise CliError(f"--ignore: {exc}") from None
+    if not levels:
+        raise CliError("--ignore: every level is ignored, nothing is left to compare")
+    if args.budget is not None and args.examples is not None:
+        raise CliError("give --budget or --examples, not both")
+    budget = args.budget if args.examples is None else None
+    if budget is None and args.examples is None:
+        budget = 60.0
+    if budget is not None and budget <= 0:
+        raise CliError(f"--budget must be positive, got {budget}")
+    if args.examples is not None and args.examples < 1:
+        raise CliError(f"--examples must be at least 1, got {args.examples}")
+    if args.shrink_seconds < 0:
+        raise CliError(f"--shrink-seconds must not be negative, got {args.shrink_seconds}")
+    names = _invariants(args.invariants)
+    corpus_dir = None if args.no_corpus else Path(args.corpus)
+    if corpus_dir is not None:
+        writable_directory("--corpus", corpus_dir)
+    try:
+        strat = strategy.load(args.strategy)
+    except StrategyError as exc:
+        raise CliError(str(exc)) from None
+    return DiffConfig(
+        kernel=kernel,
+        against=against,
+        strategy=strat,
+        seed=_seed(args.seed),
+        budget=budget,
+        examples=args.examples,
+        levels=levels,
+        invariants=tuple(names) if names else None,
+        keep_going=args.keep_going,
+        corpus_dir=corpus_dir,
+        shrink_seconds=args.shrink_seconds,
+    )
+
+
+def diff_find_json(find: differential.DiffFind) -> dict[str, Any]:
+    return {
+        "signature": find.signature,
+        "level": find.level,
+        "levels": list(find.levels),
+        "message": find.message,
+        "steps": [ops.to_json(op) for op in find.steps],
+        "steps_found": find.found_steps,
+        "seconds": round(find.seconds, 3),
+        "examples_before": find.examples_before,
+        "path": None if find.path is None else str(find.path),
+        "status": find.status,
+    }
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    config = diff_config(args)
+    console = _console()
+    if not args.json:
+        console.print(
+            Text(f"rmapfuzz diff: {config.kernel} against {config.against}, seed {config.seed}", style="bold")
+        )
+    result = differential.run(config)
+    a, b = result.names
+    if args.json:
+        _emit_json(
+            {
+                "kernel": a,
+                "against": b,
+                "seed": config.seed,
+                "levels": list(config.levels),
+                "seconds": round(result.seconds, 3),
+                "interrupted": result.interrupted,
+                "examples": result.examples,
+                "steps": result.steps,
+                "both_broke": dict(result.both_broke),
+                "finds": [diff_find_json(f) for f in result.finds],
+            }
+        )
+        return result.exit_code
+    console.print(
+        Text(
+            f"{result.examples:,} test cases, {result.steps:,} steps in {result.seconds:.1f} s, "
+            f"levels {', '.join(config.levels)}"
+        )
+    )
+    if result.both_broke:
+        both = ", ".join(f"{name} x{n}" for name, n in result.both_broke.most_common())
+        console.print(Text(f"test cases that ended with both models broken the same way: {both}", style="dim"))
+    if not result.finds:
+        console.print(Text(f"no difference between {a} and {b}", style="bold green"))
+    for find in result.finds:
+        head = f"{find.signature}: {find.status or 'not saved'} {find.path or ''}"
+        console.print(Text(head, style="bold red"))
+        rep = corpus.load(find.path) if find.path else corpus.Reproducer(
+            a, config.strategy.window, list(find.steps), kind="difference", against=b
+        )  # fmt: skip
+        render.print_difference_steps(console, rep, against=b, levels=config.levels, states=False)
+    if result.interrupted:
+        _error("interrupted")
+    return result.exit_code
+
+
+def add_diff_command(subparsers: Subparsers) -> None:
+    p = subparsers.add_parser(
+        "diff",
+        help="search for steps after which two kernel models differ (is this patch a no-op here?)",
+        description="Run the same generated steps on two models side by side and compare, after every step, "
+        "the result, the VMA layout, the flags, the pages, the anon_vma graph, each page's anon_vma and the "
+        "invariants broken. Each new difference is reduced and saved as a 'difference' reproducer. "
+        "Exit 1 if the models differ, 0 if they agreed for the whole budget.",
+    )
+    p.add_argument("--kernel", required=True, help="kernel A: a model name or an overlay file (path.py[:Class])")
+    p.add_argument("--against", required=True, help="kernel B, compared with A")
+    p.add_argument(
+        "--ignore", default=None, metavar="LEVELS", help=f"comma-separated levels not to compare ({', '.join(LEVELS)})"
+    )
+    p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
+    p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
+    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
+    p.add_argument("--invariants", default=None, help="comma-separated invariants to judge (default: all)")
+    p.add_argument("--keep-going", action="store_true", help="after a difference, look for other signatures")
+    p.add_argument("--shrink-seconds", type=float, default=10.0, help="the most time one reduction takes (10)")
+    p.add_argument("--corpus", default="corpus", help="where differences are saved (default ./corpus)")
+    p.add_argument("--no-corpus", action="store_true", help="save nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_diff)
+
+
 COMMANDS: list[Callable[[Subparsers], None]] = [
     add_kernels_command,
     add_invariants_command,
@@ -910,6 +1094,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_show_command,
     add_check_command,
     add_fuzz_command,
+    add_diff_command,
     add_coverage_command,
     add_schema_command,
     add_minimize_command,

@@ -30,14 +30,16 @@ from rmapfuzz import invariants as inv
 from rmapfuzz import ops
 from rmapfuzz.kernels import UnknownKernel, resolve
 from rmapfuzz.kernels.user import is_file_spec
+from rmapfuzz.pair import LEVELS, pair_replay
 from rmapfuzz.replay import Runner, replay
 
 FORMAT = "rmapfuzz-reproducer"
-FORMAT_VERSION = 1
-KINDS = ("violation", "divergence")
+FORMAT_VERSION = 2  # 2: kind "difference" and its field "against"
+KINDS = ("violation", "divergence", "difference")
 LOCK_NAME = ".rmapfuzz-corpus.lock"
 
-_FIELDS = ("format", "version", "kernel", "window", "kind", "signature", "violation", "found", "minimal", "steps")
+_FIELDS = ("format", "version", "kernel", "against", "window", "kind", "signature", "violation", "found", "minimal",
+           "steps")  # fmt: skip
 
 
 class CorpusError(ValueError):
@@ -75,6 +77,7 @@ class Reproducer:
     kind: str = "violation"
     minimal: dict[str, Any] | None = None
     path: Path | None = attrs.field(default=None, eq=False)
+    against: str | None = None  # kind "difference": the kernel the steps are compared with
 
     @property
     def invariant(self) -> str | None:
@@ -98,6 +101,9 @@ class Reproducer:
         if index is None:
             index = len(self.steps) - 1
         shape = step_shape(self.steps[index]) if self.steps else "empty"
+        if self.kind == "difference":
+            level = (self.violation or {}).get("level", "none")
+            return f"{self.kernel}-vs-{self.against}:difference-{level}:{shape}"
         return f"{self.kernel}:{what}:{shape}"
 
     @property
@@ -117,8 +123,9 @@ def dumps(rep: Reproducer) -> str:
     """The reproducer as versioned JSON: fixed key order, one step per line."""
     head = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "version": FORMAT_VERSION if rep.kind == "difference" else 1,  # older readers keep the rest
         "kernel": rep.kernel,
+        **({"against": rep.against} if rep.kind == "difference" else {}),
         "window": rep.window,
         "kind": rep.kind,
         "signature": rep.signature,
@@ -230,15 +237,7 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
     if unknown:
         raise _fail(path, f"unknown field {unknown[0]!r}")
     kernel = data["kernel"]
-    if not isinstance(kernel, str):
-        raise _fail(path, f"bad field 'kernel': {kernel!r}")
-    if is_file_spec(kernel):  # a file only ever runs when the user names it on the command line
-        raise _fail(path, f"bad field 'kernel': {kernel!r} names a file; give the overlay as --kernel FILE")
-    try:
-        resolve(kernel)
-    except UnknownKernel as exc:
-        hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
-        raise _fail(path, f"{exc}{hint}") from None
+    _check_kernel_name(path, "kernel", kernel)
     window = data["window"]
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise _fail(path, f"bad field 'window': {window!r} (a positive number of pages)")
@@ -249,6 +248,11 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
     kind = data.get("kind", "violation")
     if kind not in KINDS:
         raise _fail(path, f"bad field 'kind': {kind!r} (one of {', '.join(KINDS)})")
+    against = data.get("against")
+    if (kind == "difference") != (against is not None):
+        raise _fail(path, "bad field 'against': a difference entry names the kernel it compares with, no other does")
+    if against is not None:
+        _check_kernel_name(path, "against", against)
     violation = data.get("violation")
     if violation is not None:
         _check_violation(path, violation, len(steps), kind)
@@ -267,16 +271,33 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
         kind=kind,
         minimal=minimal,
         path=Path(path) if not isinstance(path, Path) else path,
+        against=against,
     )
+
+
+def _check_kernel_name(path: Path | str, field: str, kernel: object) -> None:
+    if not isinstance(kernel, str):
+        raise _fail(path, f"bad field {field!r}: {kernel!r}")
+    if is_file_spec(kernel):  # a file only ever runs when the user names it on the command line
+        raise _fail(path, f"bad field {field!r}: {kernel!r} names a file; give the overlay as --kernel FILE")
+    try:
+        resolve(kernel)
+    except UnknownKernel as exc:
+        hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
+        raise _fail(path, f"{exc}{hint}") from None
 
 
 def _check_violation(path: Path | str, violation: object, nsteps: int, kind: str) -> None:
     if not isinstance(violation, dict):
         raise _fail(path, "bad field 'violation': expected an object or null")
     name = violation.get("invariant")
-    if kind == "divergence":
-        if name != "divergence":
-            raise _fail(path, f"bad field 'violation': a divergence entry records 'divergence', not {name!r}")
+    if kind in ("divergence", "difference"):
+        if name != kind:
+            raise _fail(path, f"bad field 'violation': a {kind} entry records {kind!r}, not {name!r}")
+        if kind == "difference" and violation.get("level") not in LEVELS:
+            raise _fail(
+                path, f"bad field 'violation': level {violation.get('level')!r} is not one of {', '.join(LEVELS)}"
+            )
     elif name not in inv.BY_NAME:
         raise _fail(path, f"bad field 'violation': unknown invariant {name!r} (known: {', '.join(inv.DEFAULT)})")
     step = violation.get("step")
@@ -367,6 +388,22 @@ def _own_verdict(rep: Reproducer) -> tuple[str, str]:
     return "changed", f"recorded {wanted}, now {first.invariant} at step {first.step}: {first.message}"
 
 
+def _difference_verdict(rep: Reproducer) -> tuple[str, str]:
+    """The two kernels must still differ at the recorded level and step."""
+    assert rep.against is not None
+    try:
+        found = pair_replay(rep.steps, rep.kernel, rep.against, rep.window)
+    except Exception as exc:
+        return "error", f"the model raised {type(exc).__name__}: {exc}"
+    wanted = (rep.violation or {}).get("level")
+    where = f"{rep.kernel} against {rep.against}"
+    if found is None:
+        return "stale", f"{where}: recorded a {wanted} difference at step {rep.failing_step}, now none"
+    if (found.level, found.step) != (wanted, rep.failing_step):
+        return "changed", f"{where}: recorded {wanted} at step {rep.failing_step}, now {found}"
+    return "ok", f"{where}: {found}"
+
+
 def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[CheckResult]:
     """Check ``rep``: its recorded verdict on its own kernel, then clean on every fixed kernel.
 
@@ -377,6 +414,12 @@ def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[Check
     if rep.kind == "divergence":
         why = "a divergence is judged against the live kernel: rmapfuzz oracle"
         return [CheckResult(rep.name, case, "skipped", why) for case in ("own", *kernels)]
+    if rep.kind == "difference":
+        status, detail = _difference_verdict(rep)
+        why = "a difference entry compares its two kernels only"
+        return [CheckResult(rep.name, "own", status, detail)] + [
+            CheckResult(rep.name, k, "skipped", why) for k in kernels
+        ]
     try:
         status, detail = _own_verdict(rep)
     except Exception as exc:  # the model itself failed: report it, do not crash the gate

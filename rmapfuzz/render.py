@@ -9,11 +9,12 @@ objects the broken invariant names.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from string import ascii_uppercase
 from typing import Any
 
 import attrs
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.text import Text
@@ -25,6 +26,7 @@ from rmapfuzz.invariants import Violation
 from rmapfuzz.layout import diagram
 from rmapfuzz.model.core import KernelCore
 from rmapfuzz.model.objects import AnonVma, Pte, Vma, describe_flags
+from rmapfuzz.pair import LEVELS, Difference, PairRunner
 from rmapfuzz.replay import Runner, Verdict
 
 HIGHLIGHT = "bold reverse red"
@@ -246,3 +248,95 @@ def print_reproducer_steps(
 
 
 __all__ = ["TraceStep", "print_reproducer_steps", "state_json", "step_tree", "trace"]
+
+
+# ---- two models side by side (rmapfuzz diff) ----
+
+
+@attrs.frozen
+class PairStep:
+    index: int
+    op: ops.Op
+    results: tuple[str, str]  # on A, on B
+    difference: Difference | None
+    states: tuple[dict[str, Any], dict[str, Any]]
+    trees: tuple[Tree, Tree]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "op": ops.to_json(self.op),
+            "results": list(self.results),
+            "difference": None if self.difference is None else self.difference.to_json(),
+            "states": list(self.states),
+        }
+
+
+def pair_trace(
+    steps: Iterable[ops.Op], a: str, b: str, window: int = 8, levels: Sequence[str] = LEVELS
+) -> list[PairStep]:
+    """Both models step by step, up to the first step after which they differ."""
+    runner = PairRunner(a, b, window, levels=levels)
+    out = []
+    for i, op in enumerate(steps):
+        _, found = runner.step(op)
+        diff = found[0] if found and isinstance(found[0], Difference) else None
+        kernels = (runner.a.kernel, runner.b.kernel)
+        trees = (
+            step_tree(kernels[0], (), f"A: {a} after step {i}"),
+            step_tree(kernels[1], (), f"B: {b} after step {i}"),
+        )
+        out.append(PairStep(i, op, runner.results, diff, (state_json(kernels[0]), state_json(kernels[1])), trees))
+        if found:
+            break
+    return out
+
+
+def difference_panel(diff: Difference, a: str, b: str) -> Panel:
+    """Every level that differs at the step, A's view above B's."""
+    lines: list[Text] = []
+    for d in diff.found:
+        lines.append(Text.assemble((d.level, "bold"), f": {d.message}"))
+        lines.append(Text.assemble(("  A ", DIM), f"{a}: {d.a}"))
+        lines.append(Text.assemble(("  B ", DIM), f"{b}: {d.b}"))
+    title = Text(f"{diff.level} difference at step {diff.step}")
+    return Panel(Group(*lines), title=title, border_style="red")
+
+
+def print_difference_steps(
+    console: Console,
+    rep: Reproducer,
+    *,
+    against: str | None = None,
+    levels: Sequence[str] = LEVELS,
+    states: bool = True,
+) -> list[PairStep]:
+    """Print a reproducer run on its kernel and ``against`` (default: the entry's own): each step's
+    result on both, (``states``) both trees side by side, and the first difference."""
+    b = against or rep.against or rep.kernel
+    where = f" ({rep.path})" if rep.path is not None else ""
+    console.print(
+        Text.assemble(
+            ("reproducer", "bold"), where, f": {len(rep.steps)} steps on {rep.kernel} against {b}, window {rep.window}"
+        )
+    )
+    if rep.kind == "difference" and rep.violation is not None:
+        recorded = f"recorded: a {rep.violation.get('level')} difference at step {rep.failing_step}"
+        console.print(Text(recorded, style=DIM))
+    result = pair_trace(rep.steps, rep.kernel, b, rep.window, levels)
+    for step in result:
+        bad = step.difference is not None
+        ra, rb = step.results
+        console.print(
+            Text.assemble(
+                (f"step {step.index}", "bold red" if bad else "bold"), "  ", (ops.describe(step.op), "bold"),
+                "  -> A ", (ra, "green" if ra == "ok" else "yellow"), ", B ", (rb, "green" if rb == "ok" else "yellow"),
+            )
+        )  # fmt: skip
+        if states or bad:
+            console.print(Columns(list(step.trees), padding=(0, 4)), soft_wrap=False)
+        if step.difference is not None:
+            console.print(difference_panel(step.difference, rep.kernel, b), soft_wrap=False)
+    if not any(step.difference for step in result):
+        console.print(Text(f"no difference: {rep.kernel} and {b} agree at every step", style="bold green"))
+    return result

@@ -26,7 +26,8 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import attrs
 
@@ -34,6 +35,7 @@ from rmapfuzz import generate, ops
 from rmapfuzz.generate import FAIL_NTH, HEADER_BYTES, OP_BYTES, Swarm
 from rmapfuzz.invariants import Violation
 from rmapfuzz.kernels import Kernel
+from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.replay import Runner
 
 
@@ -77,13 +79,30 @@ class Outcome:
     live: list[int]  # how many processes were alive before each word
 
 
-def execute(kernel: Kernel, swarm: Swarm, case: Case, invariants: Sequence[str] | None, max_steps: int) -> Outcome:
-    """Run ``case`` on a fresh ``kernel``, judging every step; stop at the first violation or after
-    ``max_steps`` ops."""
+class Stepper(Protocol):
+    """What :func:`execute` drives: a :class:`rmapfuzz.replay.Runner`, or a pair of them
+    (:class:`rmapfuzz.pair.PairRunner`); ops are decoded against ``kernel``'s state."""
+
+    @property
+    def kernel(self) -> SyscallMixin: ...
+
+    def step(self, op: ops.Op) -> tuple[str, list[Violation]]: ...
+
+
+def execute(
+    kernel: Kernel,
+    swarm: Swarm,
+    case: Case,
+    invariants: Sequence[str] | None,
+    max_steps: int,
+    runner: Callable[[Counter[str]], Stepper] | None = None,
+) -> Outcome:
+    """Run ``case`` on a fresh ``kernel`` (or on what ``runner(coverage)`` makes), judging every
+    step; stop at the first violation or after ``max_steps`` ops."""
     hits: Counter[str] = Counter()
-    runner = Runner(kernel, swarm.base.window, invariants, coverage=hits)
+    stepper: Stepper = Runner(kernel, swarm.base.window, invariants, coverage=hits) if runner is None else runner(hits)
     decoder = generate.decoder(swarm.mix(case.header))
-    k = runner.kernel
+    k = stepper.kernel
     live = [0]
     steps: list[ops.Op] = []
     results: list[str] = []
@@ -101,7 +120,7 @@ def execute(kernel: Kernel, swarm: Swarm, case: Case, invariants: Sequence[str] 
         if op is None:
             continue
         steps.append(op)
-        result, found = runner.step(op)
+        result, found = stepper.step(op)
         results.append(result)
         if len(hits) != seen:
             for point in list(hits)[seen:]:

@@ -149,3 +149,28 @@ def test_bug_m_move_back_next_to_unfaulted_neighbour(kernel: str) -> None:
     assert shape(k) == (".AA.....", ["[1,3) rw- ac pgoff=1 anon=- chain=[]"])
     assert ptes_line(k.mms[0]) == "2:page1->AV1(freed)@2(w)"
     assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]
+
+
+@pytest.mark.parametrize(("kernel", "result", "after"), [("3.19", "ok", "...A...."), ("6.0", "EFAULT", "..AA...."),
+                                                         ("6.16", "EFAULT", "..AA....")])  # fmt: skip
+def test_shrink_from_a_hole_looks_the_vma_up_first_from_5_16(kernel: str, result: str, after: str) -> None:
+    """
+    ..AA....   mremap [1,3) -> 1 page in place: the range starts in a hole
+    ...A....   before 5.16 the shrink unmaps the tail [2,3) and answers ok
+    ..AA....   from 5.16 (550a7d60bd5e) the VMA at the old address is looked up first: EFAULT
+    """
+    v = run(kernel, ("mmap", 0, 2, 2, "rw"), ("mremap", 0, 1, 2, 1, 1, ()))
+    assert v.results == ["ok", result]
+    assert shape(v.final)[0] == after
+
+
+@pytest.mark.parametrize(("kernel", "after"), [("3.19", "A....B.."), ("6.0", "A...BB.."), ("6.16", "A...BB..")])
+def test_fixed_move_from_a_hole_keeps_its_target_from_5_16(kernel: str, after: str) -> None:
+    """
+    A...BB..   source [2,3) is a hole, target [4,5) is half of B
+    A....B..   before 5.16 the target is unmapped, then the source check answers EFAULT
+    A...BB..   from 5.16 the lookup of the source comes first: EFAULT, B intact
+    """
+    v = run(kernel, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 4, 2, "r"), ("mremap", 0, 2, 1, 4, 1, MOVE))
+    assert v.results == ["ok", "ok", "EFAULT"]
+    assert shape(v.final)[0] == after

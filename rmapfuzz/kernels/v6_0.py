@@ -7,6 +7,10 @@
 * MADV_WIPEONFORK / MADV_KEEPONFORK (4.14).
 * dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (4.17): mremap() with
   an old length of 0 on a private mapping is EINVAL.
+* 550a7d60bd5e "mm, hugepages: add mremap() support for hugepage backed vma" (5.16): mremap() looks
+  the VMA at the old address up before anything else, so a call on an unmapped address is EFAULT
+  and changes nothing (its first version returned +EFAULT; the sign was fixed in 5.18, Niels
+  Dossche, <20220427224439.23828-2-dossche.niels@gmail.com>).
 * Wei Yang, "mm/rmap.c: don't reuse anon_vma if we just want a copy" (5.5; posted on linux-mm,
   October 2019, commit id not verified): fork-time reuse only when ``src->anon_vma`` is set.
 * Jann Horn's 2555283eb40d (6.0-rc4, :mod:`.fix_2555283e`): num_children / num_active_vmas (bug G).
@@ -24,18 +28,19 @@ from rmapfuzz.kernels.fix_3fe89b3e import C3FE89B3E, Linux319rc4With3fe89b3e
 from rmapfuzz.kernels.fix_734537c9 import C734537C9, Linux2634rc3With734537c9
 from rmapfuzz.kernels.fix_2555283e import C2555283E, Linux319rc4With2555283e
 from rmapfuzz.kernels.v3_19 import Linux319
-from rmapfuzz.model.core import EINVAL, Err, FeatureChanges
+from rmapfuzz.model.core import EFAULT, EINVAL, Err, FeatureChanges
 from rmapfuzz.model.objects import AnonVma, Mm, Vma
 
 WEI_YANG = ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy")
 DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for private mappings")
+C550A7D60 = ("550a7d60bd5e", "mm, hugepages: add mremap() support for hugepage backed vma")
 
 
 class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With734537c9, Linux319):
     name = "6.0"
     base = "3.19"
     summary = "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (C3FE89B3E, C734537C9, DBA58D3B, WEI_YANG, C2555283E)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (C3FE89B3E, C734537C9, DBA58D3B, C550A7D60, WEI_YANG, C2555283E)
     bugs: ClassVar[tuple[str, ...]] = ()
 
     feature_changes = FeatureChanges(wipeonfork=True)
@@ -51,3 +56,15 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         if vma is not None and old_len == 0:  # every VMA of the model is private anonymous
             return EINVAL, None
         return err, vma
+
+    def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
+        """mremap() (5.16+, 550a7d60bd5e): after the argument checks, the VMA at ``addr`` is looked
+        up first: none there is EFAULT before an in-place shrink unmaps the tail of the range or a
+        fixed move unmaps its target."""
+        if not self.mremap_flags_valid(flags) or new_len <= 0 or ("fixed" in flags and "maymove" not in flags):
+            return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)  # EINVAL, as before
+        vma = self.find_vma(mm, addr)
+        if vma is None or vma.vm_start > addr:
+            self.trace.cover("do_mremap: no VMA at the old address (EFAULT before anything changes)")
+            return EFAULT
+        return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)

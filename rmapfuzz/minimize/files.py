@@ -99,6 +99,9 @@ def minimize_reproducer(
     Raises ValueError when the file records no violation or no longer reproduces it, or when
     ``window`` is too small for the steps.
     """
+    if rep.kind == "difference":
+        why = "a difference entry is reduced by `rmapfuzz diff` when found; minimize proves violations"
+        raise ValueError(f"{rep.name}: {why}")
     invariant = rep.invariant
     index = rep.failing_step
     if invariant is None or index is None or rep.kind != "violation":

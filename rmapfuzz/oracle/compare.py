@@ -365,40 +365,47 @@ class CanonVma(NamedTuple):
         return f"{head} {body}"
 
 
-def canonical_graph(g: Graph) -> dict[int, list[CanonVma]]:
-    """Rename anon_vmas by first appearance (pids in order, VMAs by address; a VMA's anon_vma,
-    then its chain, then each chained anon_vma's root and parent).  Two graphs are the same up
-    to renaming exactly when their canonical forms are equal."""
+def canonical_names(g: Graph) -> dict[Hashable, str]:
+    """The anon_vmas' names by first appearance: pids in order, VMAs by address; a VMA's anon_vma,
+    then its chain, then each chained anon_vma's root and parent."""
     names: dict[Hashable, str] = {}
 
-    def name(key: Hashable | None) -> str | None:
-        if key is None:
-            return None
-        if key not in names:
+    def see(key: Hashable | None) -> None:
+        if key is not None and key not in names:
             names[key] = f"av{len(names)}"
-        return names[key]
+
+    for pid in sorted(g.vmas):
+        for v in g.vmas[pid]:
+            see(v.anon_vma)
+            for key in v.chain:
+                see(key)
+            for key in v.chain:
+                see(g.avs[key].root)
+                see(g.avs[key].parent)
+    return names
+
+
+def canonical_graph(g: Graph) -> dict[int, list[CanonVma]]:
+    """The graph with anon_vmas renamed (:func:`canonical_names`).  Two graphs are the same up to
+    renaming exactly when their canonical forms are equal."""
+    names = canonical_names(g)
+
+    def name(key: Hashable | None) -> str | None:
+        return None if key is None else names[key]
 
     out: dict[int, list[CanonVma]] = {}
     for pid in sorted(g.vmas):
         rows = []
         for v in g.vmas[pid]:
-            anon_vma = name(v.anon_vma)
-            for key in v.chain:
-                name(key)
             chain = []
             for key in v.chain:
                 st = g.avs[key]
                 chain.append(
                     CanonAv(
-                        name(key) or "",
-                        name(st.root),
-                        name(st.parent),
-                        st.num_children,
-                        st.num_active_vmas,
-                        st.refcount,
+                        names[key], name(st.root), name(st.parent), st.num_children, st.num_active_vmas, st.refcount
                     )
                 )
-            rows.append(CanonVma(v.start, v.end, v.pgoff, v.flags, anon_vma, tuple(chain), v.status))
+            rows.append(CanonVma(v.start, v.end, v.pgoff, v.flags, name(v.anon_vma), tuple(chain), v.status))
         out[pid] = rows
     return out
 
