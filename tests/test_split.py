@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import FINAL, KERNELS, chain, hits, page_at, run_clean, shape, vma_at, walk
+from tests.helpers import FINAL, KERNELS, chain, hits, page_at, run, run_clean, shape, vma_at, walk
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -97,3 +97,46 @@ def test_split_of_unfaulted_vma_stays_unfaulted() -> None:
             "[2,3) rw- ac pgoff=2 anon=- chain=[]",
         ],
     )
+
+
+# ---- bug F: 3.12 to 3.17, __split_vma() loses anon_vma_clone()'s ENOMEM ----
+
+F_MPROTECT = (("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("fail_alloc", 1), ("mprotect", 0, 1, 1, "r"))
+F_MUNMAP = (("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("fail_alloc", 1), ("munmap", 0, 1, 1))
+
+
+def test_bug_f_mprotect_gives_the_unsplit_head_the_new_protection() -> None:
+    """
+    AAA.....   faulted at 0; mprotect(r) of [1,2), the head split's anon_vma_clone failing
+    AAB.....   3.12: the head split "succeeds" unsplit, the tail split works, and [0,2) is r--
+               while page 0's pte stays writable (pte-prot); the fixed kernel answers ENOMEM
+    """
+    v = run("3.12", *F_MPROTECT)
+    assert v.results == ["ok"] * 4 and shape(v.final)[0] == "AAB....."
+    assert v.violation is not None and v.violation.invariant == "pte-prot"
+    assert hits(v.final)["__split_vma: anon_vma_clone's ENOMEM is lost, the split answers success"] == 1
+    fixed = run_clean("3.12+c4ea95d7", *F_MPROTECT[:3])
+    assert shape(fixed)[0] == "AAA....."
+    assert run("3.12+c4ea95d7", *F_MPROTECT).results[-1] == "ENOMEM"
+
+
+def test_bug_f_munmap_answers_success_and_unmaps_nothing() -> None:
+    """
+    AAA.....   munmap [1,2) with the head split failing
+    AAB.....   3.12: returns 0, page 1 still mapped (syscall-effect); fixed: ENOMEM, AAA unchanged
+    """
+    v = run("3.12", *F_MUNMAP)
+    assert v.results[-1] == "ok" and v.violation is not None and v.violation.invariant == "syscall-effect"
+    fixed = run("3.12+c4ea95d7", *F_MUNMAP)
+    assert fixed.results[-1] == "ENOMEM" and fixed.violation is None and shape(fixed.final)[0] == "AAA....."
+
+
+def test_bug_f_is_classified_and_the_diff_finds_it() -> None:
+    from rmapfuzz.classify import classify
+    from rmapfuzz.pair import pair_replay
+    from tests.helpers import steps as as_steps
+
+    steps = as_steps(*F_MPROTECT)
+    assert classify("3.12", steps, 8) == ["F"]
+    found = pair_replay(steps, "3.12", "3.12+c4ea95d7", 8)
+    assert found is not None and found.step == 3 and found.level == "result"

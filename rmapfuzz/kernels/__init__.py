@@ -22,6 +22,7 @@ from rmapfuzz.kernels.fix_287d97ac import Linux2634rc3With287d97ac
 from rmapfuzz.kernels.fix_965f55de import Linux2634rc3With965f55de
 from rmapfuzz.kernels.fix_734537c9 import Linux2634rc3With734537c9
 from rmapfuzz.kernels.fix_2555283e import Linux319rc4With2555283e
+from rmapfuzz.kernels.fix_c4ea95d7 import Linux312WithC4ea95d7
 from rmapfuzz.kernels.fix_d0e9fe17 import Linux2634rc3WithD0e9fe17
 from rmapfuzz.kernels.fix_ea90002b import Linux2634rc3WithEa90002b
 from rmapfuzz.kernels.fix_fork_unlink import Linux2634rc3WithForkUnlink
@@ -33,6 +34,7 @@ from rmapfuzz.kernels.v2_6_35 import Linux2635
 from rmapfuzz.kernels.v2_6_36 import Linux2636
 from rmapfuzz.kernels.v3_0 import Linux30
 from rmapfuzz.kernels.v3_7 import Linux37
+from rmapfuzz.kernels.v3_12 import Linux312
 from rmapfuzz.kernels.v3_19 import Linux319
 from rmapfuzz.kernels.v3_19_rc4 import Linux319rc4
 from rmapfuzz.kernels.v6_0 import Linux60
@@ -58,6 +60,8 @@ BUGS: dict[str, str] = {
     "leaves mprotect_fixup() with the freed VMA (needs fail_alloc; 2.6.34 until 734537c9cb72, 4.8)",
     "G": "CVE-2022-42703: an abandoned leaf anon_vma (degree 0) is reused by two VMAs of one fork whose chains "
     "differ (fixed by 2555283eb40d)",
+    "F": "__split_vma loses anon_vma_clone's ENOMEM: the caller goes on with the VMA unsplit (a wrong layout or "
+    "result, not a dangling anon_vma; needs fail_alloc; 3.12 from ef0855d334e1, fixed by c4ea95d7cd08, 3.18)",
     "J": "6.16's three-way merge rule lets mremap merge a faulted VMA into an unfaulted neighbour, but vma_expand "
     "does not dup the source's anon_vma (fixed by 61f67c230a5e, with 3b617fd3d317)",
 }
@@ -80,6 +84,7 @@ BUG_PATHS: dict[str, tuple[str, ...]] = {
     "E": ("anon_vma_clone: ENOMEM with dst->anon_vma set",),
     "L": ("vma_adjust: ENOMEM from the anon_vma import, case 6 second pass",),
     "G": ("anon_vma_clone: fork reuses an ancestor's anon_vma",),
+    "F": ("__split_vma: anon_vma_clone's ENOMEM is lost, the split answers success",),
     "J": (
         "vma_merge_new_range: prev expands over the range and next, copied_from faulted",
         "vma_merge_new_range: prev expands over the range, copied_from faulted",
@@ -98,6 +103,7 @@ FIXES: dict[str, Kernel] = {
     "D": Linux319,
     "E": Linux319rc4With3fe89b3e,
     "G": Linux319rc4With2555283e,
+    "F": Linux312WithC4ea95d7,
     "J": Linux616With61f67c23,
 }
 
@@ -116,6 +122,8 @@ GENERATIONS: tuple[Kernel, ...] = (
     Linux2636,
     Linux30,
     Linux37,
+    Linux312,
+    Linux312WithC4ea95d7,
     Linux319rc4,
     Linux319rc4With3fe89b3e,
     Linux319rc4With2555283e,

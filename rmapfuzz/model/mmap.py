@@ -269,13 +269,18 @@ class MmapMixin(MemoryMixin):
         if self.anon_vma_clone(new, vma):
             self.trace.cover("__split_vma: ENOMEM from anon_vma_clone")
             self.remove_vma(new)
-            return ENOMEM
+            return self.split_vma_clone_error()
         self.trace.cover(
             "__split_vma: faulted VMA split" if vma.anon_vma is not None else "__split_vma: unfaulted VMA split"
         )
         if new_below:
             return self.split_commit(vma, addr, vma.vm_end, vma.vm_pgoff + (addr - new.vm_start), new)
         return self.split_commit(vma, vma.vm_start, addr, vma.vm_pgoff, new)
+
+    def split_vma_clone_error(self) -> Err:
+        """What __split_vma() answers when anon_vma_clone() failed (2.6.34: ``err`` still holds its
+        initial -ENOMEM)."""
+        return ENOMEM
 
     def split_commit(self, vma: Vma, start: int, end: int, pgoff: int, new: Vma) -> Err:
         """The end of __split_vma() (2.6.34): vma_adjust() with ``new`` as the VMA to insert, which
