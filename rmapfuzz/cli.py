@@ -1021,6 +1021,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
         )
     result = differential.run(config)
     a, b = result.names
+    if args.report is not None:
+        try:
+            Path(args.report).write_text(differential.report_text(result))
+        except OSError as exc:
+            raise CliError(f"cannot write the report to {args.report}: {exc.strerror}") from None
     if args.json:
         _emit_json(
             {
@@ -1083,6 +1088,7 @@ def add_diff_command(subparsers: Subparsers) -> None:
     p.add_argument("--shrink-seconds", type=float, default=10.0, help="the most time one reduction takes (10)")
     p.add_argument("--corpus", default="corpus", help="where differences are saved (default ./corpus)")
     p.add_argument("--no-corpus", action="store_true", help="save nothing")
+    p.add_argument("--report", metavar="FILE", help="also write the differences as plain text for a review mail")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_diff)
 

@@ -181,3 +181,37 @@ def run(config: DiffConfig, on_find: Callable[[DiffFind], None] | None = None) -
         result.interrupted = True
     result.seconds = time.monotonic() - started
     return result
+
+
+def report_text(result: DiffResult) -> str:
+    """The result as plain text to paste into a review mail: per difference its reduced steps, the
+    results on both kernels, and what each kernel shows at every level that differs."""
+    a, b = result.names
+    cfg = result.config
+    lines = [
+        f"rmapfuzz diff --kernel {cfg.kernel} --against {cfg.against} --seed {cfg.seed}"
+        + (f" --ignore {','.join(sorted(set(LEVELS) - set(cfg.levels)))}" if cfg.levels != LEVELS else ""),
+        f"A = {a}, B = {b}; {result.examples} test cases, {result.steps} steps, {result.seconds:.0f} s",
+        f"compared after every step: {', '.join(cfg.levels)}",
+        "",
+    ]
+    if not result.finds:
+        lines.append("No difference.")
+    for n, find in enumerate(result.finds, 1):
+        lines += [f"{n}. {find.signature}", ""]
+        runner = PairRunner(a, b, cfg.strategy.window, cfg.invariants, levels=cfg.levels)
+        found: Difference | None = None
+        for i, op in enumerate(find.steps):
+            _, broken = runner.step(op)
+            ra, rb = runner.results
+            outcome = ra if ra == rb else f"A: {ra}, B: {rb}"
+            lines.append(f"   {i}: {ops.describe(op):<44} {outcome}")
+            if broken and isinstance(broken[0], Difference):
+                found = broken[0]
+        lines.append("")
+        for d in found.found if found is not None else ():
+            lines += [f"   {d.level}: {d.message}", f"     A: {d.a}", f"     B: {d.b}"]
+        if find.path is not None:
+            lines.append(f"   (reproducer: {find.path})")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -140,10 +140,15 @@ def test_diff_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and data["against"] == "6.16+patch-61f67c23" and data["examples"] == 30
     assert data["levels"] == ["result", "layout", "flags", "pages"] and data["finds"] == []
+    report = tmp_path / "mail.txt"
     code = main(["diff", "--kernel", "6.16", "--against", "6.18.8", "--examples", "50", "--seed", "2",
-                 "--corpus", str(tmp_path)])  # fmt: skip
+                 "--corpus", str(tmp_path), "--report", str(report)])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 1 and "6.16-vs-6.18.8:difference-" in out and list(tmp_path.glob("6.16-vs-6.18.8--*.json"))
+    text = report.read_text()
+    assert text.startswith("rmapfuzz diff --kernel 6.16 --against 6.18.8 --seed 2\nA = 6.16, B = 6.18.8;")
+    assert "1. 6.16-vs-6.18.8:difference-" in text and "     A: " in text and "     B: " in text
+    assert max(len(line) for line in text.splitlines()) < 200 and "\x1b" not in text  # plain text
 
 
 @pytest.mark.parametrize(
