@@ -52,8 +52,8 @@ import attrs
 
 from bench import equivalence, mutants, scale, speed
 from bench.walk import Language, uniform_mix, walk
-from rmapfuzz import campaign, ops, strategy
-from rmapfuzz.kernels import GENERATIONS, resolve
+from rmapfuzz import campaign, differential, ops, strategy
+from rmapfuzz.kernels import FIXES, GENERATIONS, resolve
 from rmapfuzz.search import DEFAULT_ARMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,9 +70,12 @@ FIND_SUITE: tuple[tuple[str, str, str, str], ...] = (
     ("E", "3.19", "enomem", "4 (counters; 5 via same-chain)"),
     ("L", "3.7", "enomem", "<= 6 (no-dangling; not searched)"),
     ("G", "3.19", "fork-tree", "7 (reuse-safe)"),
+    ("F", "3.12", "enomem", "4 (pte-prot)"),
     ("J", "6.16", "mremap", "4 (merge-superset, with dontunmap)"),
 )
-KEEP_GOING_KERNELS = ("2.6.34-rc3", "2.6.34", "3.19-rc4", "3.19", "3.7", "6.16")
+KEEP_GOING_KERNELS = ("2.6.34-rc3", "2.6.34", "3.19-rc4", "3.19", "3.7", "3.12", "6.16")
+DIFF_BUGS = ("F", "J", "K")  # rmapfuzz diff of each bug's kernel against the same with its fix
+DIFF_SELF = "current"  # and of a model against itself, which must stay clean
 COVERAGE_KERNELS = ("current", "6.16")
 ABLATION_BUGS = ("S", "M", "L", "G", "J")
 
@@ -147,6 +150,17 @@ def trial_coverage(kernel: str, seed: int, budget: float, variant: Variant = DEF
         "reachable": len(report.points) - len(report.beyond),
         "unreached": [p.name for p in report.unreached],
     }
+
+
+def trial_diff(a: str, b: str, seed: int, budget: float) -> Any:
+    """(seconds, reduced length, first level) of the first difference ``rmapfuzz diff`` finds, or None;
+    for a model against itself, (None, test cases, steps) when clean."""
+    config = differential.DiffConfig(a, b, strategy.load("default"), seed=seed, budget=budget, corpus_dir=None)
+    result = differential.run(config)
+    if not result.finds:
+        return (None, result.examples, result.steps)
+    first = result.finds[0]
+    return (first.seconds, len(first.steps), first.level)
 
 
 class Trials:
@@ -248,6 +262,41 @@ def section_keep_going(trials: Trials, seeds: Sequence[int], budget: float) -> l
         )
         out.append(f"| {kernel} | {''.join(bugs)} | {len(complete)}/{n} | {_worst(last, '.1f')} | {each} |")
     return [*out, ""]
+
+
+# ---- diff ----
+
+
+def section_diff(trials: Trials, seeds: Sequence[int], few: Sequence[int], budget: float) -> list[str]:
+    pairs = [(bug, FIXES[bug].base, FIXES[bug].name) for bug in DIFF_BUGS if bug in FIXES]
+    calls = [(a, b, s, budget) for _, a, b in pairs for s in seeds]
+    results = trials.map(trial_diff, calls, "diff")
+    selves = trials.map(trial_diff, [(DIFF_SELF, DIFF_SELF, s, budget) for s in few], "diff self")
+    n = len(seeds)
+    out = [
+        f"### `rmapfuzz diff`: a bug's kernel against the same with its fix ({n} seeds, {budget:.0f} s, empty corpus)",
+        "",
+        "| bug | A | B | found | median s | worst s | median reduced steps | first level |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for i, (bug, a, b) in enumerate(pairs):
+        runs = [r for r in results[i * n : (i + 1) * n] if r[0] is not None]
+        levels = Counter(r[2] for r in runs)
+        out.append(
+            f"| {bug} | {a} | {b} | {len(runs)}/{n} | {_median([r[0] for r in runs], '.2f')} "
+            f"| {_worst([r[0] for r in runs], '.2f')} | {_median([r[1] for r in runs], '.0f')} "
+            f"| {', '.join(f'{lv} x{c}' for lv, c in levels.most_common())} |"
+        )
+    clean = [r for r in selves if r[0] is None]
+    steps = sum(r[2] for r in clean)
+    out += [
+        "",
+        f"{DIFF_SELF} against itself: {len(clean)}/{len(selves)} campaigns of {budget:.0f} s clean, "
+        f"{steps:,} steps in all ({steps / max(len(clean) * budget, 1):,.0f} steps/s: two models and a "
+        "comparison of their whole state after every step).",
+        "",
+    ]
+    return out
 
 
 # ---- coverage ----
@@ -380,8 +429,8 @@ def section_long(kernel: str, minutes: float, seed: int) -> list[str]:
     return [*lines, ""]
 
 
-SECTIONS = ("speed", "find", "keep-going", "coverage", "ablation", "equivalence", "scale", "mutants", "minimal",
-            "long")  # fmt: skip
+SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "equivalence", "scale", "mutants",
+            "minimal", "long")  # fmt: skip
 
 
 def _seeds(value: str | None, count: int) -> list[int]:
@@ -428,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "speed": lambda: [speed.run("current", 5.0 if quick else 20.0, seeds[0], args.against), ""],
         "find": lambda: section_find(trials, seeds, args.budget, args.bugs.split(",") if args.bugs else None),
         "keep-going": lambda: section_keep_going(trials, few, args.keep_going_budget),
+        "diff": lambda: section_diff(trials, seeds[:10], few, args.budget),
         "coverage": lambda: section_coverage(trials, few, args.coverage_budget),
         "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
         "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
