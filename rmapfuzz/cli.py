@@ -802,10 +802,16 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         if args.sequences is not None and args.sequences < 1:
             raise CliError(f"--sequences must be at least 1, got {args.sequences}")
     try:
-        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name)
+        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name, strict=args.strict)
+    except orc.LevelUnavailable as exc:  # --strict: the machine cannot observe what was asked
+        _error(f"infrastructure failure: {exc}")
+        return 3
     except (orc.OracleError, ExecutorError) as exc:
         raise CliError(str(exc)) from None
     console = _console()
+    if oracle.left_out and not args.json:  # never a silent drop to fewer levels
+        for name, why in oracle.left_out.items():
+            console.print(Text(f"warning: level {name} left out: {why} (--strict makes this an error)", style="yellow"))
     try:
         with oracle:
             if strat is not None:
@@ -896,6 +902,7 @@ def add_oracle_command(subparsers: Subparsers) -> None:
         help="observation levels (default L0,L1,L2,L3; a level this machine cannot observe is dropped and reported)",
     )
     p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
+    p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
     p.add_argument("--budget", type=float, default=60.0, help="--fuzz: seconds to run (default 60)")

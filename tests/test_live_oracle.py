@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,27 @@ def test_exported_c_program_passes(tmp_path):
     run = subprocess.run([str(tmp_path / "repro")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout
     assert run.stdout.strip().endswith("PASS")
+
+
+def test_a_level_that_cannot_be_observed_is_never_dropped_silently(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --strict the text output names the level left out and why; with it, exit 3."""
+    from rmapfuzz.oracle import oracle as orc
+
+    real = orc.probe_levels
+
+    def without_l3(wanted: tuple[str, ...] = orc.LEVELS) -> dict[str, orc.LevelInfo]:
+        out = real([n for n in wanted if n != "L3"])
+        if "L3" in wanted:
+            out["L3"] = orc.LevelInfo("L3", False, "BPF anon_vma graph unavailable: pretend")
+        return out
+
+    monkeypatch.setattr(orc, "probe_levels", without_l3)
+    entry = str(Path(__file__).resolve().parent.parent / "corpus" / "3.19--reuse-safe--fork.json")
+    assert main(["oracle", "--levels", "L0,L3", entry]) == 0
+    out = capsys.readouterr().out
+    assert "warning: level L3 left out: BPF anon_vma graph unavailable: pretend" in out and "agree" in out
+    assert main(["oracle", "--levels", "L0,L3", "--strict", entry]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "infrastructure failure: level L3 is unavailable here" in err

@@ -44,6 +44,11 @@ class OracleError(RuntimeError):
     """The oracle cannot run as asked (a level unavailable, the window taken, ...)."""
 
 
+class LevelUnavailable(OracleError):
+    """A level asked for with ``strict`` cannot be observed on this machine (no root, no BPF, ...):
+    an infrastructure failure, not bad input."""
+
+
 @attrs.frozen
 class LevelInfo:
     name: str
@@ -151,8 +156,9 @@ class Oracle:
         self.info = probe_levels(wanted)
         missing = [n for n in wanted if not self.info[n].available]
         if strict and missing:
-            raise OracleError(f"level {missing[0]} is unavailable here: {self.info[missing[0]].how}")
+            raise LevelUnavailable(f"level {missing[0]} is unavailable here: {self.info[missing[0]].how}")
         self.used = tuple(n for n in wanted if self.info[n].available)
+        self.left_out = {n: self.info[n].how for n in missing}  # asked for, not observable here
         if "L0" not in self.used:
             raise OracleError(f"L0 is unavailable here: {self.info['L0'].how}")
         self.kernel = kernel
