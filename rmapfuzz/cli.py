@@ -475,22 +475,28 @@ def writable_directory(flag: str, path: Path) -> None:
         raise CliError(f"{flag} {path}: not a writable directory ({exc.strerror or exc})") from None
 
 
-def fuzz_config(args: argparse.Namespace) -> Config:
-    kernel = _kernel(args.kernel) or args.kernel
-    strat = strategy.load(args.strategy)
+def _budget_and_shrink(args: argparse.Namespace) -> float | None:
+    """A campaign's time budget (None: bounded by --examples instead), its flags checked."""
     if args.budget is not None and args.examples is not None:
         raise CliError("give --budget or --examples, not both")
-    if not 1 <= args.workers <= MAX_WORKERS:
-        raise CliError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
     if args.shrink_seconds < 0:
         raise CliError(f"--shrink-seconds must not be negative, got {args.shrink_seconds}")
-    budget = args.budget if args.examples is None else None
+    budget: float | None = args.budget if args.examples is None else None
     if budget is None and args.examples is None:
         budget = 60.0
     if budget is not None and budget <= 0:
         raise CliError(f"--budget must be positive, got {budget}")
     if args.examples is not None and args.examples < 1:
         raise CliError(f"--examples must be at least 1, got {args.examples}")
+    return budget
+
+
+def fuzz_config(args: argparse.Namespace) -> Config:
+    kernel = _kernel(args.kernel) or args.kernel
+    strat = strategy.load(args.strategy)
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise CliError(f"--workers must be between 1 and {MAX_WORKERS}, got {args.workers}")
+    budget = _budget_and_shrink(args)
     names = _invariants(args.invariants)
     db_dir, db_url = _fuzz_database(args)
     writable_directory("--corpus", Path(args.corpus))
@@ -970,17 +976,7 @@ def diff_config(args: argparse.Namespace) -> DiffConfig:
         raise CliError(f"--ignore: {exc}") from None
     if not levels:
         raise CliError("--ignore: every level is ignored, nothing is left to compare")
-    if args.budget is not None and args.examples is not None:
-        raise CliError("give --budget or --examples, not both")
-    budget = args.budget if args.examples is None else None
-    if budget is None and args.examples is None:
-        budget = 60.0
-    if budget is not None and budget <= 0:
-        raise CliError(f"--budget must be positive, got {budget}")
-    if args.examples is not None and args.examples < 1:
-        raise CliError(f"--examples must be at least 1, got {args.examples}")
-    if args.shrink_seconds < 0:
-        raise CliError(f"--shrink-seconds must not be negative, got {args.shrink_seconds}")
+    budget = _budget_and_shrink(args)
     names = _invariants(args.invariants)
     corpus_dir = None if args.no_corpus else Path(args.corpus)
     if corpus_dir is not None:
