@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 
 from rmapfuzz.kernels import user
+from rmapfuzz.kernels.fix_3a206a86 import Linux70rcWith3a206a86
 from rmapfuzz.kernels.fix_3fe89b3e import Linux319rc4With3fe89b3e
 from rmapfuzz.kernels.fix_61f67c23 import Linux616With61f67c23
 from rmapfuzz.kernels.fix_287d97ac import Linux2634rc3With287d97ac
@@ -41,6 +42,7 @@ from rmapfuzz.kernels.v6_0 import Linux60
 from rmapfuzz.kernels.v6_15 import Linux615
 from rmapfuzz.kernels.v6_16 import Linux616
 from rmapfuzz.kernels.v6_18 import Linux6188
+from rmapfuzz.kernels.v7_0 import Linux70rc
 from rmapfuzz.model.syscalls import SyscallMixin
 
 Kernel = type[SyscallMixin]
@@ -64,6 +66,8 @@ BUGS: dict[str, str] = {
     "result, not a dangling anon_vma; needs fail_alloc; 3.12 from ef0855d334e1, fixed by c4ea95d7cd08, 3.18)",
     "J": "6.16's three-way merge rule lets mremap merge a faulted VMA into an unfaulted neighbour, but vma_expand "
     "does not dup the source's anon_vma (fixed by 61f67c230a5e, with 3b617fd3d317)",
+    "K": "7.0-rc's anon_vma_clone() ENOMEM path keeps dup_anon_vma()'s dst->anon_vma, never counted: a merge target "
+    "with an anon_vma its chain does not link (needs fail_alloc; fixed by 3a206a8649f8)",
 }
 
 # The kernel path each bug needs: coverage points (rmapfuzz.coverage) a sequence showing the bug
@@ -90,6 +94,7 @@ BUG_PATHS: dict[str, tuple[str, ...]] = {
         "vma_merge_new_range: prev expands over the range, copied_from faulted",
         "vma_merge_new_range: next expands down over the range, copied_from faulted",
     ),
+    "K": ("cleanup_partial_anon_vmas: a merge target keeps an anon_vma it was never counted on",),
 }
 
 # The fix of each catalogued bug: an overlay on the oldest generation that carries it.
@@ -105,6 +110,7 @@ FIXES: dict[str, Kernel] = {
     "G": Linux319rc4With2555283e,
     "F": Linux312WithC4ea95d7,
     "J": Linux616With61f67c23,
+    "K": Linux70rcWith3a206a86,
 }
 
 GENERATIONS: tuple[Kernel, ...] = (
@@ -133,6 +139,8 @@ GENERATIONS: tuple[Kernel, ...] = (
     Linux616,
     Linux616With61f67c23,
     Linux6188,
+    Linux70rc,
+    Linux70rcWith3a206a86,
 )
 
 
