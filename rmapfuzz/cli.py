@@ -23,7 +23,7 @@ import random
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -208,14 +208,35 @@ def add_invariants_command(subparsers: Subparsers) -> None:
 # ---- replay ----
 
 
-def _load_all(files: Sequence[str]) -> list[corpus.Reproducer]:
-    return [corpus.load(f) for f in files]
+class Batch:
+    """The files of a batch command, loaded one at a time: a file that does not load is reported
+    in one line and the others are still judged; :meth:`status` then gives 2 (bad input wins)."""
+
+    def __init__(self, files: Sequence[str]) -> None:
+        self.files = files
+        self.bad = 0
+
+    def __iter__(self) -> Iterator[corpus.Reproducer]:
+        for f in self.files:
+            try:
+                rep = corpus.load(f)
+            except corpus.CorpusError as exc:
+                self.report(str(exc))
+                continue
+            yield rep
+
+    def report(self, message: str) -> None:
+        _error(message)
+        self.bad += 1
+
+    def status(self, status: int) -> int:
+        return 2 if self.bad else status
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
     names = _invariants(args.invariants)
-    reps = _load_all(args.files)
+    reps = Batch(args.files)
     console = _console()
     status = 0
     for rep in reps:
@@ -248,7 +269,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             same = bad is not None and bad.invariant == rep.invariant
             head.append(f"  [recorded {rep.invariant} at step {rep.failing_step}]", style="dim" if same else "yellow")
         console.print(head)
-    return status
+    return reps.status(status)
 
 
 def _replay_difference(console: Console, rep: corpus.Reproducer, as_json: bool) -> int:
@@ -700,7 +721,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         raise CliError(f"--budget must be positive, got {args.budget}")
     if args.max_steps is not None and args.max_steps < 0:
         raise CliError(f"--max-steps must be at least 0, got {args.max_steps}")
-    reps = _load_all(args.files)
+    reps = Batch(args.files)
     console = _console()
     for rep in reps:
         try:
@@ -708,7 +729,8 @@ def cmd_minimize(args: argparse.Namespace) -> int:
                 rep, exhaustive_search=args.exhaustive, budget=args.budget, max_steps=args.max_steps
             )
         except ValueError as exc:
-            raise CliError(str(exc)) from None
+            reps.report(str(exc))
+            continue
         if args.write:
             minimize.write_reproducer(out.rep)
         record = out.rep.minimal or {}
@@ -746,7 +768,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
             console.print(Text(f"  {record['reason']}"))
         for op in out.rep.steps:
             console.print(Text(f"  {ops.describe(op)}"))
-    return 0
+    return reps.status(0)
 
 
 def add_minimize_command(subparsers: Subparsers) -> None:
@@ -978,6 +1000,12 @@ def diff_config(args: argparse.Namespace) -> DiffConfig:
         raise CliError("--ignore: every level is ignored, nothing is left to compare")
     budget = _budget_and_shrink(args)
     names = _invariants(args.invariants)
+    without = tuple(op.strip() for op in (args.without or "").split(",") if op.strip())
+    bad = [op for op in without if op not in strategy.RULE_OPS or op == "mmap"]
+    if bad:
+        raise CliError(
+            f"--without: {bad[0]!r} is not an op that can be left out (ops: {', '.join(strategy.RULE_OPS[1:])})"
+        )
     corpus_dir = None if args.no_corpus else Path(args.corpus)
     if corpus_dir is not None:
         writable_directory("--corpus", corpus_dir)
@@ -997,6 +1025,7 @@ def diff_config(args: argparse.Namespace) -> DiffConfig:
         keep_going=args.keep_going,
         corpus_dir=corpus_dir,
         shrink_seconds=args.shrink_seconds,
+        without=without,
     )
 
 
@@ -1036,6 +1065,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 "against": b,
                 "seed": config.seed,
                 "levels": list(config.levels),
+                "without": list(config.without),
                 "seconds": round(result.seconds, 3),
                 "interrupted": result.interrupted,
                 "examples": result.examples,
@@ -1082,6 +1112,7 @@ def add_diff_command(subparsers: Subparsers) -> None:
     p.add_argument(
         "--ignore", default=None, metavar="LEVELS", help=f"comma-separated levels not to compare ({', '.join(LEVELS)})"
     )
+    p.add_argument("--without", default=None, metavar="OPS", help="comma-separated ops left out (e.g. fail_alloc)")
     p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
     p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")

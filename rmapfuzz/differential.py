@@ -47,6 +47,7 @@ class DiffConfig:
     keep_going: bool = False  # after a find, look for differences of other signatures
     corpus_dir: Path | None = Path("corpus")
     shrink_seconds: float = 10.0  # the most a find's reduction may take
+    without: tuple[str, ...] = ()  # ops left out of the language (e.g. fail_alloc)
 
 
 @attrs.frozen
@@ -112,7 +113,7 @@ def run(config: DiffConfig, on_find: Callable[[DiffFind], None] | None = None) -
     kernel_a, kernel_b = resolve(config.kernel), resolve(config.against)
     a, b = kernel_a.name, kernel_b.name
     rng = random.Random(config.seed)
-    swarm = Swarm.of(config.strategy, kernel_a)
+    swarm = Swarm.of(config.strategy, kernel_a).without(config.without)
     window = swarm.base.window
     pool = Pool(swarm, config.strategy.steps, rng, headers=config.strategy.swarm > 0)
     arms = Arms(rng, DEFAULT_ARMS)
@@ -190,7 +191,8 @@ def report_text(result: DiffResult) -> str:
     cfg = result.config
     lines = [
         f"rmapfuzz diff --kernel {cfg.kernel} --against {cfg.against} --seed {cfg.seed}"
-        + (f" --ignore {','.join(sorted(set(LEVELS) - set(cfg.levels)))}" if cfg.levels != LEVELS else ""),
+        + (f" --ignore {','.join(sorted(set(LEVELS) - set(cfg.levels)))}" if cfg.levels != LEVELS else "")
+        + (f" --without {','.join(cfg.without)}" if cfg.without else ""),
         f"A = {a}, B = {b}; {result.examples} test cases, {result.steps} steps, {result.seconds:.0f} s",
         f"compared after every step: {', '.join(cfg.levels)}",
         "",

@@ -128,6 +128,17 @@ class Swarm:
 
         return cls(mix(s), tuple(mix(p) for p in s.portfolio_strategies()))
 
+    def without(self, ops_out: tuple[str, ...]) -> Swarm:
+        """The same swarm with ``ops_out`` left out of every mix (e.g. fail_alloc, for a comparison
+        of the paths without allocation failures)."""
+
+        def cut(mix: Mix) -> Mix:
+            for op in ops_out:
+                mix = mix.without(op)
+            return mix
+
+        return Swarm(cut(self.base), tuple(cut(m) for m in self.portfolio))
+
     @property
     def picks(self) -> int:
         """How many different sources of mixes a header can pick: the portfolio's and the swarm."""

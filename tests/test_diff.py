@@ -184,3 +184,14 @@ def test_export_of_a_difference_is_a_test_that_fails_once_they_agree(tmp_path: P
 def test_minimize_refuses_a_difference_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["minimize", str(_difference(tmp_path))]) == 2
     assert "reduced by `rmapfuzz diff`" in capsys.readouterr().err
+
+
+def test_without_fail_alloc_the_7_0_rework_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """Lorenzo Stoakes' 2026 anon_vma rework (fixed) against 6.18.8: allocation failures aside, the
+    same behaviour at every level (the bench runs the million-step version)."""
+    code = main(["diff", "--kernel", "7.0-rc+3a206a86", "--against", "6.18.8", "--without", "fail_alloc",
+                 "--examples", "150", "--seed", "1", "--no-corpus", "--json"])  # fmt: skip
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["finds"] == [] and data["without"] == ["fail_alloc"] and data["steps"] > 5000
+    assert main(["diff", "--kernel", "6.16", "--against", "6.16", "--without", "mmap", "--no-corpus"]) == 2
+    assert "'mmap' is not an op that can be left out" in capsys.readouterr().err
