@@ -72,10 +72,13 @@ FIND_SUITE: tuple[tuple[str, str, str, str], ...] = (
     ("G", "3.19", "fork-tree", "7 (reuse-safe)"),
     ("F", "3.12", "enomem", "4 (pte-prot)"),
     ("J", "6.16", "mremap", "4 (merge-superset, with dontunmap)"),
+    ("K", "7.0-rc", "enomem", "not searched"),
 )
-KEEP_GOING_KERNELS = ("2.6.34-rc3", "2.6.34", "3.19-rc4", "3.19", "3.7", "3.12", "6.16")
+KEEP_GOING_KERNELS = ("2.6.34-rc3", "2.6.34", "3.19-rc4", "3.19", "3.7", "3.12", "6.16", "7.0-rc")
 DIFF_BUGS = ("F", "J", "K")  # rmapfuzz diff of each bug's kernel against the same with its fix
 DIFF_SELF = "current"  # and of a model against itself, which must stay clean
+# A rework that should change nothing without allocation failures, and the steps to show it on.
+DIFF_REWORK = ("7.0-rc+3a206a86", "6.18.8", ("fail_alloc",), 1_000_000)
 COVERAGE_KERNELS = ("current", "6.16")
 ABLATION_BUGS = ("S", "M", "L", "G", "J")
 
@@ -152,10 +155,13 @@ def trial_coverage(kernel: str, seed: int, budget: float, variant: Variant = DEF
     }
 
 
-def trial_diff(a: str, b: str, seed: int, budget: float) -> Any:
-    """(seconds, reduced length, first level) of the first difference ``rmapfuzz diff`` finds, or None;
-    for a model against itself, (None, test cases, steps) when clean."""
-    config = differential.DiffConfig(a, b, strategy.load("default"), seed=seed, budget=budget, corpus_dir=None)
+def trial_diff(
+    a: str, b: str, seed: int, budget: float | None, without: tuple[str, ...] = (), examples: int | None = None
+) -> Any:
+    """(seconds, reduced length, first level) of the first difference ``rmapfuzz diff`` finds; when
+    clean, (None, test cases, steps)."""
+    config = differential.DiffConfig(a, b, strategy.load("default"), seed=seed, budget=budget, examples=examples,
+                                     corpus_dir=None, without=without)  # fmt: skip
     result = differential.run(config)
     if not result.finds:
         return (None, result.examples, result.steps)
@@ -294,6 +300,16 @@ def section_diff(trials: Trials, seeds: Sequence[int], few: Sequence[int], budge
         f"{DIFF_SELF} against itself: {len(clean)}/{len(selves)} campaigns of {budget:.0f} s clean, "
         f"{steps:,} steps in all ({steps / max(len(clean) * budget, 1):,.0f} steps/s: two models and a "
         "comparison of their whole state after every step).",
+    ]
+    a, b, without, want = DIFF_REWORK
+    cases = want // 100 + 1  # about 100 steps a test case
+    started = time.monotonic()
+    rework = trial_diff(a, b, few[0], None, without, cases)
+    verdict = "no difference" if rework[0] is None else f"a {rework[2]} difference after {rework[0]:.1f} s"
+    steps_run = f"{rework[2]:,} steps, {rework[1]:,} test cases, " if rework[0] is None else ""
+    out += [
+        f"{a} against {b} without {', '.join(without)}: {verdict} ({steps_run}{time.monotonic() - started:.0f} s, "
+        f"seed {few[0]}).",
         "",
     ]
     return out
