@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import re
 import tempfile
@@ -30,6 +31,7 @@ from rmapfuzz import invariants as inv
 from rmapfuzz import ops
 from rmapfuzz.kernels import UnknownKernel, resolve
 from rmapfuzz.kernels.user import is_file_spec
+from rmapfuzz.ops import short
 from rmapfuzz.pair import LEVELS, pair_replay
 from rmapfuzz.replay import Runner, replay
 
@@ -37,6 +39,15 @@ FORMAT = "rmapfuzz-reproducer"
 FORMAT_VERSION = 2  # 2: kind "difference" and its field "against"
 KINDS = ("violation", "divergence", "difference")
 LOCK_NAME = ".rmapfuzz-corpus.lock"
+
+# Limits, checked before or while parsing so that no file can make a reader crash or hang (each is
+# documented in docs/reproducer-format.md, "Limits").  A file past one is a one-line CorpusError.
+MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest file read; a 10,000-step file is about 0.6 MB
+MAX_DEPTH = 32  # JSON nesting; a written file nests 6 deep (minimal.bound.stats.states_by_length)
+MAX_NUMBER_CHARS = 64  # characters in one JSON number (far below Python's 4,300-digit int limit)
+MAX_WINDOW = 128  # pages; strategies allow up to 64 (strategy.parse), the live oracle maps 64 by default
+MAX_STEPS = 10_000  # steps in one reproducer; campaigns shrink theirs to tens
+MAX_FORKS = 64  # fork steps in one reproducer: at most 65 processes, as strategies allow max_processes <= 64
 
 _FIELDS = ("format", "version", "kernel", "against", "window", "kind", "signature", "violation", "found", "minimal",
            "steps")  # fmt: skip
@@ -204,28 +215,92 @@ def _fail(path: Path | str, what: str) -> CorpusError:
     return CorpusError(f"{path}: {what}")
 
 
+class _Refused(Exception):
+    """Raised by the JSON hooks: a number past the limits, NaN or Infinity."""
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number of {len(text)} digits (at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _Refused(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text} is out of range")
+    return value
+
+
+def _constant(text: str) -> Any:
+    raise _Refused(f"{text} is not a JSON number")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def nesting(text: str, limit: int = MAX_DEPTH) -> int:
+    """How deep the JSON ``text`` nests (strings skipped), counting no further than ``limit + 1``."""
+    depth = deepest = 0
+    for match in _BRACKET.finditer(_STRING.sub('""', text)):
+        if match.group() in "[{":
+            depth += 1
+            if depth > limit:
+                return depth
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 def _parse_json(path: Path | str, text: str) -> Any:
     if not text.strip():
         raise _fail(path, "empty file (truncated?)")
+    if nesting(text) > MAX_DEPTH:
+        raise _fail(path, f"not a reproducer: the JSON is nested more than {MAX_DEPTH} deep")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except _Refused as exc:
+        raise _fail(path, f"not a reproducer: {exc}") from None
+    except RecursionError:  # the pre-scan bounds the depth; this is a second net
+        raise _fail(path, "not a reproducer: the JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         if exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise _fail(path, f"truncated: the JSON ends early (line {exc.lineno})") from None
         raise _fail(path, f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 
 
-def loads(text: str, path: Path | str = "<string>") -> Reproducer:
-    """Parse a reproducer from JSON text; raises :class:`CorpusError` naming ``path``."""
+def _decode(path: Path | str, raw: bytes) -> str:
+    if len(raw) > MAX_FILE_BYTES:
+        raise _fail(path, f"larger than {MAX_FILE_BYTES:,} bytes, not a reproducer")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(path, f"not JSON: not UTF-8 text (byte {exc.start})") from None
+
+
+def loads(text: str | bytes, path: Path | str = "<string>") -> Reproducer:
+    """Parse a reproducer from JSON text (or UTF-8 bytes); raises :class:`CorpusError` naming ``path``.
+
+    The limits (:data:`MAX_FILE_BYTES`, :data:`MAX_DEPTH`, :data:`MAX_NUMBER_CHARS`,
+    :data:`MAX_WINDOW`, :data:`MAX_STEPS`, :data:`MAX_FORKS`) are checked before or while parsing.
+    """
+    if isinstance(text, bytes):
+        text = _decode(path, text)
+    elif len(text) > MAX_FILE_BYTES:
+        raise _fail(path, f"larger than {MAX_FILE_BYTES:,} characters, not a reproducer")
     data = _parse_json(path, text)
     if not isinstance(data, dict):
         raise _fail(path, f"not a reproducer: the top level is a JSON {type(data).__name__}, expected an object")
     fmt = data.get("format", FORMAT)
     if fmt != FORMAT:
-        raise _fail(path, f"not a reproducer: format is {fmt!r}, expected {FORMAT!r}")
+        raise _fail(path, f"not a reproducer: format is {short(fmt)}, expected {FORMAT!r}")
     version = data.get("version", FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _fail(path, f"bad field 'version': {version!r}")
+        raise _fail(path, f"bad field 'version': {short(version)}")
     if version > FORMAT_VERSION:
         raise _fail(
             path, f"format version {version} was written by a newer rmapfuzz (this one reads up to {FORMAT_VERSION})"
@@ -235,19 +310,25 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
             raise _fail(path, f"missing field {key!r}")
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
-        raise _fail(path, f"unknown field {unknown[0]!r}")
+        raise _fail(path, f"unknown field {short(unknown[0])}")
     kernel = data["kernel"]
     _check_kernel_name(path, "kernel", kernel)
     window = data["window"]
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise _fail(path, f"bad field 'window': {window!r} (a positive number of pages)")
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
+        raise _fail(path, f"bad field 'window': {short(window)} (a number of pages from 1 to {MAX_WINDOW})")
+    raw_steps = data["steps"]
+    if isinstance(raw_steps, list) and len(raw_steps) > MAX_STEPS:
+        raise _fail(path, f"bad field 'steps': {len(raw_steps):,} steps (at most {MAX_STEPS:,})")
     try:
-        steps = ops.parse_steps(data["steps"], window)
+        steps = ops.parse_steps(raw_steps, window)
     except ops.OpError as exc:
         raise _fail(path, f"bad step: {exc}") from None
+    forks = sum(isinstance(op, ops.Fork) for op in steps)
+    if forks > MAX_FORKS:
+        raise _fail(path, f"bad field 'steps': {forks:,} fork steps (at most {MAX_FORKS})")
     kind = data.get("kind", "violation")
-    if kind not in KINDS:
-        raise _fail(path, f"bad field 'kind': {kind!r} (one of {', '.join(KINDS)})")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise _fail(path, f"bad field 'kind': {short(kind)} (one of {', '.join(KINDS)})")
     against = data.get("against")
     if (kind == "difference") != (against is not None):
         raise _fail(path, "bad field 'against': a difference entry names the kernel it compares with, no other does")
@@ -259,6 +340,9 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
     found = data.get("found") or {}
     if not isinstance(found, dict):
         raise _fail(path, "bad field 'found': expected an object")
+    bugs = found.get("bugs")
+    if bugs is not None and (not isinstance(bugs, list) or not all(isinstance(b, str) for b in bugs)):
+        raise _fail(path, f"bad field 'found': bugs must be a list of bug letters, got {short(bugs)}")
     minimal = data.get("minimal")
     if minimal is not None and not isinstance(minimal, dict):
         raise _fail(path, "bad field 'minimal': expected an object or null")
@@ -277,14 +361,17 @@ def loads(text: str, path: Path | str = "<string>") -> Reproducer:
 
 def _check_kernel_name(path: Path | str, field: str, kernel: object) -> None:
     if not isinstance(kernel, str):
-        raise _fail(path, f"bad field {field!r}: {kernel!r}")
+        raise _fail(path, f"bad field {field!r}: {short(kernel)}")
     if is_file_spec(kernel):  # a file only ever runs when the user names it on the command line
-        raise _fail(path, f"bad field {field!r}: {kernel!r} names a file; give the overlay as --kernel FILE")
+        raise _fail(path, f"bad field {field!r}: {short(kernel)} names a file; give the overlay as --kernel FILE")
     try:
+        if len(kernel) > 200:
+            raise UnknownKernel(kernel)
         resolve(kernel)
     except UnknownKernel as exc:
         hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
-        raise _fail(path, f"{exc}{hint}") from None
+        what = str(exc) if len(kernel) <= 80 else f"unknown kernel {short(kernel)}"
+        raise _fail(path, f"{what}{hint}") from None
 
 
 def _check_violation(path: Path | str, violation: object, nsteps: int, kind: str) -> None:
@@ -293,16 +380,15 @@ def _check_violation(path: Path | str, violation: object, nsteps: int, kind: str
     name = violation.get("invariant")
     if kind in ("divergence", "difference"):
         if name != kind:
-            raise _fail(path, f"bad field 'violation': a {kind} entry records {kind!r}, not {name!r}")
-        if kind == "difference" and violation.get("level") not in LEVELS:
-            raise _fail(
-                path, f"bad field 'violation': level {violation.get('level')!r} is not one of {', '.join(LEVELS)}"
-            )
-    elif name not in inv.BY_NAME:
-        raise _fail(path, f"bad field 'violation': unknown invariant {name!r} (known: {', '.join(inv.DEFAULT)})")
+            raise _fail(path, f"bad field 'violation': a {kind} entry records {kind!r}, not {short(name)}")
+        level = violation.get("level")
+        if kind == "difference" and (not isinstance(level, str) or level not in LEVELS):
+            raise _fail(path, f"bad field 'violation': level {short(level)} is not one of {', '.join(LEVELS)}")
+    elif not isinstance(name, str) or name not in inv.BY_NAME:
+        raise _fail(path, f"bad field 'violation': unknown invariant {short(name)} (known: {', '.join(inv.DEFAULT)})")
     step = violation.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < nsteps:
-        raise _fail(path, f"bad field 'violation': step {step!r} is not a step index (0..{nsteps - 1})")
+        raise _fail(path, f"bad field 'violation': step {short(step)} is not a step index (0..{nsteps - 1})")
     if not isinstance(violation.get("message", ""), str):
         raise _fail(path, "bad field 'violation': message must be a string")
 
@@ -311,18 +397,15 @@ def load(path: Path | str) -> Reproducer:
     """Read one reproducer file; raises :class:`CorpusError` (one line naming the file)."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)  # one byte more tells a file past the limit
     except FileNotFoundError:
         raise _fail(path, "no such file") from None
     except IsADirectoryError:
         raise _fail(path, "is a directory, not a reproducer file") from None
     except OSError as exc:
         raise _fail(path, f"cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _fail(path, "not JSON: not UTF-8 text") from None
-    return loads(text, path)
+    return loads(raw, path)
 
 
 def iter_corpus(directory: Path | str) -> list[Path]:

@@ -28,6 +28,7 @@ a fault without permission (nothing changes), ``"OOM"`` for a fault whose alloca
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,6 +41,15 @@ MREMAP_FLAGS = ("maymove", "fixed", "dontunmap")
 
 class OpError(ValueError):
     """A step that is not part of the language (bad JSON shape, unknown op, outside the window)."""
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 2, 3, 3, 60, 40, 60
+
+
+def short(value: object) -> str:
+    """``repr(value)`` cut short, for one-line messages about values read from a file."""
+    return _SHORT.repr(value)
 
 
 @attrs.frozen
@@ -158,7 +168,7 @@ def describe(op: Op) -> str:
 def _int(obj: Mapping[str, Any], key: str, op: str, minimum: int = 0) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise OpError(f"{op}: field {key!r} must be an integer, got {value!r}")
+        raise OpError(f"{op}: field {key!r} must be an integer, got {short(value)}")
     if value < minimum:
         raise OpError(f"{op}: field {key!r} must be >= {minimum}, got {value}")
     return value
@@ -178,12 +188,12 @@ def parse_step(obj: object, window: int) -> Op:
     raw = obj.get("op")
     cls = OP_CLASSES.get(raw) if isinstance(raw, str) else None
     if cls is None:
-        raise OpError(f"unknown op {raw!r} (known: {', '.join(OP_CLASSES)})")
+        raise OpError(f"unknown op {short(raw)} (known: {', '.join(OP_CLASSES)})")
     name: str = raw  # type: ignore[assignment]
     fields = {f.name for f in attrs.fields(cls)}
     extra = set(obj) - fields - {"op"}
     if extra:
-        raise OpError(f"{name}: unknown field {sorted(extra)[0]!r}")
+        raise OpError(f"{name}: unknown field {short(sorted(map(str, extra))[0])}")
     missing = fields - set(obj) - ({"flags"} if cls is Mremap else set())
     if missing:
         raise OpError(f"{name}: missing field {sorted(missing)[0]!r}")
@@ -202,14 +212,14 @@ def parse_step(obj: object, window: int) -> Op:
     if cls in (Mmap, Mprotect):
         prot = obj.get("prot")
         if prot not in PROTS:
-            raise OpError(f"{name}: prot must be a subset of 'rwx' in that order, got {prot!r}")
+            raise OpError(f"{name}: prot must be a subset of 'rwx' in that order, got {short(prot)}")
         return cls(pid=pid, start=start, pages=pages, prot=prot)
     if cls is Munmap:
         return Munmap(pid=pid, start=start, pages=pages)
     if cls is Madvise:
         advice = obj.get("advice")
         if advice not in ADVICES:
-            raise OpError(f"madvise: advice must be one of {', '.join(ADVICES)}, got {advice!r}")
+            raise OpError(f"madvise: advice must be one of {', '.join(ADVICES)}, got {short(advice)}")
         return Madvise(pid=pid, start=start, pages=pages, advice=advice)
     return _parse_mremap(obj, pid, start, pages, window)
 
@@ -217,8 +227,14 @@ def parse_step(obj: object, window: int) -> Op:
 def _parse_mremap(obj: Mapping[str, Any], pid: int, start: int, pages: int, window: int) -> Mremap:
     _range(obj, "mremap", window, "new_start", "new_pages")
     flags = obj.get("flags", [])
-    if not isinstance(flags, list) or any(f not in MREMAP_FLAGS for f in flags) or len(set(flags)) != len(flags):
-        raise OpError(f"mremap: flags must be a list of distinct names from {', '.join(MREMAP_FLAGS)}, got {flags!r}")
+    if (
+        not isinstance(flags, list)
+        or not all(isinstance(f, str) and f in MREMAP_FLAGS for f in flags)
+        or len(set(flags)) != len(flags)
+    ):
+        raise OpError(
+            f"mremap: flags must be a list of distinct names from {', '.join(MREMAP_FLAGS)}, got {short(flags)}"
+        )
     if "maymove" in flags and "fixed" not in flags:
         raise OpError("mremap: maymove without fixed lets the kernel choose an address outside the window")
     if "fixed" not in flags and obj["new_start"] != start:

@@ -15,9 +15,17 @@ from typing import Any
 import attrs
 
 from rmapfuzz import ops
+from rmapfuzz.ops import short
 
 RULE_OPS = ("mmap", "munmap", "mprotect", "mremap", "madvise", "fork", "exit", "read", "write", "fail_alloc")
 MAX_STEPS = 600  # Hypothesis silently truncates stateful_step_count much above this
+MAX_WINDOW = 64  # pages (reproducer files allow a little more: corpus.MAX_WINDOW)
+MAX_PROCESSES = 64
+MAX_BURST = 64
+MAX_WEIGHT = 1000  # a weight is relative: 1000 against 1 is already a 0.1 % share
+MAX_DESCRIPTION = 500  # characters
+MAX_FILE_BYTES = 64 * 1024  # a strategy file is a few lines; the shipped ones are under 2 KB
+START_OPS = ("mmap",)  # what can start a sequence: the first process has no mappings until one of these
 
 
 class StrategyError(ValueError):
@@ -67,9 +75,11 @@ def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
         raise StrategyError(f"{where}: missing field {key!r}")
     value = data[key]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise StrategyError(f"{where}: field {key!r} must be an integer, got {value!r}")
+        raise StrategyError(f"{where}: field {key!r} must be an integer, got {short(value)}")
     if kind is not int and not isinstance(value, kind):
-        raise StrategyError(f"{where}: field {key!r} must be a {kind.__name__}, got {value!r}")
+        names: dict[type, str] = {dict: "table", list: "list", str: "string"}
+        what = names.get(kind, kind.__name__)
+        raise StrategyError(f"{where}: field {key!r} must be a {what}, got {short(value)}")
     return value
 
 
@@ -83,7 +93,7 @@ def _positive(data: dict[str, Any], key: str, where: str, low: int, high: int) -
 def _share(data: dict[str, Any], key: str, where: str) -> float:
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise StrategyError(f"{where}: field {key!r} must be a number from 0 to 1, got {value!r}")
+        raise StrategyError(f"{where}: field {key!r} must be a number from 0 to 1, got {short(value)}")
     return float(value)
 
 
@@ -91,7 +101,9 @@ def _choices(data: dict[str, Any], key: str, allowed: tuple[str, ...], where: st
     values = _field(data, key, list, where)
     bad = [v for v in values if v not in allowed]
     if bad or not values:
-        raise StrategyError(f"{where}: field {key!r} must be a non-empty list from {list(allowed)}, got {values!r}")
+        raise StrategyError(
+            f"{where}: field {key!r} must be a non-empty list from {list(allowed)}, got {short(values)}"
+        )
     return tuple(values)
 
 
@@ -116,12 +128,22 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
     weights = _field(data, "weights", dict, where)
     for op, w in weights.items():
         if op not in RULE_OPS:
-            raise StrategyError(f"{where}: field 'weights.{op}' is not an op (ops: {', '.join(RULE_OPS)})")
-        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
-            raise StrategyError(f"{where}: field 'weights.{op}' must be a non-negative integer, got {w!r}")
+            raise StrategyError(
+                f"{where}: field 'weights.{repr(op[:60])[1:-1]}' is not an op (ops: {', '.join(RULE_OPS)})"
+            )
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= MAX_WEIGHT:
+            raise StrategyError(
+                f"{where}: field 'weights.{op}' must be an integer from 0 to {MAX_WEIGHT}, got {short(w)}"
+            )
     if not any(weights.values()):
         raise StrategyError(f"{where}: field 'weights' enables no op")
+    description = data.get("description", "")
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise StrategyError(f"{where}: field 'description' must be a string of at most {MAX_DESCRIPTION} "
+                            f"characters, got {short(description)}")  # fmt: skip
     flag_sets = _field(data, "mremap_flags", list, where)
+    if not flag_sets:
+        raise StrategyError(f"{where}: field 'mremap_flags' must list at least one flag set ([] is an in-place resize)")
     for flags in flag_sets:
         if (
             not isinstance(flags, list)
@@ -130,23 +152,27 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
             or ("maymove" in flags and "fixed" not in flags)
         ):
             raise StrategyError(
-                f"{where}: field 'mremap_flags' entry {flags!r} must be a list of distinct names from "
+                f"{where}: field 'mremap_flags' entry {short(flags)} must be a list of distinct names from "
                 f"{list(ops.MREMAP_FLAGS)}, with 'fixed' wherever 'maymove' is"
             )
-    return Strategy(
+    strat = Strategy(
         name=name,
-        description=str(data.get("description", "")),
-        window=_positive(data, "window", where, 2, 64),
-        max_processes=_positive(data, "max_processes", where, 1, 64),
+        description=description,
+        window=_positive(data, "window", where, 2, MAX_WINDOW),
+        max_processes=_positive(data, "max_processes", where, 1, MAX_PROCESSES),
         steps=_positive(data, "steps", where, 1, MAX_STEPS),
         weights={op: int(w) for op, w in weights.items()},
         prots=_choices(data, "prots", ops.PROTS, where),
         advices=_choices(data, "advices", ops.ADVICES, where),
         mremap_flags=tuple(tuple(f for f in ops.MREMAP_FLAGS if f in flags) for flags in flag_sets),
-        burst=_positive(data, "burst", where, 1, 64) if "burst" in data else 4,
+        burst=_positive(data, "burst", where, 1, MAX_BURST) if "burst" in data else 4,
         swarm=_share(data, "swarm", where) if "swarm" in data else 0.25,
         portfolio=_portfolio(data, name, where),
     )
+    if not any(strat.weights.get(op, 0) > 0 for op in START_OPS):
+        raise StrategyError(f"{where}: field 'weights' gives no op that can start a sequence a positive weight "
+                            f"({', '.join(START_OPS)}: the first process has no mappings until then)")  # fmt: skip
+    return strat
 
 
 def _portfolio(data: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
@@ -155,21 +181,35 @@ def _portfolio(data: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     values = data["portfolio"]
     known = available()
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise StrategyError(f"{where}: field 'portfolio' must be a list of strategy names, got {values!r}")
+        raise StrategyError(f"{where}: field 'portfolio' must be a list of strategy names, got {short(values)}")
     bad = [v for v in values if v not in known or v == name]
     if bad:
-        raise StrategyError(f"{where}: field 'portfolio' names {bad[0]!r}, which is not another named strategy "
+        raise StrategyError(f"{where}: field 'portfolio' names {short(bad[0])}, which is not another named strategy "
                             f"(known: {', '.join(known)})")  # fmt: skip
     return tuple(values)
 
 
 def load_file(path: Path) -> Strategy:
+    """Read and validate a strategy file; every problem is one :class:`StrategyError` line naming it."""
     try:
-        data = tomllib.loads(path.read_text())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise StrategyError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise StrategyError(f"{path}: larger than {MAX_FILE_BYTES:,} bytes, not a strategy file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StrategyError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise StrategyError(f"{path}: not valid TOML ({exc})") from None
+        raise StrategyError(f"{path}: not valid TOML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise StrategyError(f"{path}: not a strategy: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's int-string limit
+        raise StrategyError(f"{path}: not valid TOML ({short(str(exc))})") from None
     return parse(data, path.stem, str(path))
 
 
