@@ -30,6 +30,7 @@ from rmapfuzz.pair import LEVELS, Difference, PairRunner
 from rmapfuzz.replay import Runner, Verdict
 
 HIGHLIGHT = "bold reverse red"
+SHOWN_STATES = 50  # a long reproducer's state trees are drawn for its last steps only
 FREED = "red"
 DIM = "dim"
 
@@ -162,7 +163,7 @@ class TraceStep:
     result: str
     violations: list[Violation]
     state: dict[str, Any]
-    tree: Tree
+    tree: Tree | None  # None: not drawn (a step long before the end of a long reproducer)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -181,15 +182,17 @@ def trace(
     window: int = 8,
     invariants: Iterable[str] | None = None,
     stop_at_violation: bool = True,
+    trees_from: int = 0,
 ) -> list[TraceStep]:
-    """Replay step by step and snapshot the state after each step (tree and data)."""
+    """Replay step by step and snapshot the state after each step (data, and from step
+    ``trees_from`` on, or at a violation, the tree)."""
     runner = Runner(kernel, window, invariants)
     out = []
     for i, op in enumerate(steps):
         result, found = runner.step(op)
         names = found[0].objects if found else ()
-        title = f"after step {i}"
-        out.append(TraceStep(i, op, result, found, state_json(runner.kernel), step_tree(runner.kernel, names, title)))
+        tree = step_tree(runner.kernel, names, f"after step {i}") if i >= trees_from or found else None
+        out.append(TraceStep(i, op, result, found, state_json(runner.kernel), tree))
         if found and stop_at_violation:
             break
     return out
@@ -229,10 +232,13 @@ def print_reproducer_steps(
     if rep.violation is not None:
         recorded = f"recorded: {rep.invariant} at step {rep.violation.get('step')} on {rep.kernel}"
         console.print(Text(recorded, style=DIM))
-    result = trace(steps, kernel, rep.window, invariants)
+    trees_from = max(len(steps) - SHOWN_STATES, 0) if states else len(steps)
+    if states and trees_from:
+        console.print(Text(f"states drawn for the last {SHOWN_STATES} steps (show --json has every step's)", style=DIM))
+    result = trace(steps, kernel, rep.window, invariants, trees_from=trees_from)
     for step in result:
         console.print(_header(step.index, step.op, step.result, bool(step.violations)))
-        if states:
+        if states and step.tree is not None:
             console.print(step.tree, soft_wrap=False)
         if step.violations:
             first = step.violations[0]

@@ -399,3 +399,16 @@ def test_fuzz_checks_its_flags_and_places_before_starting(
     args = [a.format(file=tmp_path / "a-file", dir=tmp_path / "corpus") for a in argv]
     code, out, err = run(capsys, *args, "--budget", "1")
     assert code == 2 and out == "" and err.count("\n") == 1 and needle in err
+
+
+def test_show_of_a_long_reproducer_draws_its_last_states_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    steps = [{"op": "mmap", "pid": 0, "start": 0, "pages": 8, "prot": "rw"}]
+    steps += [{"op": "write" if i % 2 else "read", "pid": 0, "addr": i % 8} for i in range(599)]
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"kernel": "current", "window": 8, "steps": steps}))
+    assert main(["show", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "states drawn for the last 50 steps" in out
+    assert out.count("after step ") == 50 and "after step 599" in out and "step 0 " in out
