@@ -227,7 +227,7 @@ def _load_one(name: str, data: bytes) -> str | None:
     except BaseException as exc:  # what the test is looking for
         return f"{name}: {type(exc).__name__}: {str(exc)[:120]}"
     seconds = time.perf_counter() - started
-    if seconds > 1.0:
+    if seconds > 5.0:  # generous for a loaded CI machine: about 0.1 s here for the largest (20k steps)
         return f"{name}: took {seconds:.1f} s"
     return None
 
