@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import attrs
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -721,9 +722,15 @@ def cmd_minimize(args: argparse.Namespace) -> int:
         raise CliError(f"--budget must be positive, got {args.budget}")
     if args.max_steps is not None and args.max_steps < 0:
         raise CliError(f"--max-steps must be at least 0, got {args.max_steps}")
+    kernel = _kernel(args.kernel)  # an overlay file: loaded first, so files saved under its name load
     reps = Batch(args.files)
     console = _console()
     for rep in reps:
+        if kernel is not None and resolve(kernel).name != rep.kernel:
+            if args.write:
+                reps.report(f"{rep.name}: --write records the file's own kernel ({rep.kernel}), not {kernel}")
+                continue
+            rep = attrs.evolve(rep, kernel=resolve(kernel).name)
         try:
             out = minimize.minimize_reproducer(
                 rep, exhaustive_search=args.exhaustive, budget=args.budget, max_steps=args.max_steps
@@ -780,6 +787,7 @@ def add_minimize_command(subparsers: Subparsers) -> None:
         "processes) proves the reproducer minimal or finds a shorter one. See docs/minimality.md.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="reproducer files")
+    p.add_argument("--kernel", help="minimise on this model (a name or an overlay file) instead of each file's own")
     p.add_argument("--exhaustive", action="store_true", help="prove minimality by a bounded exhaustive search")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="search sequences of at most N steps")
     p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="search time per file (300)")

@@ -4,6 +4,8 @@ what their patches do; every way a file can be wrong is one line naming the file
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -109,3 +111,23 @@ def test_a_reproducer_never_names_a_file(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(corpus.CorpusError, match="names a file"):
         corpus.load(path)
+
+
+def test_minimize_takes_the_overlay_file_its_reproducers_were_found_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    overlay = str(EXAMPLES / "clone_reuse_only_on_fork.py")
+    assert main(["fuzz", "--kernel", overlay, "--examples", "200", "--seed", "3", "--no-database",
+                 "--corpus", str(tmp_path), "--json"]) == 1  # fmt: skip
+    capsys.readouterr()
+    [saved, *_] = sorted(tmp_path.glob("*.json"))
+    # a fresh process knows the overlay's name only once it is given the file
+    cmd = [sys.executable, "-m", "rmapfuzz", "minimize", str(saved), "--json"]
+    alone = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and "give it as --kernel FILE" in alone.stderr
+    given = subprocess.run([*cmd, "--kernel", overlay], capture_output=True, text=True, timeout=120)
+    assert given.returncode == 0, given.stderr
+    out = json.loads(given.stdout)
+    assert out["steps_after"] <= out["steps_before"]
+    assert main(["minimize", str(saved), "--kernel", "3.19", "--write"]) == 2  # would rewrite its kernel
+    assert "--write records the file's own kernel" in capsys.readouterr().err
