@@ -13,6 +13,8 @@ already found.
 The Hypothesis example database keeps what a campaign found for the next one (or for the other
 workers and machines sharing it): Hypothesis' own entries under :func:`database_key`, and the
 guided search's failing test cases under the same key plus ``.guided``, replayed first.
+A Redis outage does not stop a campaign: its workers go on with their local database and write
+to Redis what they saved meanwhile once it is back (:class:`rmapfuzz.database.ResilientRedisDatabase`).
 
 With ``workers > 1`` every worker is a process with its own seed; they share the example database
 and the corpus directory, and report to the parent through a queue.
@@ -25,6 +27,7 @@ import multiprocessing as mp
 import os
 import queue
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,7 +41,7 @@ from hypothesis.errors import Flaky
 
 from rmapfuzz import __version__, corpus, coverage, ops
 from rmapfuzz.classify import classify
-from rmapfuzz.database import make_database
+from rmapfuzz.database import Report, make_database
 from rmapfuzz.generate import Swarm
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import Kernel, resolve, with_fix
@@ -180,8 +183,9 @@ def database_key(config: Config, kernel: str | None = None) -> bytes:
     return key.encode()
 
 
-def _database(config: Config) -> ExampleDatabase | None:
-    return make_database(config.database_url, config.database)
+def _database(config: Config, report: Report | None = None) -> ExampleDatabase | None:
+    """A worker's database; with Redis, an outage is told to ``report`` (rmapfuzz.database)."""
+    return make_database(config.database_url, config.database, report=report)
 
 
 class Hunt:
@@ -189,7 +193,13 @@ class Hunt:
     signatures seen, and the failures waiting to be reduced and saved."""
 
     def __init__(
-        self, config: Config, worker: int, stats: Stats, deadline: float | None, stop_event: Any = None
+        self,
+        config: Config,
+        worker: int,
+        stats: Stats,
+        deadline: float | None,
+        stop_event: Any = None,
+        on_database: Report | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
@@ -207,7 +217,7 @@ class Hunt:
         self.shrink_deadline: float | None = None
         self.seed = 0
         self.n_checks = len(config.invariants) if config.invariants else len(CATALOGUE)
-        self.db = _database(config)
+        self.db = _database(config, on_database)
         self.machines: dict[str, type[RmapMachine]] = {}
         self.lineage: list[Kernel] = [self.kernel]  # the kernels searched, each with one more found fix
         self.found_bugs: set[str] = set()
@@ -514,13 +524,15 @@ def run_worker(
     stop_event: Any = None,
     on_find: Callable[[Find], None] | None = None,
     started: float | None = None,
+    on_database: Report | None = None,
 ) -> tuple[list[Find], bool]:
-    """One worker's share of the campaign; returns its finds and whether it was interrupted."""
+    """One worker's share of the campaign; returns its finds and whether it was interrupted.
+    ``on_database`` hears of a Redis outage and of the server's return (default: stderr)."""
     stats = stats or Stats()
     if started is not None:
         stats.started = started
     deadline = None if config.budget is None else stats.started + config.budget
-    hunt = Hunt(config, worker, stats, deadline, stop_event)
+    hunt = Hunt(config, worker, stats, deadline, stop_event, on_database)
     finds: list[Find] = []
     interrupted = False
     turn = 0
@@ -579,11 +591,14 @@ def _worker_main(config: Config, worker: int, out: Any, stop_event: Any, started
         if not config.keep_going:
             stop_event.set()
 
+    def on_database(kind: str, line: str) -> None:  # the parent says it once for all the workers
+        out.put(("database", worker, (kind, line)))
+
     ticker = _Ticker(stats, [], send)
     ticker.start()
     interrupted = False
     try:
-        _, interrupted = run_worker(config, worker, stats, stop_event, on_find, stats.started)
+        _, interrupted = run_worker(config, worker, stats, stop_event, on_find, stats.started, on_database)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -686,6 +701,7 @@ def _run_parallel(config: Config, on_progress: Any, started: float) -> Result:
     finds: list[Find] = []
     done: set[int] = set()
     interrupted = False
+    redis_down = False  # as last said: every worker sees an outage, it is said once
     while len(done) < len(procs):
         try:
             kind, worker, payload = out.get(timeout=0.25)
@@ -706,6 +722,11 @@ def _run_parallel(config: Config, on_progress: Any, started: float) -> Result:
         elif kind == "done":
             done.add(worker)
             interrupted = interrupted or bool(payload)
+        elif kind == "database":
+            event, line = payload
+            if (event == "down") != redis_down:
+                redis_down = event == "down"
+                print(line, file=sys.stderr, flush=True)
     for p in procs:
         p.join(timeout=30)
         if p.is_alive():

@@ -11,20 +11,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis.database import DirectoryBasedExampleDatabase, MultiplexedDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from rmapfuzz import campaign, database, strategy
 from rmapfuzz.cli import build_parser, fuzz_config, main
-from rmapfuzz.database import DatabaseError, RedisURL, parse_url
+from rmapfuzz.database import DatabaseError, RedisURL, ResilientRedisDatabase, parse_url
 
 KERNEL = "2.6.34-rc3"  # bug A: found in well under a second from an empty database
 
@@ -47,31 +49,50 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.skip("RMAPFUZZ_REDIS_URL is unset and there is no redis-server binary (apt-get install redis-server)")
     port = _free_port()
-    workdir = tmp_path_factory.mktemp("redis")
+    proc, url = _start_redis(binary, port, tmp_path_factory.mktemp("redis"))
+    try:
+        yield url
+    finally:
+        _stop_redis(proc)
+
+
+def _start_redis(binary: str, port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server on loopback ``port`` keeping nothing on disk, once it answers; and its URL."""
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                database.check(url)
-                break
-            except DatabaseError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
+    deadline = time.monotonic() + 10
+    while True:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            database.check(url)
+            return proc, url
+        except DatabaseError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_redis(proc)
+                raise
+            time.sleep(0.05)
+
+
+def _stop_redis(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def redis_binary() -> str:
+    """redis-server, for the tests that stop and restart a server of their own."""
+    pytest.importorskip("redis", reason="the redis package is not installed (pip install -e '.[test]')")
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server binary to stop and restart (apt-get install redis-server)")
+    return binary
 
 
 @pytest.fixture
@@ -179,11 +200,13 @@ def test_make_database_kinds(redis_url: str, tmp_path: Path) -> None:
     from hypothesis.extra.redis import RedisExampleDatabase
 
     shared = database.make_database(redis_url, None)
-    assert isinstance(shared, RedisExampleDatabase)
+    assert isinstance(shared, ResilientRedisDatabase) and isinstance(shared.shared, RedisExampleDatabase)
+    assert isinstance(shared.local, InMemoryExampleDatabase)  # the fallback of a URL alone
     both = database.make_database(redis_url, tmp_path / "db")
-    assert isinstance(both, MultiplexedDatabase)
+    assert isinstance(both, ResilientRedisDatabase) and isinstance(both.local, DirectoryBasedExampleDatabase)
     both.save(b"k", b"v")  # a save goes to both
     assert list(shared.fetch(b"k")) == [b"v"]
+    assert list(shared.shared.fetch(b"k")) == [b"v"]
     assert list(DirectoryBasedExampleDatabase(str(tmp_path / "db")).fetch(b"k")) == [b"v"]
     config = fuzz_config(build_parser().parse_args(["fuzz", "--database", redis_url, "--database", str(tmp_path)]))
     assert config.database == tmp_path and config.database_url == redis_url
@@ -230,3 +253,109 @@ def test_two_machines_share_failing_examples(redis_url: str, tmp_path: Path) -> 
     assert second and second[0]["signature"] in signatures
     assert second[0]["examples_before"] == 1
     assert list((tmp_path / "corpus-2").glob("*.json"))
+
+
+# ---- a Redis outage ----
+
+
+def test_outage_falls_back_and_catches_up(
+    redis_binary: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _free_port()
+    proc, url = _start_redis(redis_binary, port, tmp_path)
+    db = database.make_database(url, tmp_path / "db")
+    assert isinstance(db, ResilientRedisDatabase)
+    db.first_backoff, db.max_backoff = 0.1, 0.2  # the real ones: 1 s doubling to 60 s
+    try:
+        db.save(b"k", b"before")
+        assert db.up
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+        db.save(b"k", b"during-1")  # the broken connection: down, to the local database
+        assert not db.up
+        db.save(b"k", b"during-2")
+        db.move(b"k", b"k.secondary", b"during-2")
+        assert set(db.fetch(b"k")) == {b"before", b"during-1"}  # read from the local database
+        time.sleep(0.3)  # past the backoff: tried again (refused), still down, nothing more said
+        db.save(b"k", b"during-3")
+        assert not db.up and set(db.fetch(b"k")) == {b"before", b"during-1", b"during-3"}
+        out, err = capsys.readouterr()
+        warning = f"rmapfuzz: warning: the redis database at {url} is unreachable ("
+        assert out == "" and err.count("\n") == 1 and err.startswith(warning), err
+        assert err.rstrip().endswith("going on with the local database, retrying")
+        assert list(DirectoryBasedExampleDatabase(str(tmp_path / "db")).fetch(b"k.secondary")) == [b"during-2"]
+
+        proc, _ = _start_redis(redis_binary, port, tmp_path)  # the same port, an empty server
+        time.sleep(0.3)
+        assert set(db.fetch(b"k")) == {b"before", b"during-1", b"during-3"}  # tried again, up
+        assert db.up
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and f"the redis database at {url} is back" in err, err
+        assert "wrote it the 4 changes made meanwhile" in err  # during-1..3, and k.secondary's
+
+        client = database.redis_client(url)
+        members = client.smembers(database.KEY_PREFIX + b"k")
+        assert members == {b"during-1", b"during-3"}  # "before" went with the old server
+        assert client.smembers(database.KEY_PREFIX + b"k.secondary") == {b"during-2"}
+        client.close()
+        db.save(b"k", b"after")  # and on, as before
+        assert set(db.shared.fetch(b"k")) == {b"during-1", b"during-3", b"after"}
+        assert capsys.readouterr().err == ""
+    finally:
+        _stop_redis(proc)
+
+
+def test_outage_queue_and_backoff(redis_binary: str) -> None:
+    """Against a port nothing listens on, on a clock of the test's: the backoff doubles to its
+    limit, the queue keeps the latest change of the newest entries, and it is said once."""
+    from hypothesis.extra.redis import RedisExampleDatabase
+
+    now = [0.0]
+    said: list[tuple[str, str]] = []
+    client = database._client(parse_url(f"redis://127.0.0.1:{_free_port()}/0"), retry=False)
+    db = ResilientRedisDatabase(
+        RedisExampleDatabase(client, key_prefix=database.KEY_PREFIX),
+        where="redis://there",
+        report=lambda kind, line: said.append((kind, line)),
+        queue_limit=3,
+        clock=lambda: now[0],
+    )
+    db.save(b"k", b"1")
+    assert not db.up and db.retry_at == 1.0
+    retries = []
+    for t in [0.5, 1.0, 2.0, 3.0, 7.0, 15.0, 31.0, 63.0, 100.0, 123.0, 183.0]:
+        now[0] = t
+        db.save(b"k", str(t).encode())
+        retries.append(db.retry_at)
+    assert retries == [1.0, 3.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 123.0, 183.0, 243.0]  # 1 2 4 ... 60 s
+    db.delete(b"k", b"100.0")
+    assert list(db.queue.items()) == [((b"k", b"123.0"), True), ((b"k", b"183.0"), True), ((b"k", b"100.0"), False)]
+    assert db.dropped == 9
+    kept = {b"1"} | {str(t).encode() for t in [0.5, 1.0, 2.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 183.0]}
+    assert set(db.fetch(b"k")) == kept  # the local database has everything
+    assert [kind for kind, _ in said] == ["down"]
+    assert said[0][1].startswith("rmapfuzz: warning: the redis database at redis://there is unreachable (")
+    client.close()
+
+
+def test_campaign_survives_a_redis_outage(redis_binary: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    proc, url = _start_redis(redis_binary, _free_port(), tmp_path)
+    killer = threading.Timer(2.0, proc.send_signal, (signal.SIGKILL,))
+    try:
+        killer.start()
+        config = _config(tmp_path, workers=2, budget=8.0, keep_going=True, database_url=url)
+        result = campaign.run(config)
+        killer.join()
+        assert proc.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        killer.cancel()
+        _stop_redis(proc)
+    _, err = capfd.readouterr()
+    assert result.exit_code == 1 and result.finds and not result.interrupted
+    saved = sorted((tmp_path / "corpus").glob("*.json"))
+    assert saved and all(Path(f.path) in saved for f in result.finds if f.path)
+    assert "Traceback" not in err, err
+    warnings = [line for line in err.splitlines() if "is unreachable" in line]
+    assert warnings == [line for line in err.splitlines() if line], err  # nothing else said
+    assert len(warnings) == 1 and warnings[0].startswith(f"rmapfuzz: warning: the redis database at {url}")
