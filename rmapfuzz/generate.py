@@ -126,7 +126,7 @@ class Swarm:
         def mix(t: Strategy) -> Mix:
             return Mix.of(t) if kernel is None else Mix.for_kernel(t, kernel)
 
-        return cls(mix(s), tuple(mix(p) for p in s.portfolio_strategies()))
+        return cls(mix(s), tuple(mix(p) for p in s.portfolio_strategies())).without(s.without)
 
     def without(self, ops_out: tuple[str, ...]) -> Swarm:
         """The same swarm with ``ops_out`` left out of every mix (e.g. fail_alloc, for a comparison

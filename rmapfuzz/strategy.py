@@ -46,10 +46,12 @@ class Strategy:
     burst: int = 4  # ops per Hypothesis step (machine.Bursts)
     swarm: float = 0.25  # share of test cases that draw their own mix (rmapfuzz.generate.Swarm)
     portfolio: tuple[str, ...] = ()  # strategies whose mixes a test case may draw (with swarm)
+    without: tuple[str, ...] = ()  # ops left out of every mix, the portfolio's too (set by tools, not files)
 
     def portfolio_strategies(self) -> list[Strategy]:
-        """The portfolio's strategies (a portfolio strategy's own portfolio is not followed)."""
-        return [attrs.evolve(load(name), portfolio=()) for name in self.portfolio]
+        """The portfolio's strategies (a portfolio strategy's own portfolio is not followed), each
+        without this strategy's ``without`` ops."""
+        return [attrs.evolve(load(name), portfolio=(), without=self.without) for name in self.portfolio]
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

@@ -357,3 +357,16 @@ def test_a_failure_under_pytest_prints_ops_not_bytes(tmp_path: Path) -> None:
     assert "state.burst(chunk=" not in proc.stdout
     assert "rmapfuzz: the steps as op-language JSON" in proc.stdout
     assert "verdict = replay([" in proc.stdout
+
+
+def test_the_live_oracles_sequences_never_inject_an_allocation_failure() -> None:
+    """A real kernel cannot fail an allocation on demand: the oracle's language leaves fail_alloc out
+    of every mix, the default strategy's portfolio (enomem among them) included."""
+    from rmapfuzz import strategy
+    from rmapfuzz.oracle.oracle import no_fail_alloc, sample_sequences
+
+    default = strategy.load("default")
+    assert "enomem" in default.portfolio
+    drawn = [op.op for seq in sample_sequences(default, 200, seed=3) for op in seq]
+    assert len(drawn) > 2000 and "fail_alloc" not in drawn
+    assert all("fail_alloc" not in s.weights or s.without for s in no_fail_alloc(default).portfolio_strategies())

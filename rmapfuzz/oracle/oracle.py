@@ -345,8 +345,10 @@ class DivergenceFound(AssertionError):
 
 
 def no_fail_alloc(strategy: Strategy) -> Strategy:
+    """``strategy`` with fail_alloc left out of every mix it draws, its portfolio's included (a
+    real kernel cannot fail an allocation on demand)."""
     weights = {op: w for op, w in strategy.weights.items() if op != "fail_alloc"}
-    return attrs.evolve(strategy, weights=weights)
+    return attrs.evolve(strategy, weights=weights, without=(*strategy.without, "fail_alloc"))
 
 
 class OracleMachine(RmapMachine):
