@@ -1078,7 +1078,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 "interrupted": result.interrupted,
                 "examples": result.examples,
                 "steps": result.steps,
-                "both_broke": dict(result.both_broke),
+                "ended_broken": dict(result.ended_broken),
                 "finds": [diff_find_json(f) for f in result.finds],
             }
         )
@@ -1089,9 +1089,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
             f"levels {', '.join(config.levels)}"
         )
     )
-    if result.both_broke:
-        both = ", ".join(f"{name} x{n}" for name, n in result.both_broke.most_common())
-        console.print(Text(f"test cases that ended with both models broken the same way: {both}", style="dim"))
+    if result.ended_broken:
+        broken = ", ".join(f"{name} x{n}" for name, n in result.ended_broken.most_common())
+        console.print(Text(f"test cases that ended on a broken invariant with no difference: {broken}", style="dim"))
     if not result.finds:
         console.print(Text(f"no difference between {a} and {b}", style="bold green"))
     for find in result.finds:

@@ -72,7 +72,7 @@ class DiffResult:
     examples: int
     steps: int
     seconds: float
-    both_broke: Counter[str]  # invariant -> test cases that ended because both models broke it
+    ended_broken: Counter[str]  # invariant -> test cases that ended on it with no difference (pair.Broken)
     interrupted: bool = False
 
     @property
@@ -138,7 +138,7 @@ def run(config: DiffConfig, on_find: Callable[[DiffFind], None] | None = None) -
             return pool.add(case, out)
         found = out.violations[0]
         if not isinstance(found, Difference):
-            result.both_broke[found.invariant] += 1
+            result.ended_broken[found.invariant] += 1
             return pool.add(case, out)
         sig = signature(a, b, found.level, out.ops[-1])
         if sig not in seen:

@@ -18,7 +18,8 @@ model's full view where the live kernel shows less):
 
 The first step at which any compared level differs is a :class:`Difference`; every level that
 differs there is recorded, the first of :data:`LEVELS` names it.  When both models break the same
-invariant at the same step, the sequence ends there with nothing to report (:class:`BothBroke`).
+invariant at the same step (or one breaks one and the ``invariants`` level is not compared), the
+sequence ends there with nothing to report (:class:`Broken`): a broken model cannot go on.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ class Difference(Violation):
         return {**super().to_json(), "level": self.level, "levels": [d.to_json() for d in self.found]}
 
 
-class BothBroke(Violation):
-    """Both models broke the same invariant at this step: the sequence ends, with nothing to report."""
+class Broken(Violation):
+    """A model broke an invariant at this step and the comparison shows nothing: both broke the
+    same one, or the ``invariants`` level is left out.  The sequence ends, with nothing to report."""
 
 
 # ---- the model's views at the levels the oracle does not have ----
@@ -236,7 +238,8 @@ class PairRunner:
         if found:
             return ra, [Difference(index, found)]
         if fa or fb:
-            return ra, [BothBroke(fa[0].invariant if fa else fb[0].invariant, "both models broke it", step=index)]
+            who = "both models" if fa and fb else ("A" if fa else "B")
+            return ra, [Broken((fa or fb)[0].invariant, f"{who} broke it", step=index)]
         return ra, []
 
 
