@@ -33,6 +33,7 @@ import attrs
 from rmapfuzz import ops
 from rmapfuzz.invariants import Violation
 from rmapfuzz.model.core import KernelCore
+from rmapfuzz.model.objects import Page, Pte, SwapSlot
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.oracle.compare import (
     Graph,
@@ -230,10 +231,13 @@ class PairRunner:
         self.results = ("", "")  # the last step's result on A and on B
 
     def step(self, op: ops.Op) -> tuple[str, list[Violation]]:
+        faults = (_fault_view(self.a.kernel, op), _fault_view(self.b.kernel, op))
         ra, fa = self.a.step(op)
         rb, fb = self.b.step(op)
         self.results = (ra, rb)
         index, self.index = self.index, self.index + 1
+        if not fa and not fb and ra == rb and _did_nothing(op, ra, faults, self.a.kernel, self.b.kernel):
+            return ra, []  # both states are as after the last step, when they agreed
         found = compare(self.a.kernel, self.b.kernel, (ra, rb), (fa, fb), self.levels, self.window)
         if found:
             return ra, [Difference(index, found)]
@@ -241,6 +245,34 @@ class PairRunner:
             who = "both models" if fa and fb else ("A" if fa else "B")
             return ra, [Broken((fa or fb)[0].invariant, f"{who} broke it", step=index)]
         return ra, []
+
+
+FaultView = tuple[Pte | None, Page | None, SwapSlot | None, bool] | None
+
+
+def _fault_view(k: KernelCore, op: ops.Op) -> FaultView:
+    """What a read or write can change: the pte at its address, as objects."""
+    if not isinstance(op, ops.Read | ops.Write):
+        return None
+    mm = k.mms.get(op.pid)
+    if mm is None or not mm.alive:
+        return None
+    pte = mm.ptes.get(op.addr)
+    return (pte, None, None, False) if pte is None else (pte, pte.page, pte.swap, pte.writable)
+
+
+def _same(a: FaultView, b: FaultView) -> bool:
+    return a is not None and b is not None and all(x is y for x, y in zip(a[:3], b[:3], strict=True)) and a[3] == b[3]
+
+
+def _did_nothing(op: ops.Op, result: str, before: tuple[FaultView, FaultView], a: KernelCore, b: KernelCore) -> bool:
+    """A step that cannot have changed either model: an allocation failure armed, a denied fault,
+    a fault that left its pte as it was in both (a read of a mapped page, a write to a writable one)."""
+    if isinstance(op, ops.FailAlloc) or result == "SEGV":
+        return True
+    if before[0] is None or before[1] is None:
+        return False
+    return _same(before[0], _fault_view(a, op)) and _same(before[1], _fault_view(b, op))
 
 
 def pair_replay(
