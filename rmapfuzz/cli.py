@@ -37,7 +37,7 @@ from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.differential import DiffConfig
 from rmapfuzz.kernels import BUGS, KERNELS, OverlayError, UnknownKernel, resolve
-from rmapfuzz.live import LiveView, summary
+from rmapfuzz.live import LiveView, bug_title, summary
 from rmapfuzz.pair import LEVELS, PairError, levels_without, pair_replay
 from rmapfuzz.replay import replay
 from rmapfuzz.strategy import StrategyError
@@ -546,7 +546,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except StrategyError as exc:
         raise CliError(str(exc)) from None
     console = _console()
-    with LiveView(console, config) as view:
+    progress = None if args.json else Console(stderr=True, highlight=False, soft_wrap=True)
+    with LiveView(console, config, progress) as view:
         result = campaign.run(config, on_progress=view.update)
     if args.coverage:
         write_coverage(args.coverage, result.coverage())
@@ -572,6 +573,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             else corpus.Reproducer(config.kernel, config.strategy.window, find.steps)
         )
         console.print(Text(f"{find.signature}: {find.status or 'not saved'} {find.path or ''}", style="bold red"))
+        console.print(Text(bug_title(find.bugs)))
         render.print_reproducer_steps(console, rep, invariants=config.invariants, states=False)
     return result.exit_code
 

@@ -14,6 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from rmapfuzz.campaign import Config, Find, Result, coverage_of
+from rmapfuzz.kernels import BUGS
+
+PROGRESS_EVERY = 30.0  # seconds between one-line progress reports when the output is not a terminal
+
+
+def bug_title(bugs: tuple[str, ...] | list[str]) -> str:
+    """What classification knows of a find, in a kernel developer's words."""
+    if not bugs:
+        return "not a catalogued bug"
+    return "; ".join(f"known bug {b}: {BUGS[b]}" for b in bugs)
 
 
 def _mix(counts: Mapping[str, int]) -> str:
@@ -49,19 +59,22 @@ def stats_table(config: Config, stats: Mapping[str, Any], finds: list[Find], ela
     table.add_row("bugs found", found)
     for f in finds:
         table.add_row("", Text(f"{f.signature}  after {f.seconds:.2f} s, {len(f.steps)} steps", style="red"))
+        table.add_row("", Text(f"  {bug_title(f.bugs)}", style="dim"))
     return table
 
 
 class LiveView:
-    """A rich Live panel refreshed from the campaign's progress callback (plain terminals and
-    pipes get nothing until the summary)."""
+    """A rich Live panel refreshed from the campaign's progress callback; when the output is not a
+    terminal (a CI log, a pipe), one line on stderr every :data:`PROGRESS_EVERY` seconds instead."""
 
-    def __init__(self, console: Console, config: Config) -> None:
+    def __init__(self, console: Console, config: Config, progress: Console | None = None) -> None:
         self.console = console
         self.config = config
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._live: Live | None = None
+        self._progress = progress
+        self._next_line = self.started + PROGRESS_EVERY
 
     def __enter__(self) -> LiveView:
         if self.console.is_terminal:
@@ -79,9 +92,24 @@ class LiveView:
 
     def update(self, stats: Mapping[str, Any], finds: list[Find]) -> None:
         if self._live is None:
+            self._line(stats, finds)
             return
         with self._lock:
             self._live.update(self._panel(stats, list(finds)))
+
+    def _line(self, stats: Mapping[str, Any], finds: list[Find]) -> None:
+        now = time.monotonic()
+        if self._progress is None or now < self._next_line:
+            return
+        self._next_line = now + PROGRESS_EVERY
+        elapsed = now - self.started
+        steps = stats.get("steps", 0)
+        line = f"rmapfuzz: {elapsed:.0f} s, {stats.get('examples', 0):,} test cases, {steps:,} steps"
+        line += f" ({steps / elapsed if elapsed else 0:,.0f}/s), {len(finds)} found"
+        if stats.get("coverage"):
+            cov = coverage_of(self.config, dict(stats))
+            line += f", {len(cov.reached)} of {len(cov.points) - len(cov.beyond)} kernel paths"
+        self._progress.print(Text(line), soft_wrap=True)
 
 
 def summary(console: Console, result: Result) -> None:

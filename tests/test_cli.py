@@ -412,3 +412,19 @@ def test_show_of_a_long_reproducer_draws_its_last_states_only(
     out = capsys.readouterr().out
     assert "states drawn for the last 50 steps" in out
     assert out.count("after step ") == 50 and "after step 599" in out and "step 0 " in out
+
+
+def test_fuzz_off_a_terminal_prints_progress_lines_and_names_known_bugs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rmapfuzz import live
+
+    monkeypatch.setattr(live, "PROGRESS_EVERY", 0.0)
+    code = main(["fuzz", "--kernel", "2.6.34-rc3", "--budget", "3", "--seed", "5", "--no-database", "--keep-going",
+                 "--corpus", str(tmp_path)])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1
+    # each find's title, from classification: the catalogued bug and its fix
+    assert "known bug B: anon_vma_prepare borrows a neighbour's" in out and "(fixed by d0e9fe1758f2)" in out
+    lines = [line for line in err.splitlines() if line.startswith("rmapfuzz: ")]
+    assert lines and all(" test cases, " in line and " steps (" in line and " found" in line for line in lines)
