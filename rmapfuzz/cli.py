@@ -424,8 +424,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         for r in corpus.check_reproducer(rep, kernels):
             results.append(r)
-            style = _STYLE.get(r.status, "bold red")
-            console.print(Text.assemble((f"{r.status.upper():8}", style), f"{r.name}  {r.detail}"))
+            if args.format == "text":
+                style = _STYLE.get(r.status, "bold red")
+                console.print(Text.assemble((f"{r.status.upper():8}", style), f"{r.name}  {r.detail}"))
+    if args.format == "json":
+        for r in results:
+            _emit_json({"file": r.name, "case": r.case, "status": r.status, "ok": r.ok, "detail": r.detail})
+        for name, why in errors:
+            _emit_json({"file": name, "case": "load", "status": "unreadable", "ok": False, "detail": why})
+    elif args.format == "tap":
+        sys.stdout.write(tap_report(results, errors))
     if args.junit is not None:
         try:
             junit_xml(results, errors).write(args.junit, encoding="utf-8", xml_declaration=True)
@@ -435,10 +443,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     summary = f"{len(paths)} reproducers, {len(results)} checks, {len(failed)} failed"
     if errors:
         summary += f", {len(errors)} unreadable"
-    console.print(Text(summary, style="bold red" if failed or errors else "bold green"))
+    if args.format == "text":
+        console.print(Text(summary, style="bold red" if failed or errors else "bold green"))
     if errors:
         return 2
     return 1 if failed else 0
+
+
+def tap_report(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str, str]]) -> str:
+    """TAP version 13, as kselftest prints it: one line per check, skips as ``# SKIP``."""
+    lines = ["TAP version 13", f"1..{len(results) + len(errors)}"]
+    for n, r in enumerate(results, 1):
+        verdict = "ok" if r.ok else "not ok"
+        skip = f" # SKIP {r.detail}" if r.status == "skipped" else ""
+        lines.append(f"{verdict} {n} {r.name}::{r.case}{skip}")
+        if not r.ok:
+            lines.append(f"# {r.status}: {r.detail}")
+    for n, (name, why) in enumerate(errors, len(results) + 1):
+        lines.append(f"not ok {n} {name}::load")
+        lines.append(f"# unreadable: {why}")
+    return "\n".join(lines) + "\n"
 
 
 def add_check_command(subparsers: Subparsers) -> None:
@@ -451,7 +475,10 @@ def add_check_command(subparsers: Subparsers) -> None:
         "--kernel", action="append", metavar="K", help="a fixed kernel that must replay every entry clean (repeatable)"
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
-    p.set_defaults(func=cmd_check)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per check")
+    out.add_argument("--tap", dest="format", action="store_const", const="tap", help="TAP version 13 (kselftest)")
+    p.set_defaults(func=cmd_check, format="text")
 
 
 # ---- fuzz ----

@@ -428,3 +428,24 @@ def test_fuzz_off_a_terminal_prints_progress_lines_and_names_known_bugs(
     assert "known bug B: anon_vma_prepare borrows a neighbour's" in out and "(fixed by d0e9fe1758f2)" in out
     lines = [line for line in err.splitlines() if line.startswith("rmapfuzz: ")]
     assert lines and all(" test cases, " in line and " steps (" in line and " found" in line for line in lines)
+
+
+def test_check_as_tap_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    corpus_dir = Path(__file__).resolve().parent.parent / "corpus"
+    for name in ("2.6.34-rc3--merge-superset--mprotect.json", "3.19--reuse-safe--fork.json"):
+        (tmp_path / name).write_text((corpus_dir / name).read_text())
+    (tmp_path / "bad.json").write_text("{")
+    moved = tmp_path / "3.19--reuse-safe--fork.json"  # recorded as another invariant: its own check fails
+    data = json.loads(moved.read_text())
+    data["violation"]["invariant"] = "counters"
+    moved.write_text(json.dumps(data))
+    code = main(["check", str(tmp_path), "--kernel", "2.6.34-rc3", "--tap"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 2 and out[:2] == ["TAP version 13", "1..5"]
+    assert "ok 1 2.6.34-rc3--merge-superset--mprotect.json::own" in out
+    assert "ok 2 2.6.34-rc3--merge-superset--mprotect.json::2.6.34-rc3 # SKIP" in out[3]  # it carries bug A
+    assert "not ok 3 3.19--reuse-safe--fork.json::own" in out
+    assert "not ok 5 bad.json::load" in out
+    code = main(["check", str(tmp_path), "--json"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 2 and {r["status"] for r in rows} == {"ok", "changed", "unreadable"} and len(rows) == 3
