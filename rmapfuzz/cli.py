@@ -213,8 +213,9 @@ class Batch:
     """The files of a batch command, loaded one at a time: a file that does not load is reported
     in one line and the others are still judged; :meth:`status` then gives 2 (bad input wins)."""
 
-    def __init__(self, files: Sequence[str]) -> None:
+    def __init__(self, files: Sequence[str], as_json: bool = False) -> None:
         self.files = files
+        self.as_json = as_json  # also one {"error": ...} object per bad file on stdout
         self.bad = 0
 
     def __iter__(self) -> Iterator[corpus.Reproducer]:
@@ -228,6 +229,8 @@ class Batch:
 
     def report(self, message: str) -> None:
         _error(message)
+        if self.as_json:
+            _emit_json({"error": message, "exit_code": 2})
         self.bad += 1
 
     def status(self, status: int) -> int:
@@ -237,7 +240,7 @@ class Batch:
 def cmd_replay(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
     names = _invariants(args.invariants)
-    reps = Batch(args.files)
+    reps = Batch(args.files, args.json)
     console = _console()
     status = 0
     for rep in reps:
@@ -752,7 +755,7 @@ def cmd_minimize(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 0:
         raise CliError(f"--max-steps must be at least 0, got {args.max_steps}")
     kernel = _kernel(args.kernel)  # an overlay file: loaded first, so files saved under its name load
-    reps = Batch(args.files)
+    reps = Batch(args.files, args.json)
     console = _console()
     for rep in reps:
         if kernel is not None and resolve(kernel).name != rep.kernel:
@@ -1199,22 +1202,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error (argparse prints it)
         return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] = args.func
+    as_json = getattr(args, "json", False) or getattr(args, "format", None) == "json"
+
+    def fail(message: str, code: int) -> int:
+        """One line on stderr; under --json also an object on stdout, so a reader of it sees why."""
+        _error(message)
+        if as_json:
+            _emit_json({"error": message, "exit_code": code})
+        return code
+
     try:
         return func(args)
     except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel, OverlayError) as exc:
-        _error(str(exc))
-        return 2
+        return fail(str(exc), 2)
     except BrokenPipeError:
         return 1
     except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        return fail("interrupted", 130)
     except Exception as exc:  # an infrastructure failure (I/O, a database) or a bug in rmapfuzz
         if os.environ.get("RMAPFUZZ_DEBUG"):
             raise
         kind = "infrastructure failure" if isinstance(exc, OSError | ConnectionError) else "internal error"
-        _error(f"{kind}: {type(exc).__name__}: {exc} (RMAPFUZZ_DEBUG=1 shows the traceback)")
-        return 3
+        return fail(f"{kind}: {type(exc).__name__}: {exc} (RMAPFUZZ_DEBUG=1 shows the traceback)", 3)
 
 
 if __name__ == "__main__":

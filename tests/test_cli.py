@@ -201,7 +201,8 @@ def test_bad_files_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, ca
         assert code == 2
         assert err.startswith("rmapfuzz: error: ") and err.count("\n") == 1
         assert needle in err and "Traceback" not in err
-        assert out == ""
+        # under --json the same error is a JSON object on stdout; otherwise stdout stays empty
+        assert json.loads(out)["error"] in err if "--json" in argv else out == ""
     assert path.read_text() == text
 
 
@@ -449,3 +450,13 @@ def test_check_as_tap_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     code = main(["check", str(tmp_path), "--json"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 2 and {r["status"] for r in rows} == {"ok", "changed", "unreadable"} and len(rows) == 3
+
+
+def test_errors_under_json_are_json_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["diff", "--kernel", "6.61", "--against", "6.16", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1 and "did you mean 6.16" in err
+    assert json.loads(out) == {"error": err.removeprefix("rmapfuzz: error: ").rstrip("\n"), "exit_code": 2}
+    code = main(["replay", "/nonexistent.json", "--json"])
+    out, _ = capsys.readouterr()
+    assert code == 2 and json.loads(out)["error"] == "/nonexistent.json: no such file"

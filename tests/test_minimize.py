@@ -218,7 +218,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(
     argv = [{"CLEAN": str(clean), "BUG": str(bug)}.get(a, a) for a in argv]
     code, out, err = run(capsys, *argv)
     assert code == 2
-    assert out == ""
+    assert (json.loads(out) == {"error": err.removeprefix("rmapfuzz: error: ").rstrip("\n"), "exit_code": 2}
+            if "--json" in argv else out == "")  # fmt: skip
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("rmapfuzz: error: ")
     assert needle in err

@@ -13,6 +13,7 @@ The bug letters and what each is are in docs/model.md ("The bug catalogue").
 
 from __future__ import annotations
 
+import difflib
 import functools
 
 from rmapfuzz.kernels import user
@@ -155,7 +156,9 @@ FIX_TAGS: dict[str, Kernel] = {fix_tag(fix): fix for fix in FIXES.values()}
 
 class UnknownKernel(KeyError):
     def __str__(self) -> str:
-        return f"unknown kernel {self.args[0]!r} (known: {', '.join(names())})"
+        close = difflib.get_close_matches(str(self.args[0]), names(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        return f"unknown kernel {self.args[0]!r} ({hint}`rmapfuzz kernels` lists them)"
 
 
 class CannotCompose(ValueError):
