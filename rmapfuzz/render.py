@@ -111,8 +111,28 @@ def step_tree(k: KernelCore, highlight: Collection[str] = (), title: str = "stat
             text = _av_text(av, hl)
             linked = [avc.vma.name for avc in av.head]
             text.append(" links " + (", ".join(linked) if linked else "nothing"))
+            fields = av_fields(k, av)
+            if fields:
+                text.append("  " + " ".join(f"{key} {value}" for key, value in fields.items()), style=DIM)
             avs.add(text)
     return tree
+
+
+def av_fields(k: KernelCore, av: AnonVma) -> dict[str, str | int]:
+    """The anon_vma's fields that this generation has (docs/model.md, "Generations"): root and
+    parent (2.6.35+), refcount, degree (3.19-rc4 to 6.0-rc3), num_children and num_active_vmas (6.0+)."""
+    f = k.features
+    out: dict[str, str | int] = {}
+    if f.refcount:
+        out["root"] = _av_name(av.root) if av.root is not None else "-"
+        out["parent"] = _av_name(av.parent) if av.parent is not None else "-"
+        out["refcount"] = av.refcount
+    if f.degree:
+        out["degree"] = av.degree
+    if f.fork_counters:
+        out["num_children"] = av.num_children
+        out["num_active_vmas"] = av.num_active_vmas
+    return out
 
 
 def state_json(k: KernelCore) -> dict[str, Any]:
@@ -149,7 +169,8 @@ def state_json(k: KernelCore) -> dict[str, Any]:
             )
         processes.append({"pid": pid, "diagram": diagram(k, pid), "vmas": vmas, "ptes": ptes})
     anon_vmas = [
-        {"name": _av_name(av), "freed": av.freed, "vmas": [avc.vma.name for avc in av.head]} for av in k.anon_vmas
+        {"name": _av_name(av), "freed": av.freed, "vmas": [avc.vma.name for avc in av.head], **av_fields(k, av)}
+        for av in k.anon_vmas
     ]
     return {"processes": processes, "anon_vmas": anon_vmas}
 

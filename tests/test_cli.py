@@ -460,3 +460,13 @@ def test_errors_under_json_are_json_too(capsys: pytest.CaptureFixture[str]) -> N
     code = main(["replay", "/nonexistent.json", "--json"])
     out, _ = capsys.readouterr()
     assert code == 2 and json.loads(out)["error"] == "/nonexistent.json: no such file"
+
+
+def test_show_gives_each_anon_vma_the_fields_its_generation_has(capsys: pytest.CaptureFixture[str]) -> None:
+    entry = str(Path(__file__).resolve().parent.parent / "corpus" / "3.19--reuse-safe--fork.json")
+    for kernel, present, absent in (("3.19", {"root", "parent", "refcount", "degree"}, {"num_children"}),
+                                    ("current", {"root", "num_children", "num_active_vmas"}, {"degree"}),
+                                    ("2.6.34-rc3", set(), {"root", "refcount", "degree"})):  # fmt: skip
+        main(["show", entry, "--kernel", kernel, "--json"])
+        avs = json.loads(capsys.readouterr().out)["steps"][-1]["state"]["anon_vmas"]
+        assert avs and all(present <= av.keys() and not absent & av.keys() for av in avs), kernel
