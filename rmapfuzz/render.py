@@ -29,6 +29,11 @@ from rmapfuzz.model.objects import AnonVma, Pte, Vma, describe_flags
 from rmapfuzz.pair import LEVELS, Difference, PairRunner
 from rmapfuzz.replay import Runner, Verdict
 
+LEGEND = (
+    "legend: a VMA is [start,end) in pages, its prot (rw-) and the VmFlags that decide merges (ac VM_ACCOUNT, "
+    "dc VM_DONTCOPY, wf VM_WIPEONFORK), pgoff, anon= its anon_vma, chain= its anon_vma_chain oldest first; "
+    "a pte is page -> the page's anon_vma, its index and mapcount, (w) writable or (ro); <swap> a swap entry"
+)
 HIGHLIGHT = "bold reverse red"
 SHOWN_STATES = 50  # a long reproducer's state trees are drawn for its last steps only
 FREED = "red"
@@ -254,6 +259,8 @@ def print_reproducer_steps(
         recorded = f"recorded: {rep.invariant} at step {rep.violation.get('step')} on {rep.kernel}"
         console.print(Text(recorded, style=DIM))
     trees_from = max(len(steps) - SHOWN_STATES, 0) if states else len(steps)
+    if states:
+        console.print(Text(LEGEND, style=DIM))
     if states and trees_from:
         console.print(Text(f"states drawn for the last {SHOWN_STATES} steps (show --json has every step's)", style=DIM))
     result = trace(steps, kernel, rep.window, invariants, trees_from=trees_from)
