@@ -224,6 +224,49 @@ def trace(
     return out
 
 
+def _vma_rows(state: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"P{p['pid']} [{v['start']},{v['end']})": f"{v['flags']} pgoff={v['pgoff']} anon={v['anon_vma'] or '-'} "
+        f"chain=[{','.join(v['chain'])}]"
+        for p in state["processes"]
+        for v in p["vmas"]
+    }
+
+
+def _pte_rows(state: dict[str, Any]) -> dict[str, str]:
+    return {
+        f"P{p['pid']} pte {t['addr']}": (
+            f"swap {t['swap']}" if t["swap"] else f"{t['page'] or 'zero'}->{t['anon_vma'] or '-'}@{t['index']}"
+        )
+        + (" w" if t["writable"] else "")
+        for p in state["processes"]
+        for t in p["ptes"]
+    }
+
+
+def _av_rows(state: dict[str, Any]) -> dict[str, str]:
+    def row(av: dict[str, Any]) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in av.items() if k not in ("name", "freed", "vmas"))
+        links = f"links {','.join(av['vmas'])}" if av["vmas"] else "links nothing"
+        return ("freed, " if av["freed"] else "") + links + (f" {fields}" if fields else "")
+
+    return {av["name"]: row(av) for av in state["anon_vmas"]}
+
+
+def state_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
+    """What a step changed, from the states before and after it (``state_json``): VMAs, ptes and
+    anon_vmas that came (+), went (-) or changed (~)."""
+    empty: dict[str, Any] = {"processes": [], "anon_vmas": []}
+    old = before or empty
+    out: list[str] = []
+    for rows in (_vma_rows, _pte_rows, _av_rows):
+        a, b = rows(old), rows(after)
+        out += [f"-{key}" for key in a if key not in b]
+        out += [f"+{key} {b[key]}" for key in b if key not in a]
+        out += [f"~{key} {b[key]}" for key in b if key in a and a[key] != b[key]]
+    return out
+
+
 def _header(i: int, op: ops.Op, result: str, bad: bool) -> Text:
     return Text.assemble(
         (f"step {i}", "bold red" if bad else "bold"),
@@ -264,8 +307,13 @@ def print_reproducer_steps(
     if states and trees_from:
         console.print(Text(f"states drawn for the last {SHOWN_STATES} steps (show --json has every step's)", style=DIM))
     result = trace(steps, kernel, rep.window, invariants, trees_from=trees_from)
+    before: dict[str, Any] | None = None
     for step in result:
         console.print(_header(step.index, step.op, step.result, bool(step.violations)))
+        changes = state_changes(before, step.state)
+        before = step.state
+        if changes:
+            console.print(Text("  changed: " + "; ".join(changes), style=DIM))
         if states and step.tree is not None:
             console.print(step.tree, soft_wrap=False)
         if step.violations:

@@ -470,3 +470,17 @@ def test_show_gives_each_anon_vma_the_fields_its_generation_has(capsys: pytest.C
         main(["show", entry, "--kernel", kernel, "--json"])
         avs = json.loads(capsys.readouterr().out)["steps"][-1]["state"]["anon_vmas"]
         assert avs and all(present <= av.keys() and not absent & av.keys() for av in avs), kernel
+
+
+def test_show_says_what_each_step_changed(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    A.   mmap [0,1) none, mmap [1,2) rw, write 1 (AV1), then mprotect [0,1) rw merges A into B
+    AA   the changes: both VMAs gone, [0,2) new without a chain (bug A), AV1 freed
+    """
+    entry = str(Path(__file__).resolve().parent.parent / "corpus" / "2.6.34-rc3--merge-superset--mprotect.json")
+    main(["show", entry])
+    changes = [line.strip() for line in capsys.readouterr().out.splitlines() if line.startswith("  changed: ")]
+    assert changes[0] == "changed: +P0 [0,1) --- pgoff=0 anon=- chain=[]"
+    assert "+AV1 links P0:[1,2)" in changes[2] and "+P0 pte 1 page1->AV1@1 w" in changes[2]
+    assert changes[3].startswith("changed: -P0 [0,1); -P0 [1,2); +P0 [0,2) rw- ac pgoff=0 anon=AV1 chain=[]")
+    assert changes[3].endswith("~AV1 freed, links nothing")  # freed while P0:[0,2) still points at it
