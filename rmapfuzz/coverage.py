@@ -158,6 +158,7 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     """The points ``kernel``'s code has but the op language cannot drive it to, and why: branches
     behind a feature the generation does not have, or callers that never pass what the branch needs."""
     from rmapfuzz.kernels.v6_16 import Linux616
+    from rmapfuzz.kernels.v6_18 import Linux6188
 
     f = kernel.features
     out: dict[str, str] = {}
@@ -177,6 +178,11 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
         out["is_mergeable_anon_vma: an unfaulted side next to a fork child is refused"] = (
             "from 6.16 (879bca0a2c4f) merges use the three-way rule; the old check is left only in "
             "are_anon_vmas_compatible(), which passes no VMA, so no fork child is ever looked at"
+        )
+    if issubclass(kernel, Linux6188):
+        out["do_mremap: no VMA at the old address (EFAULT before anything changes)"] = (
+            "from 6.17 the mremap rework's do_mremap() looks the source up itself and answers EFAULT (or "
+            "moves several VMAs) before the 5.16 lookup it calls, which then always finds a VMA"
         )
     return {point: why for point, why in out.items() if point in {p.name for p in points(kernel)}}
 

@@ -68,6 +68,11 @@ class Mix:
     def without(self, op: str) -> Mix:
         return attrs.evolve(self, weights=tuple((o, w) for o, w in self.weights if o != op))
 
+    def with_op(self, op: str, weight: int) -> Mix:
+        """The mix with ``op`` drawn at ``weight`` too (kept in RULE_ORDER)."""
+        weights = dict(self.weights) | {op: weight}
+        return attrs.evolve(self, weights=tuple((o, weights[o]) for o in RULE_ORDER if o in weights))
+
 
 # ---- the swarm of mixes over a language ----
 
@@ -126,7 +131,14 @@ class Swarm:
         def mix(t: Strategy) -> Mix:
             return Mix.of(t) if kernel is None else Mix.for_kernel(t, kernel)
 
-        return cls(mix(s), tuple(mix(p) for p in s.portfolio_strategies())).without(s.without)
+        base = mix(s)
+        portfolio = tuple(mix(p) for p in s.portfolio_strategies())
+        if "fail_alloc" in base.ops:
+            # The search injects an allocation failure right before the step that first reached a
+            # path (search.Pool.fail_before), which needs fail_alloc in the test case's mix: a
+            # portfolio mix without it gets it at the lowest weight.
+            portfolio = tuple(m if "fail_alloc" in m.ops else m.with_op("fail_alloc", 1) for m in portfolio)
+        return cls(base, portfolio).without(s.without)
 
     def without(self, ops_out: tuple[str, ...]) -> Swarm:
         """The same swarm with ``ops_out`` left out of every mix (e.g. fail_alloc, for a comparison
