@@ -145,7 +145,7 @@ class Runner:
 
 def replay(
     steps: StepsLike,
-    kernel: str | type[SyscallMixin] = "2.6.34",
+    kernel: str | type[SyscallMixin],  # no default: which kernel is always the caller's choice
     window: int = 8,
     invariants: Iterable[str] | None = None,
     stop_at_violation: bool = True,
