@@ -166,3 +166,14 @@ def fork(pid: int) -> Step:
 
 def ex(pid: int) -> Step:
     return {"op": "exit", "pid": pid}
+
+
+# A valid strategy file's fields, one TOML line each (the tests of bad strategy files change one).
+STRATEGY_FIELDS: dict[str, str] = {
+    "window": "window = 8",
+    "max_processes": "max_processes = 3",
+    "steps": "steps = 20",
+    "prots": 'prots = ["rw"]',
+    "advices": 'advices = ["pageout"]',
+    "mremap_flags": 'mremap_flags = [["maymove", "fixed"]]',
+}

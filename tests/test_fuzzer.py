@@ -19,7 +19,7 @@ from rmapfuzz.kernels import KERNELS
 from rmapfuzz.machine import Observer, generated_sequences, machine_settings, make_machine
 from rmapfuzz.minimize import minimize_failure, without
 from rmapfuzz.replay import replay
-from tests.helpers import steps
+from tests.helpers import STRATEGY_FIELDS, steps
 
 BUG_A = steps(("mmap", 0, 0, 3, "rw"), ("mprotect", 0, 1, 1, "rwx"), ("write", 0, 2), ("mprotect", 0, 2, 1, "rwx"))
 
@@ -50,16 +50,8 @@ def test_every_shipped_strategy_loads(name: str) -> None:
     ],
 )
 def test_bad_strategy_names_the_field(tmp_path: Path, text: str, field: str) -> None:
-    base = {
-        "window": "window = 8",
-        "max_processes": "max_processes = 3",
-        "steps": "steps = 20",
-        "prots": 'prots = ["rw"]',
-        "advices": 'advices = ["pageout"]',
-        "mremap_flags": 'mremap_flags = [["maymove", "fixed"]]',
-    }
     key = text.split(" ")[0].split("\n")[0]
-    body = [v for k, v in base.items() if k != key]
+    body = [v for k, v in STRATEGY_FIELDS.items() if k != key]
     if not text.startswith("[weights]"):
         body.append(text)
         body.append("[weights]\nwrite = 1")

@@ -20,6 +20,7 @@ import pytest
 
 from rmapfuzz import corpus, strategy
 from rmapfuzz.cli import main
+from tests.helpers import STRATEGY_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "corpus").glob("*.json"))
@@ -379,19 +380,11 @@ def test_check_reports_the_bad_file_and_judges_the_others(tmp_path: Path, capsys
 
 # ---- strategy files ----
 
-BASE_STRATEGY = {
-    "window": "window = 8",
-    "max_processes": "max_processes = 3",
-    "steps": "steps = 20",
-    "prots": 'prots = ["rw"]',
-    "advices": 'advices = ["pageout"]',
-    "mremap_flags": 'mremap_flags = [["maymove", "fixed"]]',
-}
 BASE_WEIGHTS = "[weights]\nmmap = 2\nwrite = 1"
 
 
 def _strategy_text(replace: dict[str, str | None] | None = None, weights: str = BASE_WEIGHTS) -> str:
-    lines = dict(BASE_STRATEGY)
+    lines = dict(STRATEGY_FIELDS)
     for key, value in (replace or {}).items():
         if value is None:
             lines.pop(key, None)
