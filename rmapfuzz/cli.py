@@ -25,7 +25,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 from rich.console import Console
@@ -43,6 +43,7 @@ from rmapfuzz.replay import replay
 from rmapfuzz.strategy import StrategyError
 
 PROG = "rmapfuzz"
+T = TypeVar("T")
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -326,17 +327,23 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "steps": [s.to_json() for s in steps],
             }
         )
-    elif args.svg is not None:
-        recorder = Console(record=True, file=io.StringIO(), force_terminal=True, width=110, highlight=False)
-        steps = render.print_reproducer_steps(recorder, rep, kernel=target)
-        try:
-            recorder.save_svg(args.svg, title=f"rmapfuzz show {rep.path.name if rep.path else ''}")
-        except OSError as exc:
-            raise CliError(f"{args.svg}: cannot write: {exc.strerror}") from None
-        _console().print(Text(f"wrote {args.svg}"))
     else:
-        steps = render.print_reproducer_steps(_console(), rep, kernel=target)
+        steps = _shown(args, rep, 110, lambda console: render.print_reproducer_steps(console, rep, kernel=target))
     return 1 if any(s.violations for s in steps) else 0
+
+
+def _shown(args: argparse.Namespace, rep: corpus.Reproducer, width: int, draw: Callable[[Console], T]) -> T:
+    """``draw`` on the terminal, or (``--svg OUT``) recorded at ``width`` columns and saved as SVG."""
+    if args.svg is None:
+        return draw(_console())
+    recorder = Console(record=True, file=io.StringIO(), force_terminal=True, width=width, highlight=False)
+    drawn = draw(recorder)
+    try:
+        recorder.save_svg(args.svg, title=f"rmapfuzz show {rep.path.name if rep.path else ''}")
+    except OSError as exc:
+        raise CliError(f"{args.svg}: cannot write: {exc.strerror}") from None
+    _console().print(Text(f"wrote {args.svg}"))
+    return drawn
 
 
 def _show_difference(args: argparse.Namespace, rep: corpus.Reproducer) -> int:
@@ -348,16 +355,7 @@ def _show_difference(args: argparse.Namespace, rep: corpus.Reproducer) -> int:
                     "signature": rep.signature, "difference": None if diff is None else diff.to_json(),
                     "steps": [s.to_json() for s in steps]})  # fmt: skip
         return 0 if diff is None else 1
-    if args.svg is not None:
-        recorder = Console(record=True, file=io.StringIO(), force_terminal=True, width=160, highlight=False)
-        steps = render.print_difference_steps(recorder, rep)
-        try:
-            recorder.save_svg(args.svg, title=f"rmapfuzz show {rep.path.name if rep.path else ''}")
-        except OSError as exc:
-            raise CliError(f"{args.svg}: cannot write: {exc.strerror}") from None
-        _console().print(Text(f"wrote {args.svg}"))
-    else:
-        steps = render.print_difference_steps(_console(), rep)
+    steps = _shown(args, rep, 160, lambda console: render.print_difference_steps(console, rep))
     return 1 if any(s.difference for s in steps) else 0
 
 
