@@ -657,7 +657,11 @@ class _Ticker:
 
     def _loop(self) -> None:
         while not self._done.wait(0.25):
-            self.on_progress(self.stats.snapshot(), self.finds)
+            try:
+                snapshot = self.stats.snapshot()
+            except RuntimeError:  # a counter grew while it was copied (the search runs on): next tick
+                continue
+            self.on_progress(snapshot, list(self.finds))
 
     def stop(self) -> None:
         self._done.set()

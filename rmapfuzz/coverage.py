@@ -20,6 +20,7 @@ import ast
 import functools
 import inspect
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -126,9 +127,17 @@ def _package_relative(path: str) -> str:
     return str(Path(*parts[parts.index("rmapfuzz") :])) if "rmapfuzz" in parts else str(p)
 
 
-@functools.cache
+_READING = threading.Lock()  # a campaign's progress thread reports coverage while the search runs
+
+
 def points(kernel: type[KernelCore]) -> tuple[Point, ...]:
     """Every coverage point ``kernel`` can reach from its system-call layer, by function then line."""
+    with _READING:
+        return _points(kernel)
+
+
+@functools.cache
+def _points(kernel: type[KernelCore]) -> tuple[Point, ...]:
     seen: set[tuple[type, str]] = set()
     found: dict[str, Point] = {}
     todo: list[tuple[str, type | None]] = [(ENTRY, None)]

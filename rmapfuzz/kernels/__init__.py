@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import threading
 
 from rmapfuzz.kernels import user
 from rmapfuzz.kernels.fix_3a206a86 import Linux70rcWith3a206a86
@@ -173,10 +174,18 @@ def _fix_base(fix: Kernel) -> type:
     return bases[0]
 
 
-@functools.cache
+_COMPOSING = threading.Lock()  # a campaign's progress thread resolves names too: one class per name
+
+
 def compose(kernel: Kernel, *fixes: Kernel) -> Kernel:
     """``kernel`` with each fix applied on top, as a generation of its own (``kernel.name+tag...``);
-    the bugs the fixes close are gone from its ``bugs``."""
+    the bugs the fixes close are gone from its ``bugs``.  The same arguments give the same class."""
+    with _COMPOSING:
+        return _compose(kernel, *fixes)
+
+
+@functools.cache
+def _compose(kernel: Kernel, *fixes: Kernel) -> Kernel:
     for fix in fixes:
         if issubclass(kernel, fix):
             raise CannotCompose(f"{kernel.name} has {fix.name} already")
