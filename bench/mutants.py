@@ -76,11 +76,19 @@ def _nodes(kind: str, tree: ast.AST) -> list[ast.AST]:
     return [node for node in ast.walk(tree) if MATCHES[kind](node)]
 
 
+SYMMETRIC = frozenset({"max", "min"})  # builtins whose first two arguments commute
+
+
 def _equivalent(node: ast.AST, lines: list[str]) -> bool:
     """Sites whose mutant is not a model fault: a tracepoint (``self.trace.cover(...)`` and the
-    other calls of rmapfuzz.model.trace), which changes what an observer sees, never the model."""
+    other calls of rmapfuzz.model.trace), which changes what an observer sees, never the model; and
+    swapping the arguments of a call whose arguments commute (``max(a, b)``)."""
     call = node.value if isinstance(node, ast.Expr) else node
-    return isinstance(call, ast.Call) and ast.unparse(call.func).startswith("self.trace.")
+    if not isinstance(call, ast.Call):
+        return False
+    if ast.unparse(call.func).startswith("self.trace."):
+        return True
+    return isinstance(node, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in SYMMETRIC
 
 
 def _runs_on(kernel: str | None, path: Path, cls_name: str, fn_name: str) -> bool:

@@ -457,6 +457,11 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if result not in OUTCOMES:
         yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
         return
+    if isinstance(op, ops.Mmap) and result == "EINVAL" and op.pages > 0:
+        # MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS of a non-empty, aligned range inside the address
+        # space has nothing invalid about it (mmap(2)): only an empty one is EINVAL
+        yield (f"{ops.describe(op)} answered EINVAL for a valid non-empty range", [])
+        return
     before = step.before
     if before is None:  # not a range op (or its process was gone): only the answer is judged
         return
@@ -496,6 +501,9 @@ def check_fail_injection(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
         yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
     elif isinstance(op, ops.Read | ops.Write) and result == "OOM":
         yield (f"{ops.describe(op)} faulted with OOM but no injected allocation failure fired", [])
+    elif isinstance(op, ops.Mmap | ops.Munmap) and result == "ENOMEM":
+        # their only allocation is __split_vma()'s (the map count limit is outside the language)
+        yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
 
 
 LATER_GENERATIONS: tuple[Invariant, ...] = (
@@ -610,15 +618,15 @@ CATALOGUE: tuple[Invariant, ...] = (
         "or mprotect the whole range is mapped with the asked protection, after munmap none of it is; madvise "
         "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
         "reclaim; mremap's new range holds what the old range held.  A range op changes no page of the "
-        "process outside its range (and an mremap's target).",
+        "process outside its range (and an mremap's target).  mmap of a non-empty range is never EINVAL.",
         check_syscall_effect,
         Kind.TRANSITION,
     ),
     Invariant(
         "fail-injection",
         "fail_nth (the syzkaller idea)",
-        "Allocation failures happen only where fail_alloc put them: fork fails with ENOMEM and a fault with "
-        "OOM only in a step where an injected failure fired, and an armed failure fires at the Nth "
+        "Allocation failures happen only where fail_alloc put them: fork, mmap and munmap fail with ENOMEM and "
+        "a fault with OOM only in a step where an injected failure fired, and an armed failure fires at the Nth "
         "anon_vma/anon_vma_chain allocation after fail_alloc N.",
         check_fail_injection,
         Kind.TRANSITION,

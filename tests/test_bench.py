@@ -47,3 +47,16 @@ def test_mutant_sites_leave_out_methods_the_kernel_overrides() -> None:
         assert any(s.function == name for s in sites("3.7"))
         assert not any(s.function == name for s in sites("6.18.8"))
     assert len(sites("6.18.8")) < len(sites("3.7")) <= len(sites())
+
+
+def test_mutant_sites_leave_out_equivalent_mutants() -> None:
+    """Swapping max()'s arguments or dropping a tracepoint changes nothing the model does: such a
+    mutant can never be killed and would only lower the score."""
+    model = sites.__globals__["MODEL"]
+    lines = (model / "mprotect.py").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines, 1) if "nstart = max(tmp, prev.vm_end)" in line)
+    pool = sites()
+    assert not any(s.file == "mprotect.py" and s.lineno == at and s.kind == "swap-args" for s in pool)
+    for s in pool:
+        if s.kind == "drop-call":
+            assert "self.trace." not in (model / s.file).read_text().splitlines()[s.lineno - 1], s.label

@@ -433,6 +433,27 @@ def test_syscall_effect_judges_protections_by_its_own_table(monkeypatch: pytest.
     assert effect_messages(k) == ["mprotect P0:[0,2) r returned 0 but P0:[0,2) has other protections"]
 
 
+def test_syscall_effect_mmap_of_a_valid_range_is_never_einval() -> None:
+    """P0: ........  mmap [0,2) whose mmap_region() refuses everything: the model then does nothing at
+    all, which breaks no state invariant; only the answer shows it."""
+    k = booted()
+    k.mmap_region = lambda mm, addr, length, prot: "EINVAL"  # type: ignore[method-assign]
+    assert applied(k, ("mmap", 0, 0, 2, "rw")) == "EINVAL"
+    assert effect_messages(k) == ["mmap(P0, [0,2), rw) answered EINVAL for a valid non-empty range"]
+    k = booted()
+    assert applied(k, ("mmap", 0, 0, 0, "rw")) == "EINVAL"  # an empty range is EINVAL, as in the kernel
+    assert inv.check(k, inv.select(["syscall-effect"]), record(k)) == []
+
+
+def test_fail_injection_mmap_and_munmap_fail_only_where_injected() -> None:
+    """P0: AAAA....  munmap [1,2) whose split answers ENOMEM with no injected failure."""
+    k = faulted()
+    k.do_munmap = lambda mm, start, length: "ENOMEM"  # type: ignore[method-assign]
+    assert applied(k, ("munmap", 0, 1, 1)) == "ENOMEM"
+    assert [v.message for v in fired(k, "fail-injection")] == [
+        "munmap(P0, [1,2)) failed with ENOMEM but no injected allocation failure fired"
+    ]
+
 def test_fail_injection_armed_failure_must_fire() -> None:
     """P0: ........  fail_alloc 1, then a write fault allocates with the countdown broken."""
     k = booted()
