@@ -454,6 +454,7 @@ def test_fail_injection_mmap_and_munmap_fail_only_where_injected() -> None:
         "munmap(P0, [1,2)) failed with ENOMEM but no injected allocation failure fired"
     ]
 
+
 def test_fail_injection_armed_failure_must_fire() -> None:
     """P0: ........  fail_alloc 1, then a write fault allocates with the countdown broken."""
     k = booted()
