@@ -372,9 +372,14 @@ def add_show_command(subparsers: Subparsers) -> None:
 # ---- check ----
 
 
+_FAILURES = ("stale", "changed", "relabel", "fail")
+_JUNIT_CLASS = {"own": "rmapfuzz.own-kernel", "bugs": "rmapfuzz.bug-label"}
+
+
 def junit_xml(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str, str]]) -> ET.ElementTree:
-    """JUnit XML: one testcase per (file, case); failures for stale/changed/fail, errors for bad files."""
-    failures = sum(r.status in ("stale", "changed", "fail") for r in results)
+    """JUnit XML: one testcase per (file, case); failures for stale/changed/relabel/fail, errors for
+    bad files."""
+    failures = sum(r.status in _FAILURES for r in results)
     model_errors = sum(r.status == "error" for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     suite = ET.Element(
@@ -386,9 +391,9 @@ def junit_xml(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str,
         skipped=str(skipped),
     )
     for r in results:
-        classname = "rmapfuzz.own-kernel" if r.case == "own" else f"rmapfuzz.clean-on.{r.case}"
+        classname = _JUNIT_CLASS.get(r.case, f"rmapfuzz.clean-on.{r.case}")
         case = ET.SubElement(suite, "testcase", classname=classname, name=r.name)
-        if r.status in ("stale", "changed", "fail"):
+        if r.status in _FAILURES:
             ET.SubElement(case, "failure", type=r.status, message=r.detail).text = r.detail
         elif r.status == "error":
             ET.SubElement(case, "error", type="error", message=r.detail).text = r.detail
@@ -405,7 +410,8 @@ def junit_xml(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str,
     return ET.ElementTree(root)
 
 
-_STYLE = {"ok": "green", "skipped": "dim", "stale": "bold yellow", "changed": "bold red", "fail": "bold red"}
+_STYLE = {"ok": "green", "skipped": "dim", "stale": "bold yellow", "changed": "bold red", "fail": "bold red",
+          "relabel": "bold yellow"}  # fmt: skip
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -418,6 +424,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     errors: list[tuple[str, str]] = []
     for path in paths:
         try:
+            if args.relabel:
+                _relabel(path, console)
             rep = corpus.load(path)
         except corpus.CorpusError as exc:
             _error(str(exc))
@@ -451,6 +459,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _relabel(path: Path, console: Console) -> None:
+    """check --relabel: bring the entry's found.bugs up to what classification says, saying so."""
+    try:
+        changed = corpus.relabel(path)
+    except OSError as exc:
+        raise CliError(f"{path}: cannot rewrite: {exc.strerror}") from None
+    if changed is not None:
+        old, new = changed
+        sys.stderr.write(f"{PROG}: relabelled {path.name}: found.bugs [{', '.join(old)}] -> [{', '.join(new)}]\n")
+
+
 def tap_report(results: Sequence[corpus.CheckResult], errors: Sequence[tuple[str, str]]) -> str:
     """TAP version 13, as kselftest prints it: one line per check, skips as ``# SKIP``."""
     lines = ["TAP version 13", f"1..{len(results) + len(errors)}"]
@@ -476,6 +495,8 @@ def add_check_command(subparsers: Subparsers) -> None:
         "--kernel", action="append", metavar="K", help="a fixed kernel that must replay every entry clean (repeatable)"
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
+    p.add_argument("--relabel", action="store_true",
+                   help="first rewrite each entry's found.bugs to the catalogued bugs its steps show today")  # fmt: skip
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per check")
     out.add_argument("--tap", dest="format", action="store_const", const="tap", help="TAP version 13 (kselftest)")

@@ -418,9 +418,11 @@ def iter_corpus(directory: Path | str) -> list[Path]:
 class CheckResult:
     """The outcome of one check of one reproducer.
 
-    ``case`` is ``"own"`` (the recorded verdict on the reproducer's own kernel) or the name of a
-    fixed kernel it must replay clean on.  ``status`` is ``ok``, ``stale`` (the recorded violation
-    no longer happens), ``changed`` (another verdict), ``fail`` (a fixed kernel is not clean),
+    ``case`` is ``"own"`` (the recorded verdict on the reproducer's own kernel), ``"bugs"`` (its
+    ``found.bugs`` label, when it has one, reported only when it is wrong) or the name of a fixed kernel it must
+    replay clean on.  ``status`` is ``ok``, ``stale`` (the recorded violation no longer happens),
+    ``changed`` (another verdict), ``relabel`` (``found.bugs`` is not what the steps show),
+    ``fail`` (a fixed kernel is not clean),
     ``skipped`` (a divergence entry on a fixed kernel) or ``error`` (the model raised).
     """
 
@@ -432,6 +434,41 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.status in ("ok", "skipped")
+
+
+def recorded_bugs(rep: Reproducer) -> list[str]:
+    return sorted(rep.found.get("bugs") or ())
+
+
+def classified_bugs(rep: Reproducer) -> list[str]:
+    """The catalogued bugs the entry shows on its own kernel, as classification says today."""
+    from rmapfuzz.classify import classify
+
+    return sorted(classify(rep.kernel, rep.steps, rep.window))
+
+
+def _label_verdict(rep: Reproducer) -> CheckResult | None:
+    """The ``bugs`` case: ``found.bugs`` names what classification says the steps show (the gate
+    skips kernels by it, and a reader trusts it), or the check fails with both lists."""
+    recorded, now = recorded_bugs(rep), classified_bugs(rep)
+    if recorded == now:
+        return None
+    detail = (f"found.bugs records [{', '.join(recorded)}] but the steps show [{', '.join(now)}] on {rep.kernel} "
+              f"(rmapfuzz check --relabel rewrites it)")  # fmt: skip
+    return CheckResult(rep.name, "bugs", "relabel", detail)
+
+
+def relabel(path: Path) -> tuple[list[str], list[str]] | None:
+    """Rewrite the file's ``found.bugs`` to what classification says; (old, new), or None when it
+    already agrees (or the entry records no violation).  Nothing else in the entry changes."""
+    rep = load(path)
+    if rep.kind != "violation" or rep.invariant is None:
+        return None
+    recorded, now = recorded_bugs(rep), classified_bugs(rep)
+    if recorded == now:
+        return None
+    write_atomic(path, dumps(attrs.evolve(rep, found={**rep.found, "bugs": now})))
+    return recorded, now
 
 
 def _own_verdict(rep: Reproducer) -> tuple[str, str]:
@@ -503,6 +540,10 @@ def check_reproducer(rep: Reproducer, kernels: Iterable[str] = ()) -> list[Check
     except Exception as exc:  # the model itself failed: report it, do not crash the gate
         status, detail = "error", f"the model raised {type(exc).__name__}: {exc}"
     results.append(CheckResult(rep.name, "own", status, f"on {rep.kernel}: {detail}"))
+    if status == "ok" and rep.invariant is not None and "bugs" in rep.found:
+        relabel = _label_verdict(rep)
+        if relabel is not None:
+            results.append(relabel)
     shows = set(rep.found.get("bugs") or ())
     for kernel in kernels:
         if rep.kind == "divergence":

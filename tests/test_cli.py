@@ -484,3 +484,26 @@ def test_show_says_what_each_step_changed(capsys: pytest.CaptureFixture[str]) ->
     assert "+AV1 links P0:[1,2)" in changes[2] and "+P0 pte 1 page1->AV1@1 w" in changes[2]
     assert changes[3].startswith("changed: -P0 [0,1); -P0 [1,2); +P0 [0,2) rw- ac pgoff=0 anon=AV1 chain=[]")
     assert changes[3].endswith("~AV1 freed, links nothing")  # freed while P0:[0,2) still points at it
+
+
+def test_check_fails_a_stale_bug_label_and_relabel_rewrites_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """found.bugs says which catalogued bug an entry shows (the gate skips kernels by it): a label
+    that classification no longer agrees with fails the gate until --relabel rewrites it."""
+    corpus_dir = Path(__file__).resolve().parent.parent / "corpus"
+    entry = tmp_path / "3.19--reuse-safe--fork.json"
+    data = json.loads((corpus_dir / entry.name).read_text())
+    data["found"]["bugs"] = []  # as an older classification recorded it
+    entry.write_text(json.dumps(data))
+    assert main(["check", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "RELABEL" in out and "found.bugs records [] but the steps show [G] on 3.19" in out
+    assert main(["check", str(tmp_path), "--relabel"]) == 0
+    assert "relabelled 3.19--reuse-safe--fork.json: found.bugs [] -> [G]" in capsys.readouterr().err
+    again = json.loads(entry.read_text())
+    assert (
+        again["found"]["bugs"] == ["G"]
+        and again["steps"] == data["steps"]
+        and again["found"]["seed"] == data["found"]["seed"]
+    )
