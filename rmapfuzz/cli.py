@@ -495,8 +495,9 @@ def add_check_command(subparsers: Subparsers) -> None:
         "--kernel", action="append", metavar="K", help="a fixed kernel that must replay every entry clean (repeatable)"
     )
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML for CI")
-    p.add_argument("--relabel", action="store_true",
-                   help="first rewrite each entry's found.bugs to the catalogued bugs its steps show today")  # fmt: skip
+    p.add_argument(
+        "--relabel", action="store_true", help="first rewrite each entry's found.bugs to the bugs its steps show today"
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per check")
     out.add_argument("--tap", dest="format", action="store_const", const="tap", help="TAP version 13 (kselftest)")
