@@ -41,7 +41,7 @@ from hypothesis.errors import Flaky
 
 from rmapfuzz import __version__, corpus, coverage, ops
 from rmapfuzz.classify import classify
-from rmapfuzz.database import Report, make_database
+from rmapfuzz.database import Outage, Report, make_database
 from rmapfuzz.generate import Swarm
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import Kernel, resolve, with_fix
@@ -591,8 +591,8 @@ def _worker_main(config: Config, worker: int, out: Any, stop_event: Any, started
         if not config.keep_going:
             stop_event.set()
 
-    def on_database(kind: str, line: str) -> None:  # the parent says it once for all the workers
-        out.put(("database", worker, (kind, line)))
+    def on_database(outage: Outage) -> None:  # the parent says it once for all the workers
+        out.put(("database", worker, outage))
 
     ticker = _Ticker(stats, [], send)
     ticker.start()
@@ -705,7 +705,7 @@ def _run_parallel(config: Config, on_progress: Any, started: float) -> Result:
     finds: list[Find] = []
     done: set[int] = set()
     interrupted = False
-    redis_down = False  # as last said: every worker sees an outage, it is said once
+    outages = _Outages()
     while len(done) < len(procs):
         try:
             kind, worker, payload = out.get(timeout=0.25)
@@ -727,15 +727,39 @@ def _run_parallel(config: Config, on_progress: Any, started: float) -> Result:
             done.add(worker)
             interrupted = interrupted or bool(payload)
         elif kind == "database":
-            event, line = payload
-            if (event == "down") != redis_down:
-                redis_down = event == "down"
-                print(line, file=sys.stderr, flush=True)
+            outages.heard(worker, payload)
     for p in procs:
         p.join(timeout=30)
         if p.is_alive():
             p.kill()
+    outages.end()
     return Result(config, finds, _merge(per_worker), time.monotonic() - started, interrupted)
+
+
+class _Outages:
+    """A Redis outage as the workers report it, said once for the campaign: "down" when the first
+    worker finds the server gone, "back" when every worker that did has written it what it saved
+    meanwhile (their counts added), or at the end with what those that got through wrote."""
+
+    def __init__(self) -> None:
+        self.down: set[int] = set()
+        self.back: Outage | None = None
+
+    def heard(self, worker: int, outage: Outage) -> None:
+        if not outage.back:
+            if not self.down and self.back is None:
+                print(outage.line(), file=sys.stderr, flush=True)
+            self.down.add(worker)
+            return
+        self.down.discard(worker)
+        self.back = outage if self.back is None else self.back + outage
+        if not self.down:
+            self.end()
+
+    def end(self) -> None:
+        if self.back is not None:
+            print(self.back.line(), file=sys.stderr, flush=True)
+            self.back = None
 
 
 def default_database() -> Path:

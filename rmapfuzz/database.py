@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import attrs
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase, InMemoryExampleDatabase
 
 if TYPE_CHECKING:
@@ -124,7 +125,34 @@ def _client(where: RedisURL, *, retry: bool) -> Redis:
     )
 
 
-Report = Callable[[str, str], None]  # (kind, line): "down" or "back", and the line to show
+@attrs.frozen
+class Outage:
+    """What a Redis-backed database tells its campaign: the server went down (``back`` False), or
+    it is back, with what was written to it of the changes made meanwhile."""
+
+    where: str
+    back: bool
+    reason: str = ""  # why it is down
+    seconds: float = 0.0  # how long it was down
+    written: int = 0  # changes made meanwhile, written once it was back
+    dropped: int = 0  # changes dropped past the queue's limit
+
+    def line(self) -> str:
+        if not self.back:
+            return (f"rmapfuzz: warning: the redis database at {self.where} is unreachable ({self.reason}); "
+                    "going on with the local database, retrying")  # fmt: skip
+        dropped = f", dropped the {self.dropped} oldest past the queue's limit" if self.dropped else ""
+        changes = f"{self.written} change{'' if self.written == 1 else 's'}"
+        return (f"rmapfuzz: the redis database at {self.where} is back after {self.seconds:.0f} s; "
+                f"wrote it the {changes} made meanwhile{dropped}")  # fmt: skip
+
+    def __add__(self, other: Outage) -> Outage:
+        """Two workers' returns of the same server, said as one."""
+        return attrs.evolve(self, seconds=max(self.seconds, other.seconds), written=self.written + other.written,
+                            dropped=self.dropped + other.dropped)  # fmt: skip
+
+
+Report = Callable[[Outage], None]
 
 
 def make_database(url: str | None, path: Path | str | None, *, report: Report | None = None) -> ExampleDatabase | None:
@@ -151,8 +179,8 @@ def make_database(url: str | None, path: Path | str | None, *, report: Report | 
     return ResilientRedisDatabase(shared, local, where=str(where), report=report)
 
 
-def _print_line(kind: str, line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _print_line(outage: Outage) -> None:
+    print(outage.line(), file=sys.stderr, flush=True)
 
 
 class ResilientRedisDatabase(ExampleDatabase):
@@ -161,13 +189,13 @@ class ResilientRedisDatabase(ExampleDatabase):
     Every change goes to ``local`` (a directory database, or by default an in-memory one) and to
     Redis, a fetch reads both: Hypothesis' :class:`~hypothesis.database.MultiplexedDatabase` of the
     two, while the server answers.  When a Redis command fails with a connection error, a timeout
-    or an ``OSError`` (nothing else is caught), the server is *down*: ``report("down", line)`` is
+    or an ``OSError`` (nothing else is caught), the server is *down*: ``report(Outage(back=False))`` is
     called once, the database goes on with ``local`` alone, and every change that Redis misses is
     kept in a queue of at most ``queue_limit`` (key, value) entries (the latest change of an entry
     replaces the earlier; past the limit the oldest entry is dropped, and counted).  The server is
     tried again on the first call after a backoff that starts at ``first_backoff`` seconds and
     doubles up to ``max_backoff`` (measured with ``clock``, no thread); once it answers, the queue
-    is written to it, in order, and ``report("back", line)`` is called once, with the counts.
+    is written to it, in order, and ``report(Outage(back=True))`` is called once, with the counts.
 
     Change listeners hear the local database, and Redis if it was reachable when listening started.
     """
@@ -299,11 +327,7 @@ class ResilientRedisDatabase(ExampleDatabase):
         if self.down_since is None:
             self.down_since = now
             self.backoff = self.first_backoff
-            self.report(
-                "down",
-                f"rmapfuzz: warning: the redis database at {self.where} is unreachable ({_one_line(exc)}); "
-                "going on with the local database, retrying",
-            )
+            self.report(Outage(self.where, back=False, reason=_one_line(exc)))
         else:
             self.backoff = min(self.backoff * 2, self.max_backoff)
         self.retry_at = now + self.backoff
@@ -328,15 +352,10 @@ class ResilientRedisDatabase(ExampleDatabase):
         except self.errors as exc:
             self._down(exc)  # still down: the entries not written stay queued
             return False
-        seconds = self.clock() - self.down_since
-        dropped = f", dropped the {self.dropped} oldest past the limit of {self.queue_limit}" if self.dropped else ""
-        written = self.written
+        back = Outage(self.where, True, seconds=self.clock() - self.down_since, written=self.written,
+                      dropped=self.dropped)  # fmt: skip
         self.down_since, self.written, self.dropped = None, 0, 0
-        self.report(
-            "back",
-            f"rmapfuzz: the redis database at {self.where} is back after {seconds:.0f} s; "
-            f"wrote it the {written} change{'' if written == 1 else 's'} made meanwhile{dropped}",
-        )
+        self.report(back)
         return True
 
 

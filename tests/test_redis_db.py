@@ -312,12 +312,12 @@ def test_outage_queue_and_backoff(redis_binary: str) -> None:
     from hypothesis.extra.redis import RedisExampleDatabase
 
     now = [0.0]
-    said: list[tuple[str, str]] = []
+    said: list[database.Outage] = []
     client = database._client(parse_url(f"redis://127.0.0.1:{_free_port()}/0"), retry=False)
     db = ResilientRedisDatabase(
         RedisExampleDatabase(client, key_prefix=database.KEY_PREFIX),
         where="redis://there",
-        report=lambda kind, line: said.append((kind, line)),
+        report=said.append,
         queue_limit=3,
         clock=lambda: now[0],
     )
@@ -334,8 +334,8 @@ def test_outage_queue_and_backoff(redis_binary: str) -> None:
     assert db.dropped == 9
     kept = {b"1"} | {str(t).encode() for t in [0.5, 1.0, 2.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 183.0]}
     assert set(db.fetch(b"k")) == kept  # the local database has everything
-    assert [kind for kind, _ in said] == ["down"]
-    assert said[0][1].startswith("rmapfuzz: warning: the redis database at redis://there is unreachable (")
+    assert [o.back for o in said] == [False]
+    assert said[0].line().startswith("rmapfuzz: warning: the redis database at redis://there is unreachable (")
     client.close()
 
 
@@ -359,3 +359,22 @@ def test_campaign_survives_a_redis_outage(redis_binary: str, tmp_path: Path, cap
     warnings = [line for line in err.splitlines() if "is unreachable" in line]
     assert warnings == [line for line in err.splitlines() if line], err  # nothing else said
     assert len(warnings) == 1 and warnings[0].startswith(f"rmapfuzz: warning: the redis database at {url}")
+
+
+def test_a_parallel_campaign_says_an_outage_once_with_every_worker_s_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every worker sees the outage: it is said once going down, and once back when the last worker
+    that saw it has written what it saved meanwhile, with all their counts."""
+    from rmapfuzz.campaign import _Outages
+
+    outages = _Outages()
+    down = database.Outage("redis://there", back=False, reason="Connection refused")
+    outages.heard(0, down)
+    outages.heard(1, down)
+    outages.heard(0, database.Outage("redis://there", back=True, seconds=5.0, written=3))
+    assert capsys.readouterr().err.count("\n") == 1  # down, said once; worker 1 is not back yet
+    outages.heard(1, database.Outage("redis://there", back=True, seconds=6.0, written=4, dropped=1))
+    err = capsys.readouterr().err
+    assert err == (
+        "rmapfuzz: the redis database at redis://there is back after 6 s; wrote it the 7 changes made "
+        "meanwhile, dropped the 1 oldest past the queue's limit\n"
+    )
