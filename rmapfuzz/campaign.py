@@ -253,7 +253,7 @@ class Hunt:
         sig = signature(kernel.name, violations[0], steps[-1])
         found = self.pending.get(sig)
         if found is not None:
-            if len(steps) < len(found.best):
+            if len(steps) < len(found.best) and self._shows(kernel, steps, found.bugs):
                 found.best = steps
             return True
         if sig in self.known:
@@ -282,6 +282,11 @@ class Hunt:
             self.lineage.append(self.kernel)
             self.stats.search(self.kernel.name)
         return sig in self.pending
+
+    def _shows(self, kernel: Kernel, steps: list[ops.Op], bugs: list[str]) -> bool:
+        """Whether a shorter failure of a pending signature shows the bugs it was classified as
+        (another bug can fail with the same signature: it must not replace the find)."""
+        return not bugs or set(bugs) <= set(classify(kernel, steps, self.config.strategy.window))
 
     def harvest(self) -> list[_Pending]:
         out = list(self.pending.values())
@@ -458,7 +463,7 @@ def _finish(config: Config, pending: _Pending, worker: int) -> Find:
     window = config.strategy.window
     kernel = pending.kernel
     own_kernel = resolve(config.kernel).name  # config.kernel may be an alias or an overlay file
-    steps = minimize_failure(kernel, window, pending.best, config.invariants)
+    steps = minimize_failure(kernel, window, pending.best, config.invariants, pending.bugs)
     verdict = replay(steps, kernel, window, config.invariants)
     assert verdict.violation is not None
     if kernel != own_kernel:

@@ -255,3 +255,21 @@ def test_save_refuses_a_reproducer_its_loader_would_reject(tmp_path: Path) -> No
     with pytest.raises(corpus.CorpusError, match="in-place"):
         corpus.save(tmp_path, rep)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reduction_keeps_the_bug_it_was_classified_as() -> None:
+    """D and E on 3.19-rc4 both leave a degree wrong after an mprotect: a campaign's D find, reduced
+    only for its invariant and op, became an E reproducer and D was never reported.  With the bugs
+    it was classified as, every candidate must still show them."""
+    from rmapfuzz.classify import classify
+    from rmapfuzz.minimize import minimize_failure
+
+    data = json.loads((Path(__file__).parent / "data" / "d-slips-to-e.json").read_text())
+    kernel, window = data["kernel"], data["window"]
+    raw = ops.parse_steps(data["steps"], window)
+    assert classify(kernel, raw, window) == ["D"]
+    assert classify(kernel, minimize_failure(kernel, window, raw), window) == ["E"], (
+        "no longer slips: pick another case"
+    )
+    kept = minimize_failure(kernel, window, raw, bugs=["D"])
+    assert classify(kernel, kept, window) == ["D"] and len(kept) <= 5

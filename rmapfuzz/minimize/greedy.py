@@ -142,16 +142,42 @@ def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 
 
 
 def minimize_failure(
-    kernel: str, window: int, steps: Sequence[ops.Op], invariants: Sequence[str] | None = None
+    kernel: str,
+    window: int,
+    steps: Sequence[ops.Op],
+    invariants: Sequence[str] | None = None,
+    bugs: Sequence[str] = (),
 ) -> list[ops.Op]:
-    """Minimise a failing sequence for the failure it shows now; a clean one is returned as it is."""
+    """Minimise a failing sequence for the failure it shows now; a clean one is returned as it is.
+    With ``bugs`` (the catalogued bugs it was classified as), every candidate must still show them:
+    two bugs can break the same invariant at the same op (D and E on 3.19-rc4 both leave a degree
+    wrong after an mprotect), and a reduction free to slip from one to the other loses the find."""
     prefix = list(steps)
     verdict = replay(prefix, kernel, window, invariants)
     if verdict.violation is None or verdict.violation.step is None:
         return prefix
     prefix = prefix[: verdict.violation.step + 1]
     key = (verdict.violation.invariant, prefix[-1].op)
-    return minimize(prefix, same_failure(kernel, window, key, invariants))
+    still_fails = same_failure(kernel, window, key, invariants)
+    if bugs:
+        still_fails = _and(still_fails, shows_bugs(kernel, window, bugs))
+    return minimize(prefix, still_fails)
+
+
+def shows_bugs(kernel: str, window: int, bugs: Sequence[str]) -> Predicate:
+    """Whether a failing candidate still shows every one of ``bugs`` (rmapfuzz.classify)."""
+    from rmapfuzz.classify import classify
+
+    wanted = set(bugs)
+
+    def shows(steps: list[ops.Op]) -> bool:
+        return wanted <= set(classify(kernel, steps, window))
+
+    return shows
+
+
+def _and(first: Predicate, second: Predicate) -> Predicate:
+    return lambda steps: first(steps) and second(steps)
 
 
 # ---- the failure a reduction must keep ----
