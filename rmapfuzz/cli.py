@@ -964,8 +964,8 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="reproducer files")
     p.add_argument(
         "--levels",
-        default="L0,L1,L2,L3",
-        help="observation levels (default L0,L1,L2,L3; a level this machine cannot observe is dropped and reported)",
+        default="L0,L1,L2,L3,L4",
+        help="observation levels (default L0,L1,L2,L3,L4; a level this machine cannot observe is dropped and reported)",
     )
     p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
