@@ -386,6 +386,11 @@ class SequenceRun:
 # ---- the differential campaign ----
 
 
+class ShrinkBudgetSpent(BaseException):
+    """Raised in a machine step once shrinking has used its time: a BaseException, so that
+    Hypothesis lets it through at once instead of treating it as another failure."""
+
+
 class DivergenceFound(AssertionError):
     """Raised in a machine step: a divergence (Hypothesis shrinks it like any failure)."""
 
@@ -421,12 +426,18 @@ class OracleMachine(RmapMachine):
     def _fail(self, div: Divergence) -> None:
         self.failed = True
         found = DivergenceFound(div, list(self.steps))
-        self.last_failure[:] = [found]
+        if not self.last_failure or len(found.steps) <= len(self.last_failure[0].steps):
+            self.last_failure[:] = [found]  # the shortest failure seen (shrinking makes them shorter)
         raise found
 
+    shrink_deadline: ClassVar[float | None] = None
+
     def do(self, op: ops.Op) -> None:
-        if self.deadline is not None and not self.last_failure and time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if self.deadline is not None and not self.last_failure and now > self.deadline:
             raise Stop("budget spent")
+        if self.shrink_deadline is not None and self.last_failure and now > self.shrink_deadline:
+            raise ShrinkBudgetSpent()  # the shortest failure so far is the result
         self.steps.append(op)
         div = self.run.step(op)
         self.stats["steps"] += 1
@@ -489,26 +500,47 @@ def fuzz(
         if left <= 0:
             break
         settings = machine_settings(strategy, max_examples=left, database=None, derandomize=False)
+        # nothing of Hypothesis' own on stdout (its slow-shrink warning broke --json)
+        settings = hypothesis.settings(settings, verbosity=hypothesis.Verbosity.quiet)
         machine.last_failure[:] = []
         machine.deadline = started + budget
+        machine.shrink_deadline = started + budget + shrink_budget(budget)
         try:
             run_machine(machine, seed * 1_000_003 + run_chunk, settings, b"rmapfuzz/oracle")
-        except DivergenceFound:
+        except (DivergenceFound, ShrinkBudgetSpent):
             pass
+        except hypothesis.errors.Flaky:
+            # a failure that did not replay the same way under Hypothesis (the kernel's timing):
+            # the shortest one seen is replayed below, and only a confirmed one is reported
+            if not machine.last_failure:
+                raise
         except Stop:
             break
         run_chunk += 1
         if machine.last_failure:
             found = machine.last_failure[0]
-            outcome = oracle.run(found.steps, strategy.window)
+            # Hypothesis shrinks slowly here (every candidate runs live); finish with greedy step
+            # deletion in what is left of the shrink budget
+            left_s = max(1.0, started + budget + shrink_budget(budget) - time.monotonic())
+            steps = minimize_divergence(oracle, found.steps, strategy.window, budget=left_s)
+            outcome = oracle.run(steps, strategy.window)
+            if outcome.divergence is None:  # did not replay: keep Hypothesis' own result
+                steps = found.steps
+                outcome = oracle.run(steps, strategy.window)
             div = outcome.divergence or found.divergence
-            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, found.steps)
+            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, steps)
             if corpus_dir is not None:
-                rep = divergence_reproducer(oracle, strategy, found.steps, div, seed)
+                rep = divergence_reproducer(oracle, strategy, steps, div, seed)
                 path, status = corpus.save(corpus_dir, rep)
                 result.path, result.status = str(path), status
             return result
     return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"])
+
+
+def shrink_budget(budget: float) -> float:
+    """Seconds a found divergence may be shrunk beyond the campaign's budget: half of it, at
+    least 10 s and at most 60 s."""
+    return min(60.0, max(10.0, budget / 2))
 
 
 def divergence_reproducer(
