@@ -255,12 +255,24 @@ MUTANTS = (
     Mutant("cow-always-copy", "COW reuse/copy", "a write to a page nobody else maps copies it", cow_always_copy),
     Mutant("cow-reuse-shared", "COW reuse/copy", "a write to a page mapped twice reuses it", cow_reuse_shared),
     Mutant("cow-reuse-no-move", "COW reuse/copy", "a reused page stays on its old anon_vma", cow_reuse_no_move),
-    Mutant("swapin-via-swapcache", "swap-in placement", "a sole swap entry swaps in as a shared one",
-           swapin_always_swapcache),  # fmt: skip
-    Mutant("swapin-remap-resets", "swap-in placement", "a swap-cache page mapped again is placed again",
-           swapin_remap_resets),  # fmt: skip
-    Mutant("swapin-read-root", "swap-in placement", "a page swapped in by a read goes to the root",
-           swapin_sole_not_exclusive),  # fmt: skip
+    Mutant(
+        "swapin-via-swapcache",
+        "swap-in placement",
+        "a sole swap entry swaps in as a shared one",
+        swapin_always_swapcache,
+    ),
+    Mutant(
+        "swapin-remap-resets",
+        "swap-in placement",
+        "a swap-cache page mapped again is placed again",
+        swapin_remap_resets,
+    ),
+    Mutant(
+        "swapin-read-root",
+        "swap-in placement",
+        "a page swapped in by a read goes to the root",
+        swapin_sole_not_exclusive,
+    ),
     Mutant("pageout-shared", "swap-out", "MADV_PAGEOUT also swaps out pages mapped twice", pageout_shared),
     Mutant("pageout-noop", "swap-out", "MADV_PAGEOUT does nothing", pageout_noop),
     Mutant("merge-any-anon-vma", "merge rules", "VMAs merge whatever their anon_vmas", merge_any_anon_vma),
@@ -269,11 +281,13 @@ MUTANTS = (
     Mutant("errno-mprotect-hole", "errnos", "mprotect over a hole succeeds", errno_mprotect_hole),
     Mutant("errno-wipeonfork", "errnos", "MADV_WIPEONFORK is EINVAL", errno_wipeonfork_einval),
     Mutant("fork-dontcopy-ignored", "fork sharing", "MADV_DONTFORK VMAs are copied", fork_dontcopy_ignored),
-    Mutant("fork-parent-writable", "fork sharing", "fork leaves the parent's ptes writable",
-           fork_parent_stays_writable),  # fmt: skip
+    Mutant(
+        "fork-parent-writable", "fork sharing", "fork leaves the parent's ptes writable", fork_parent_stays_writable
+    ),
     Mutant("fork-drops-zero-ptes", "fork sharing", "the child does not get the zero-page ptes", fork_drops_zero_ptes),
-    Mutant("fork-swap-not-shared", "fork sharing", "the child's swap entries get slots of their own",
-           fork_swap_not_shared),  # fmt: skip
+    Mutant(
+        "fork-swap-not-shared", "fork sharing", "the child's swap entries get slots of their own", fork_swap_not_shared
+    ),
     Mutant("read-fault-allocates", "faults", "a read fault allocates a page", read_fault_allocates),
     Mutant("dontneed-noop", "faults", "MADV_DONTNEED does nothing", dontneed_noop),
 )

@@ -27,6 +27,12 @@
   swap-cache page unmapped (a COW copy of it was taken) and faulted in again by another process
   stays on the anon_vma the first mapping chose (the model's older rule set it again at the
   first mapping).  Found by the live oracle's L4.
+* c145e0b47c77 "mm: streamline COW logic in do_swap_page()" and the PageAnonExclusive rework of
+  do_wp_page() (David Hildenbrand, 5.19): a write to a write-protected page that is already
+  ``PageAnonExclusive`` reuses it without ``folio_move_anon_rmap()``: the page stays on its
+  anon_vma (only a page that wp_can_reuse_anon_folio() has to prove unshared is moved to the
+  VMA's own).  Found by the live oracle's L4 (a swap-cache page swapped in by a write, then
+  mprotect r / rw, then written).
 
 Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
 and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
@@ -69,9 +75,21 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     # the swap device is synchronous (zram, as the live oracle sets up): see the module docstring
     swap_synchronous: ClassVar[bool] = True
 
+    def wp_page_reuse(self, page: Page, vma: Vma, addr: int) -> None:
+        """do_wp_page()'s reuse (5.19+): an exclusive page is not moved; another is moved and
+        becomes exclusive."""
+        if page.exclusive:
+            self.trace.cover("do_wp_page: an exclusive page is reused where it is")
+            return
+        page.exclusive = True
+        super().wp_page_reuse(page, vma, addr)
+
     def page_add_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool = False) -> None:
-        """__folio_add_anon_rmap() (6.x): the mapping is set only on a page not yet anonymous."""
+        """__folio_add_anon_rmap() (6.x): the mapping is set only on a page not yet anonymous;
+        RMAP_EXCLUSIVE marks it PageAnonExclusive."""
         page.mapcount += 1
+        if exclusive:
+            page.exclusive = True
         if page.mapping is None:
             self.trace.cover("page_add_anon_rmap: first mapping sets the page's anon_vma")
             self.page_set_anon_rmap(page, vma, addr, exclusive)

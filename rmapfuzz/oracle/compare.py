@@ -473,7 +473,7 @@ def graph_text(g: Graph) -> str:
 # ---- L2 over time: a page keeps its name from one step to the next ----
 
 
-def _identity_key(value: object) -> object | None:
+def _identity_key(value: object) -> tuple[str, object] | None:
     """What names a page or swap slot across steps (None for "-", "0", "S")."""
     if isinstance(value, str):
         return None
@@ -487,14 +487,14 @@ class PageHistory:
     (or the other way round) is a COW reused in place on one side and copied on the other; a
     page seen by no cell is forgotten (its PFN may be reused later)."""
 
-    kernel_to_model: dict[object, object] = attrs.field(factory=dict)
-    model_to_kernel: dict[object, object] = attrs.field(factory=dict)
+    kernel_to_model: dict[object, tuple[str, object]] = attrs.field(factory=dict)
+    model_to_kernel: dict[object, tuple[str, object]] = attrs.field(factory=dict)
     cells: dict[object, Cell] = attrs.field(factory=dict)  # model key -> a cell that showed it
 
     def check(self, kernel: Mapping[Cell, object], model: Mapping[Cell, object], pages: int) -> Mismatch | None:
         """Compare this step's pairing with the last one, then remember this step's."""
-        k2m: dict[object, object] = {}
-        m2k: dict[object, object] = {}
+        k2m: dict[object, tuple[str, object]] = {}
+        m2k: dict[object, tuple[str, object]] = {}
         cells: dict[object, Cell] = {}
         found: Mismatch | None = None
         for cell in sorted(model):
@@ -537,7 +537,7 @@ class PageSide(NamedTuple):
     for a page that is not anonymous) and its index relative to the window's first page."""
 
     anon_vma: Hashable | None
-    index: int
+    page_index: int
 
 
 def model_page_side(k: KernelCore, pages: int) -> dict[Cell, PageSide]:
@@ -590,7 +590,7 @@ def compare_page_side(
         if ps is None:
             return "-"
         av = "not anon" if ps.anon_vma is None else names[ps.anon_vma]
-        return f"{av}@{ps.index:+d}"
+        return f"{av}@{ps.page_index:+d}"
 
     for cell in sorted(set(kernel) | set(model)):
         kt, mt = text(kernel, kn, cell), text(model, mn, cell)
@@ -599,7 +599,9 @@ def compare_page_side(
         pid, n = cell
         row = sorted(c for c in set(kernel) | set(model) if c[0] == pid)
 
-        def row_text(side: Mapping[Cell, PageSide], names: Mapping[Hashable, str]) -> str:
+        def row_text(
+            side: Mapping[Cell, PageSide], names: Mapping[Hashable, str], pid: int = pid, row: list[Cell] = row
+        ) -> str:
             return f"P{pid} " + " ".join(f"{c[1]}:{text(side, names, c)}" for c in row)
 
         what = "anon_vma" if kt.split("@")[0] != mt.split("@")[0] else "index"

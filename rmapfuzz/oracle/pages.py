@@ -43,8 +43,15 @@ from rmapfuzz.oracle import btf
 from rmapfuzz.oracle import syscalls as sc
 from rmapfuzz.oracle.bpf import (
     BPF_ADD,
+    BPF_ALU64_IMM,
+    BPF_CALL_HELPER,
     BPF_DW,
+    BPF_EXIT_INSN,
     BPF_JEQ,
+    BPF_LDX_MEM,
+    BPF_MOV64_IMM,
+    BPF_MOV64_REG,
+    BPF_STX_MEM,
     R0,
     R1,
     R2,
@@ -53,13 +60,6 @@ from rmapfuzz.oracle.bpf import (
     R7,
     R10,
     Asm,
-    BPF_ALU64_IMM,
-    BPF_CALL_HELPER,
-    BPF_EXIT_INSN,
-    BPF_LDX_MEM,
-    BPF_MOV64_IMM,
-    BPF_MOV64_REG,
-    BPF_STX_MEM,
     BpfError,
     _sys_bpf,
     load_program,
@@ -179,7 +179,7 @@ class FolioInfo(NamedTuple):
 
     anon_vma: int
     anon: bool
-    index: int
+    page_index: int
 
 
 class PageReader:
@@ -224,7 +224,7 @@ class PageReader:
             info = _split(out[0], out[1])
         finally:
             buf.close()
-        if not info.anon or info.index != addr // sc.PAGE:
+        if not info.anon or info.page_index != addr // sc.PAGE:
             raise PageLayoutError(
                 f"vmemmap_base {base:#x} (from the stack page {stack_page:#x}) does not check out: a written "
                 f"anonymous page read back mapping {out[0]:#x} index {out[1]:#x}"
