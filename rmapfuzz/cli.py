@@ -851,6 +851,9 @@ def add_minimize_command(subparsers: Subparsers) -> None:
 # ---- oracle ----
 
 
+USER_TOP = 0x7FFF_FFFF_F000  # x86-64's TASK_SIZE with 4-level paging (MAP_FIXED above it is ENOMEM)
+
+
 def _oracle_window(args: argparse.Namespace) -> Any:
     from rmapfuzz.oracle.executor import DEFAULT_BASE, Window
 
@@ -862,7 +865,14 @@ def _oracle_window(args: argparse.Namespace) -> Any:
         raise CliError(f"--base must be a positive page-aligned address, got {args.base!r}")
     if args.offset < 0 or args.window_pages < 2:
         raise CliError("--offset must be >= 0 and --window-pages >= 2")
-    return Window(base=base, offset=args.offset, pages=args.window_pages)
+    window = Window(base=base, offset=args.offset, pages=args.window_pages)
+    top = window.start + (window.pages + 1) * 4096  # the window and the guard page above it
+    if top > USER_TOP:
+        raise CliError(
+            f"the window {window.start:#x} (+{window.pages} pages and a guard page) ends at {top:#x}, above the "
+            f"top of the user address space ({USER_TOP:#x}): choose a lower --base or --offset"
+        )
+    return window
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
@@ -986,8 +996,8 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="reproducer files")
     p.add_argument(
         "--levels",
-        default="L0,L1,L2,L3",
-        help="observation levels (default L0,L1,L2,L3; a level this machine cannot observe is dropped and reported)",
+        default="L0,L1,L2,L3,L4",
+        help="observation levels (default L0,L1,L2,L3,L4; a level this machine cannot observe is dropped and reported)",
     )
     p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")

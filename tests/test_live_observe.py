@@ -85,14 +85,14 @@ def test_parse_smaps():
 
 
 def test_decode_pagemap():
-    raw = [0x8100000000129F17, 0x8000000000003B34, 0, 1 << 62]
+    raw = [0x8100000000129F17, 0x8000000000003B34, 0, (1 << 62) | 0x41]
     entries = observe.decode_pagemap(struct.pack("<4Q", *raw))
     assert entries[0] == observe.PagemapEntry(True, False, True, 0x129F17)
     assert entries[1] == observe.PagemapEntry(True, False, False, 0x3B34)
     assert not entries[2].present
     assert entries[3].swapped
     zero = {0x3B34}
-    assert [observe.page_state(e, zero) for e in entries] == [0x129F17, "0", "-", "S"]
+    assert [observe.page_state(e, zero) for e in entries] == [0x129F17, "0", "-", observe.SwapEntry(0x41)]
 
 
 def test_canonical_classes_rename_by_first_appearance():
@@ -127,8 +127,47 @@ def test_compare_flags_with_swap_tolerance():
     assert compare.compare_flags(kernel, {0: [compare.FlagsView(0, 4, frozenset(), 8, 8)]}) is not None
 
 
+def test_swap_entries_are_classes_of_their_own():
+    kernel = {(0, 0): observe.SwapEntry(9), (1, 0): observe.SwapEntry(9), (1, 1): 9}
+    assert observe.canonical_classes(kernel) == {(0, 0): "s0", (1, 0): "s0", (1, 1): "p0"}
+    slot, page = object(), object()
+    model = {(0, 0): observe.SwapEntry(slot), (1, 0): observe.SwapEntry(object()), (1, 1): page}
+    assert compare.compare_pages(kernel, model, 2, swap_tolerant=False) is not None  # not shared in the model
+    model[(1, 0)] = model[(0, 0)]
+    assert compare.compare_pages(kernel, model, 2, swap_tolerant=False) is None
+
+
+def test_page_history_tells_reuse_from_copy():
+    page, copy = object(), object()
+    h = compare.PageHistory()
+    assert h.check({(0, 0): 100}, {(0, 0): page}, 1) is None
+    # the kernel kept PFN 100 (reused in place) where the model made a copy
+    found = h.check({(0, 0): 100}, {(0, 0): copy}, 1)
+    assert found is not None and "reused in place on the kernel" in found[2]
+    h = compare.PageHistory()
+    h.check({(0, 0): 100}, {(0, 0): page}, 1)
+    found = h.check({(0, 0): 101}, {(0, 0): page}, 1)
+    assert found is not None and "copied on the kernel" in found[2]
+    h = compare.PageHistory()
+    h.check({(0, 0): 100}, {(0, 0): page}, 1)
+    h.check({(0, 0): "-"}, {(0, 0): "-"}, 1)  # both gone: forgotten, the PFN may come back
+    assert h.check({(0, 0): 100}, {(0, 0): copy}, 1) is None
+
+
+def test_page_side_names_follow_the_graph():
+    g = compare.Graph({0: [compare.GraphVma(0, 2, 0, 0, "A", ("A",))]}, {"A": compare.AvState("A", "A", 0, 1, 1)})
+    same = {(0, 0): compare.PageSide("A", 0)}
+    assert compare.compare_page_side(same, same, g, g) is None
+    other = {(0, 0): compare.PageSide("B", 0)}
+    found = compare.compare_page_side(other, same, g, g)
+    assert found is not None and "anon_vma differs" in found[2]
+    moved = {(0, 0): compare.PageSide("A", 1)}
+    found = compare.compare_page_side(moved, same, g, g)
+    assert found is not None and "index differs" in found[2]
+
+
 def test_compare_pages_swap_tolerant():
-    model = {(0, 0): "S", (0, 1): ("page", 1), (1, 1): ("page", 1)}
+    model = {(0, 0): observe.SwapEntry(object()), (0, 1): ("page", 1), (1, 1): ("page", 1)}
     kernel = {(0, 0): 77, (0, 1): 5, (1, 1): 5}
     assert compare.compare_pages(kernel, model, 2, swap_tolerant=True) is None
     assert compare.compare_pages(kernel, model, 2, swap_tolerant=False) is not None

@@ -14,6 +14,25 @@
 * Wei Yang, "mm/rmap.c: don't reuse anon_vma if we just want a copy" (5.5; posted on linux-mm,
   October 2019, commit id not verified): fork-time reuse only when ``src->anon_vma`` is set.
 * Jann Horn's 2555283eb40d (6.0-rc4, :mod:`.fix_2555283e`): num_children / num_active_vmas (bug G).
+* David Hildenbrand's 1493a1913e34 "mm/swap: remember PG_anon_exclusive via a swp pte bit" (5.19),
+  on a synchronous swap device (zram, ``SWP_SYNCHRONOUS_IO``; 0bcac06f27d7, 4.15, skips the swap
+  cache for such a device when the entry has one user): a swap-in of an entry with one user and
+  no swap-cache page reads into a fresh page, which is "certainly exclusive": mapped with
+  RMAP_EXCLUSIVE (the faulting VMA's own anon_vma, not the root) and writable if the VMA is,
+  even on a read fault.  Entries with several users go through the swap cache as before; their
+  swp pte's exclusive bit is always clear (fork clears it, and a shared page is never
+  exclusive), so they are not modelled further.  Found by the live oracle's L4.
+* A page that is already anonymous keeps its anon_vma when it is mapped again: 6.x's
+  ``__folio_add_anon_rmap()`` sets the mapping only when ``!folio_test_anon(folio)``, so a
+  swap-cache page unmapped (a COW copy of it was taken) and faulted in again by another process
+  stays on the anon_vma the first mapping chose (the model's older rule set it again at the
+  first mapping).  Found by the live oracle's L4.
+* c145e0b47c77 "mm: streamline COW logic in do_swap_page()" and the PageAnonExclusive rework of
+  do_wp_page() (David Hildenbrand, 5.19): a write to a write-protected page that is already
+  ``PageAnonExclusive`` reuses it without ``folio_move_anon_rmap()``: the page stays on its
+  anon_vma (only a page that wp_can_reuse_anon_folio() has to prove unshared is moved to the
+  VMA's own).  Found by the live oracle's L4 (a swap-cache page swapped in by a write, then
+  mprotect r / rw, then written).
 
 Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
 and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
@@ -28,22 +47,66 @@ from rmapfuzz.kernels.fix_3fe89b3e import C3FE89B3E, Linux319rc4With3fe89b3e
 from rmapfuzz.kernels.fix_734537c9 import C734537C9, Linux2634rc3With734537c9
 from rmapfuzz.kernels.fix_2555283e import C2555283E, Linux319rc4With2555283e
 from rmapfuzz.kernels.v3_19 import Linux319
-from rmapfuzz.model.core import EFAULT, EINVAL, Err, FeatureChanges
-from rmapfuzz.model.objects import AnonVma, Mm, Vma
+from rmapfuzz.model.core import EFAULT, EINVAL, OK, Err, FeatureChanges
+from rmapfuzz.model.objects import VM_WRITE, AnonVma, Mm, Page, Pte, Vma
 
 WEI_YANG = ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy")
 DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for private mappings")
 C550A7D60 = ("550a7d60bd5e", "mm, hugepages: add mremap() support for hugepage backed vma")
+C1493A191 = ("1493a1913e34", "mm/swap: remember PG_anon_exclusive via a swp pte bit")
 
 
 class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With734537c9, Linux319):
     name = "6.0"
     base = "3.19"
     summary = "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma"
-    commits: ClassVar[tuple[tuple[str, str], ...]] = (C3FE89B3E, C734537C9, DBA58D3B, C550A7D60, WEI_YANG, C2555283E)
+    commits: ClassVar[tuple[tuple[str, str], ...]] = (
+        C3FE89B3E,
+        C734537C9,
+        DBA58D3B,
+        C550A7D60,
+        WEI_YANG,
+        C2555283E,
+        C1493A191,
+    )
     bugs: ClassVar[tuple[str, ...]] = ()
 
     feature_changes = FeatureChanges(wipeonfork=True)
+    # the swap device is synchronous (zram, as the live oracle sets up): see the module docstring
+    swap_synchronous: ClassVar[bool] = True
+
+    def wp_page_reuse(self, page: Page, vma: Vma, addr: int) -> None:
+        """do_wp_page()'s reuse (5.19+): an exclusive page is not moved; another is moved and
+        becomes exclusive."""
+        if page.exclusive:
+            self.trace.cover("do_wp_page: an exclusive page is reused where it is")
+            return
+        page.exclusive = True
+        super().wp_page_reuse(page, vma, addr)
+
+    def page_add_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool = False) -> None:
+        """__folio_add_anon_rmap() (6.x): the mapping is set only on a page not yet anonymous;
+        RMAP_EXCLUSIVE marks it PageAnonExclusive."""
+        page.mapcount += 1
+        if exclusive:
+            page.exclusive = True
+        if page.mapping is None:
+            self.trace.cover("page_add_anon_rmap: first mapping sets the page's anon_vma")
+            self.page_set_anon_rmap(page, vma, addr, exclusive)
+
+    def do_swap_page(self, vma: Vma, addr: int, pte: Pte, write: bool) -> str:
+        """do_swap_page() (5.19+): a synchronous device's entry with one user and no swap-cache
+        page is read into a fresh, exclusive page (1493a1913e34); otherwise as before."""
+        slot = pte.swap
+        assert slot is not None
+        if not (self.swap_synchronous and slot.count == 1 and slot.page is None):
+            return super().do_swap_page(vma, addr, pte, write)
+        self.trace.cover("do_swap_page: a sole entry is read into a fresh exclusive page")
+        page = self.alloc_page(None, 0)
+        self.page_add_new_anon_rmap(page, vma, addr)
+        vma.mm.ptes[addr] = Pte(page=page, writable=bool(vma.vm_flags & VM_WRITE))
+        self.swap_free(slot)
+        return OK
 
     def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
         """The reuse test (6.0): also only when src has an anon_vma (Wei Yang, 2019)."""

@@ -420,7 +420,9 @@ def verifier_summary(log: str) -> str:
     return f"{last} (at insn {at})" if at is not None else last
 
 
-def load_program(code: bytes, prog_type: int, attach_type: int, attach_btf_id: int, name: str = "rmapfuzz_l3") -> int:
+def load_program(
+    code: bytes, prog_type: int, attach_type: int, attach_btf_id: int, name: str = "rmapfuzz_l3", prog_flags: int = 0
+) -> int:
     """BPF_PROG_LOAD; the program fd.  On failure the load is retried with a verifier log and
     :class:`BpfError` carries its summary."""
     insns = ctypes.create_string_buffer(code, len(code))
@@ -433,6 +435,7 @@ def load_program(code: bytes, prog_type: int, attach_type: int, attach_btf_id: i
         struct.pack_into("<QQ", attr, 8, ctypes.addressof(insns), ctypes.addressof(license_))
         if level:
             struct.pack_into("<IIQ", attr, 24, level, LOG_SIZE, ctypes.addressof(log))
+        struct.pack_into("<I", attr, 44, prog_flags)  # BPF_F_SLEEPABLE for a syscall program
         prog_name = name.encode()[:15]
         ctypes.memmove(ctypes.addressof(attr) + 48, prog_name, len(prog_name))
         struct.pack_into("<I", attr, 68, attach_type)  # expected_attach_type

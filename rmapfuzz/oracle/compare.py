@@ -38,7 +38,7 @@ from rmapfuzz.model.objects import (
     flags_to_prot,
 )
 from rmapfuzz.oracle.bpf import END_COMPLETE, END_NULL, END_TRUNCATED, VmaRecord
-from rmapfuzz.oracle.observe import COMPARED_FLAGS, Cell, KVma, SmapsVma, canonical_classes
+from rmapfuzz.oracle.observe import COMPARED_FLAGS, Cell, KVma, SmapsVma, SwapEntry, canonical_classes
 
 PAGE_KB = 4
 
@@ -88,7 +88,8 @@ def model_layouts(k: KernelCore) -> dict[int, list[KVma]]:
 
 
 def model_page_states(k: KernelCore, pages: int) -> dict[Cell, object]:
-    """``"-"`` / ``"S"`` / ``"0"`` or the model's Page object (compared by identity)."""
+    """``"-"`` / ``"0"``, the model's Page object, or a :class:`SwapEntry` of its SwapSlot (both
+    compared by identity; holding them keeps their identity from being reused across steps)."""
     out: dict[Cell, object] = {}
     for pid in model_live(k):
         ptes = k.mms[pid].ptes
@@ -97,12 +98,16 @@ def model_page_states(k: KernelCore, pages: int) -> dict[Cell, object]:
             if pte is None:
                 out[(pid, n)] = "-"
             elif pte.swap is not None:
-                out[(pid, n)] = "S"
+                out[(pid, n)] = SwapEntry(pte.swap)
             elif pte.page is None:
                 out[(pid, n)] = "0"
             else:
-                out[(pid, n)] = ("page", id(pte.page))
+                out[(pid, n)] = pte.page
     return out
+
+
+def is_swap(value: object) -> bool:
+    return isinstance(value, SwapEntry)
 
 
 @attrs.frozen
@@ -202,7 +207,7 @@ def compare_pages(
     kernel: Mapping[Cell, object], model: Mapping[Cell, object], pages: int, swap_tolerant: bool
 ) -> Mismatch | None:
     """L2: the same cells not present / zero page, and the same sharing classes."""
-    skip = {c for c, v in model.items() if v == "S"} if swap_tolerant else set()
+    skip = {c for c, v in model.items() if is_swap(v)} if swap_tolerant else set()
     kc = canonical_classes({c: v for c, v in kernel.items() if c not in skip})
     mc = canonical_classes({c: v for c, v in model.items() if c not in skip})
     if kc == mc:
@@ -463,3 +468,146 @@ def graph_text(g: Graph) -> str:
     for pid, rows in canonical_graph(g).items():
         parts.append(f"P{pid} " + (", ".join(v.text(seen) for v in rows) or "(empty)"))
     return "; ".join(parts)
+
+
+# ---- L2 over time: a page keeps its name from one step to the next ----
+
+
+def _identity_key(value: object) -> tuple[str, object] | None:
+    """What names a page or swap slot across steps (None for "-", "0", "S")."""
+    if isinstance(value, str):
+        return None
+    return ("s", value) if isinstance(value, SwapEntry) else ("p", value)
+
+
+@attrs.define
+class PageHistory:
+    """Which kernel page (PFN) or swap entry stood for which model page or slot after the last
+    step, among those some cell showed.  A page that the kernel kept while the model replaced it
+    (or the other way round) is a COW reused in place on one side and copied on the other; a
+    page seen by no cell is forgotten (its PFN may be reused later)."""
+
+    kernel_to_model: dict[object, tuple[str, object]] = attrs.field(factory=dict)
+    model_to_kernel: dict[object, tuple[str, object]] = attrs.field(factory=dict)
+    cells: dict[object, Cell] = attrs.field(factory=dict)  # model key -> a cell that showed it
+
+    def check(self, kernel: Mapping[Cell, object], model: Mapping[Cell, object], pages: int) -> Mismatch | None:
+        """Compare this step's pairing with the last one, then remember this step's."""
+        k2m: dict[object, tuple[str, object]] = {}
+        m2k: dict[object, tuple[str, object]] = {}
+        cells: dict[object, Cell] = {}
+        found: Mismatch | None = None
+        for cell in sorted(model):
+            kk, mk = _identity_key(kernel.get(cell, "-")), _identity_key(model[cell])
+            if kk is None or mk is None:
+                continue
+            k2m[kk], m2k[mk] = mk, kk
+            cells.setdefault(mk, cell)
+            if found is not None:
+                continue
+            before_m = self.kernel_to_model.get(kk)
+            before_k = self.model_to_kernel.get(mk)
+            what = "page" if mk[0] == "p" else "swap entry"
+            pid, n = cell
+            if before_m is not None and before_m != mk:
+                was = self.cells.get(before_m, cell)
+                found = (
+                    f"P{pid} page {n}: the same {what} as P{was[0]} page {was[1]} showed after the last step",
+                    f"P{pid} page {n}: another {what} than P{was[0]} page {was[1]} showed after the last step",
+                    f"P{pid} page {n}: the kernel kept the {what} (same PFN) where the model has a new one "
+                    "(reused in place on the kernel, copied in the model)",
+                )
+            elif before_k is not None and before_k != kk:
+                was = self.cells.get(mk, cell)
+                found = (
+                    f"P{pid} page {n}: another {what} than P{was[0]} page {was[1]} showed after the last step",
+                    f"P{pid} page {n}: the same {what} as P{was[0]} page {was[1]} showed after the last step",
+                    f"P{pid} page {n}: the model kept the {what} where the kernel has a new one "
+                    "(copied on the kernel, reused in place in the model)",
+                )
+        self.kernel_to_model, self.model_to_kernel, self.cells = k2m, m2k, cells
+        return found
+
+
+# ---- L4: the page side (which anon_vma each page belongs to, and its index) ----
+
+
+class PageSide(NamedTuple):
+    """One present anonymous page: its anon_vma (a kernel pointer or the model's AnonVma; None
+    for a page that is not anonymous) and its index relative to the window's first page."""
+
+    anon_vma: Hashable | None
+    page_index: int
+
+
+def model_page_side(k: KernelCore, pages: int) -> dict[Cell, PageSide]:
+    out: dict[Cell, PageSide] = {}
+    for pid in model_live(k):
+        ptes = k.mms[pid].ptes
+        for n in range(pages):
+            pte = ptes.get(n)
+            if pte is not None and pte.swap is None and pte.page is not None:
+                out[(pid, n)] = PageSide(pte.page.mapping, pte.page.index)
+    return out
+
+
+def kernel_page_side(
+    states: Mapping[Cell, object], folios: Mapping[int, tuple[int, bool, int]], first: int
+) -> dict[Cell, PageSide]:
+    """The kernel's side from L2's states (PFNs) and each PFN's folio ``(anon_vma, anon,
+    index)``; ``first`` is the window's first page number (indexes are relative to it)."""
+    out: dict[Cell, PageSide] = {}
+    for cell, value in states.items():
+        if isinstance(value, int) and value in folios:
+            anon_vma, anon, index = folios[value]
+            out[cell] = PageSide(anon_vma if anon and anon_vma else None, index - first)
+    return out
+
+
+def page_side_names(g: Graph, side: Mapping[Cell, PageSide]) -> dict[Hashable, str]:
+    """The L3 graph's anon_vma names (:func:`canonical_names`), extended by first appearance in
+    (pid, page) order for anon_vmas that pages name but no window VMA's chain holds."""
+    names = canonical_names(g)
+    for cell in sorted(side):
+        av = side[cell].anon_vma
+        if av is not None and av not in names:
+            names[av] = f"av{len(names)}"
+    return names
+
+
+def compare_page_side(
+    kernel: Mapping[Cell, PageSide],
+    model: Mapping[Cell, PageSide],
+    kernel_graph_: Graph,
+    model_graph_: Graph,
+) -> Mismatch | None:
+    """L4: the same cells hold anonymous pages, each of the same anon_vma (as named in the L3
+    graph, up to renaming) and index."""
+    kn, mn = page_side_names(kernel_graph_, kernel), page_side_names(model_graph_, model)
+
+    def text(side: Mapping[Cell, PageSide], names: Mapping[Hashable, str], cell: Cell) -> str:
+        ps = side.get(cell)
+        if ps is None:
+            return "-"
+        av = "not anon" if ps.anon_vma is None else names[ps.anon_vma]
+        return f"{av}@{ps.page_index:+d}"
+
+    for cell in sorted(set(kernel) | set(model)):
+        kt, mt = text(kernel, kn, cell), text(model, mn, cell)
+        if kt == mt:
+            continue
+        pid, n = cell
+        row = sorted(c for c in set(kernel) | set(model) if c[0] == pid)
+
+        def row_text(
+            side: Mapping[Cell, PageSide], names: Mapping[Hashable, str], pid: int = pid, row: list[Cell] = row
+        ) -> str:
+            return f"P{pid} " + " ".join(f"{c[1]}:{text(side, names, c)}" for c in row)
+
+        what = "anon_vma" if kt.split("@")[0] != mt.split("@")[0] else "index"
+        return (
+            row_text(kernel, kn),
+            row_text(model, mn),
+            f"P{pid} page {n}: the page's {what} differs (kernel {kt}, model {mt}; avN as in the L3 graph)",
+        )
+    return None

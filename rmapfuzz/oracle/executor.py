@@ -73,6 +73,11 @@ def _worker_setup(first: bool) -> None:
     if first:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         sc.prctl(sc.PR_SET_THP_DISABLE, 1)
+        # One CPU for the whole tree (inherited by forks): a page just faulted in waits in that
+        # CPU's LRU batch, and the lru_add_drain() of MADV_PAGEOUT and of a COW's reuse check
+        # drains only the local CPU's batch; on another CPU the page would stay off the LRU
+        # (not paged out) or hold an extra reference (copied instead of reused) by chance.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def _execute(line: list[str], window: Window) -> tuple[int, int]:

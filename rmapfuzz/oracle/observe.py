@@ -24,6 +24,7 @@ import functools
 import os
 import struct
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 import attrs
 
@@ -249,10 +250,17 @@ def read_pagemap(fd: int, base: int, pages: int, page: int = sc.PAGE) -> list[Pa
     return decode_pagemap(data)
 
 
-def page_state(entry: PagemapEntry, zero_pfns: frozenset[int] | set[int]) -> str | int:
-    """``"-"`` not present, ``"S"`` swapped, ``"0"`` the zero page, else the PFN."""
+class SwapEntry(NamedTuple):
+    """A swap pte, by what identifies its slot: the kernel's (type, offset) from pagemap, or the
+    model's SwapSlot object."""
+
+    slot: object
+
+
+def page_state(entry: PagemapEntry, zero_pfns: frozenset[int] | set[int]) -> str | int | SwapEntry:
+    """``"-"`` not present, a :class:`SwapEntry` (type and offset), ``"0"`` the zero page, else the PFN."""
     if entry.swapped:
-        return "S"
+        return SwapEntry(entry.pfn)  # bits 0-4 the swap type, 5-54 the offset
     if not entry.present:
         return "-"
     if entry.pfn in zero_pfns:
@@ -264,19 +272,23 @@ Cell = tuple[int, int]  # (pid, page)
 
 
 def canonical_classes(states: dict[Cell, str | int | object]) -> dict[Cell, str]:
-    """Rename page identities to classes by first appearance in (pid, page) order: ``"-"``, ``"S"``
-    and ``"0"`` stay as they are, anything else becomes ``"p0"``, ``"p1"``, ...  Two systems agree
-    on which cells share a physical page exactly when their canonical maps are equal."""
+    """Rename page identities to classes by first appearance in (pid, page) order: ``"-"``,
+    ``"S"`` and ``"0"`` stay as they are, swap entries become ``"s0"``, ``"s1"``, ... and pages
+    ``"p0"``, ``"p1"``, ...  Two systems agree on which cells share a physical page (or a swap
+    slot) exactly when their canonical maps are equal."""
     names: dict[object, str] = {}
+    counts = {"p": 0, "s": 0}
     out: dict[Cell, str] = {}
     for cell in sorted(states):
         value = states[cell]
         if isinstance(value, str) and value in ("-", "S", "0"):
             out[cell] = value
             continue
-        key = ("id", value)
+        kind = "s" if isinstance(value, SwapEntry) else "p"
+        key = (kind, value)
         if key not in names:
-            names[key] = f"p{len(names)}"
+            names[key] = f"{kind}{counts[kind]}"
+            counts[kind] += 1
         out[cell] = names[key]
     return out
 

@@ -29,14 +29,15 @@ from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.campaign import Stop
 from rmapfuzz.invariants import Violation
 from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine, run_machine
-from rmapfuzz.oracle import compare, observe
+from rmapfuzz.oracle import compare, observe, pages, swap
 from rmapfuzz.oracle.compare import Divergence
 from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
 from rmapfuzz.replay import Runner
 from rmapfuzz.strategy import Strategy
 
-LEVELS = ("L0", "L1", "L2", "L3")
-DEFAULT_LEVELS = ("L0", "L1", "L2", "L3")  # those unavailable here are left out
+LEVELS = ("L0", "L1", "L2", "L3", "L4")
+DEFAULT_LEVELS = LEVELS  # those unavailable here are left out
+NEEDS = {"L4": ("L2", "L3")}  # L4 names PFNs from L2's pagemap and anon_vmas as L3's graph does
 MODEL = "current"
 
 
@@ -54,17 +55,6 @@ class LevelInfo:
     name: str
     available: bool
     how: str  # what it reads, or why it is unavailable
-
-
-def swap_total_kb() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("SwapTotal:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def probe_levels(wanted: Sequence[str] = LEVELS) -> dict[str, LevelInfo]:
@@ -90,14 +80,22 @@ def probe_levels(wanted: Sequence[str] = LEVELS) -> dict[str, LevelInfo]:
     elif observe.zero_page_pfn() is None:
         out["L2"] = LevelInfo("L2", False, "the zero page's PFN could not be found")
     else:
-        swap = "" if swap_total_kb() else "; no swap: cells the model swapped out are not compared"
-        out["L2"] = LevelInfo("L2", True, f"pagemap PFN classes after every step{swap}")
+        out["L2"] = LevelInfo("L2", True, "pagemap PFN and swap-entry classes after every step, named across steps")
     if "L3" not in wanted:
         out["L3"] = LevelInfo("L3", False, "not probed (not requested)")
     elif (why := observe.graph_unavailable()) is not None:
         out["L3"] = LevelInfo("L3", False, f"BPF anon_vma graph unavailable: {why}")
     else:
         out["L3"] = LevelInfo("L3", True, "BPF task_vma iterator: the anon_vma graph after every step")
+    if "L4" not in wanted:
+        out["L4"] = LevelInfo("L4", False, "not probed (not requested)")
+    elif not (out["L2"].available and out["L3"].available):
+        need = "L2" if not out["L2"].available else "L3"
+        out["L4"] = LevelInfo("L4", False, f"needs {need}, which is unavailable: {out[need].how}")
+    elif (why := pages.pages_unavailable()) is not None:
+        out["L4"] = LevelInfo("L4", False, f"BPF page reader unavailable: {why}")
+    else:
+        out["L4"] = LevelInfo("L4", True, "BPF syscall program: each present page's folio mapping and index")
     return out
 
 
@@ -106,8 +104,7 @@ def parse_levels(text: str) -> tuple[str, ...]:
     bad = [n for n in names if n not in LEVELS]
     if bad or not names:
         raise OracleError(f"--levels: unknown level {bad[0] if bad else text!r} (known: {', '.join(LEVELS)})")
-    if "L0" not in names:
-        names = ("L0", *names)
+    names = ("L0", *names, *(need for n in names for need in NEEDS.get(n, ())))
     return tuple(n for n in LEVELS if n in names)
 
 
@@ -151,6 +148,7 @@ class Oracle:
         kernel: str = MODEL,
         strict: bool = False,
         graph_every_step: bool = True,
+        own_swap: bool = True,
     ) -> None:
         wanted = [n for n in LEVELS if n in levels]
         self.info = probe_levels(wanted)
@@ -168,7 +166,11 @@ class Oracle:
             pfn = observe.zero_page_pfn()
             if pfn is not None:
                 self.zero_pfns.add(pfn)
-        self.swap_tolerant = swap_total_kb() == 0
+        # swap: the oracle's own device while it is open (:meth:`__enter__`), unless told not to
+        self.own_swap = own_swap
+        self._swap: contextlib.ExitStack | None = None
+        self.swap = swap.SwapState(swap.swap_total_kb() > 0, "swap not set up (the oracle is not open)")
+        self.swap_tolerant = not self.swap.active
         self.uname = platform.release()
         # L3: after every step (about 70 µs per process), or only at the end of a sequence
         self.graph_every_step = graph_every_step
@@ -177,18 +179,36 @@ class Oracle:
             w = self.executor.window
             self.graph = observe.GraphObserver(w.start, w.pages)
             self._graph_finalizer = weakref.finalize(self, self.graph.close)
+        self.page_reader: pages.PageReader | None = None
+        if "L4" in self.used:
+            self.page_reader = pages.PageReader()
+            self._pages_finalizer = weakref.finalize(self, self.page_reader.close)
 
     def __enter__(self) -> Oracle:
+        if self.own_swap:
+            stack = contextlib.ExitStack()
+            self.swap = stack.enter_context(swap.own_swap())
+            self._swap = stack
+        else:
+            self.swap = swap.SwapState(swap.swap_total_kb() > 0, "the machine's swap as it is (own_swap off)")
+        self.swap_tolerant = not self.swap.active
         self.executor.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.executor.__exit__(*exc)
+        try:
+            self.executor.__exit__(*exc)
+        finally:
+            if self._swap is not None:
+                self._swap.close()
+                self._swap = None
 
     def close(self) -> None:
-        """Release the L3 program (also done when the oracle is collected)."""
+        """Release the BPF programs (also done when the oracle is collected)."""
         if self.graph is not None:
             self._graph_finalizer()
+        if self.page_reader is not None:
+            self._pages_finalizer()
 
     def report(self) -> dict[str, Any]:
         return {
@@ -196,6 +216,7 @@ class Oracle:
             "model": self.kernel,
             "levels_used": list(self.used),
             "levels": {n: {"available": i.available, "how": i.how} for n, i in self.info.items()},
+            "swap": {"active": self.swap.active, "how": self.swap.how},
             "window": {
                 "base": hex(self.executor.window.base),
                 "offset": self.executor.window.offset,
@@ -245,6 +266,9 @@ class SequenceRun:
         self.last_result = ""  # the model's result of the last step
         self.notes: list[str] = []
         self.swapped = False  # the model swapped something out (MADV_PAGEOUT)
+        self.history = compare.PageHistory()  # L2 across steps
+        self.last_kernel_graph: compare.Graph | None = None  # L3's snapshot, which L4 names by
+        self.last_model_graph: compare.Graph | None = None
 
     def _div(self, level: str, mismatch: compare.Mismatch | None) -> Divergence | None:
         if mismatch is None:
@@ -271,17 +295,37 @@ class SequenceRun:
         div = self._div("L0", compare.compare_layouts(kernel_layouts, compare.model_layouts(k)))
         if div is not None:
             return div
+        kernel_pages: dict[observe.Cell, object] = {}
         if "L2" in self.oracle.used:
             model_pages = compare.model_page_states(k, self.window)
-            self.swapped = self.swapped or any(v == "S" for v in model_pages.values())
+            self.swapped = self.swapped or any(compare.is_swap(v) for v in model_pages.values())
             kernel_pages = self.kernel_page_states()
             tolerant = self.oracle.swap_tolerant
             div = self._div("L2", compare.compare_pages(kernel_pages, model_pages, self.window, tolerant))
+            if div is None and not tolerant:
+                div = self._div("L2", self.history.check(kernel_pages, model_pages, self.window))
             if div is not None:
                 return div
         if self.oracle.graph is not None and self.oracle.graph_every_step:
-            return self.compare_graph()
+            div = self.compare_graph()
+            if div is None and self.oracle.page_reader is not None:
+                div = self.compare_page_side(kernel_pages)
+            return div
         return None
+
+    def compare_page_side(self, kernel_pages: dict[observe.Cell, object]) -> Divergence | None:
+        """L4, on L3's snapshot of this step: each present page's anon_vma and index."""
+        reader = self.oracle.page_reader
+        graph = self.oracle.graph
+        assert reader is not None and graph is not None
+        assert self.last_kernel_graph is not None and self.last_model_graph is not None
+        pfns = [v for v in kernel_pages.values() if isinstance(v, int)]
+        folios = reader.read(pfns)
+        first = graph.start // graph.page
+        kernel = compare.kernel_page_side(kernel_pages, folios, first)
+        model = compare.model_page_side(self.runner.kernel, self.window)
+        mismatch = compare.compare_page_side(kernel, model, self.last_kernel_graph, self.last_model_graph)
+        return self._div("L4", mismatch)
 
     def kernel_graph(self) -> compare.Graph:
         """The kernel's anon_vma graph now (the workers are idle between steps)."""
@@ -297,11 +341,15 @@ class SequenceRun:
         graph = self.oracle.graph
         assert graph is not None
         model = compare.model_graph(self.runner.kernel, graph.max_chain)
-        mismatch = compare.compare_graphs(self.kernel_graph(), model)
+        kernel = self.kernel_graph()
+        self.last_kernel_graph, self.last_model_graph = kernel, model
+        mismatch = compare.compare_graphs(kernel, model)
         if mismatch is None:
             return None
         time.sleep(0.005)
-        second = compare.compare_graphs(self.kernel_graph(), model)
+        kernel = self.kernel_graph()
+        self.last_kernel_graph = kernel
+        second = compare.compare_graphs(kernel, model)
         if second is None:
             self.notes.append(f"step {self.index}: L3 differed once, then agreed ({mismatch[2]})")
             return None
@@ -328,11 +376,19 @@ class SequenceRun:
             if div is not None:
                 return div
         if self.oracle.graph is not None and not self.oracle.graph_every_step:
-            return self.compare_graph()
+            div = self.compare_graph()
+            if div is None and self.oracle.page_reader is not None:
+                div = self.compare_page_side(self.kernel_page_states())
+            return div
         return None
 
 
 # ---- the differential campaign ----
+
+
+class ShrinkBudgetSpent(BaseException):
+    """Raised in a machine step once shrinking has used its time: a BaseException, so that
+    Hypothesis lets it through at once instead of treating it as another failure."""
 
 
 class DivergenceFound(AssertionError):
@@ -370,12 +426,18 @@ class OracleMachine(RmapMachine):
     def _fail(self, div: Divergence) -> None:
         self.failed = True
         found = DivergenceFound(div, list(self.steps))
-        self.last_failure[:] = [found]
+        if not self.last_failure or len(found.steps) <= len(self.last_failure[0].steps):
+            self.last_failure[:] = [found]  # the shortest failure seen (shrinking makes them shorter)
         raise found
 
+    shrink_deadline: ClassVar[float | None] = None
+
     def do(self, op: ops.Op) -> None:
-        if self.deadline is not None and not self.last_failure and time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if self.deadline is not None and not self.last_failure and now > self.deadline:
             raise Stop("budget spent")
+        if self.shrink_deadline is not None and self.last_failure and now > self.shrink_deadline:
+            raise ShrinkBudgetSpent()  # the shortest failure so far is the result
         self.steps.append(op)
         div = self.run.step(op)
         self.stats["steps"] += 1
@@ -438,26 +500,47 @@ def fuzz(
         if left <= 0:
             break
         settings = machine_settings(strategy, max_examples=left, database=None, derandomize=False)
+        # nothing of Hypothesis' own on stdout (its slow-shrink warning broke --json)
+        settings = hypothesis.settings(settings, verbosity=hypothesis.Verbosity.quiet)
         machine.last_failure[:] = []
         machine.deadline = started + budget
+        machine.shrink_deadline = started + budget + shrink_budget(budget)
         try:
             run_machine(machine, seed * 1_000_003 + run_chunk, settings, b"rmapfuzz/oracle")
-        except DivergenceFound:
+        except (DivergenceFound, ShrinkBudgetSpent):
             pass
+        except hypothesis.errors.Flaky:
+            # a failure that did not replay the same way under Hypothesis (the kernel's timing):
+            # the shortest one seen is replayed below, and only a confirmed one is reported
+            if not machine.last_failure:
+                raise
         except Stop:
             break
         run_chunk += 1
         if machine.last_failure:
             found = machine.last_failure[0]
-            outcome = oracle.run(found.steps, strategy.window)
+            # Hypothesis shrinks slowly here (every candidate runs live); finish with greedy step
+            # deletion in what is left of the shrink budget
+            left_s = max(1.0, started + budget + shrink_budget(budget) - time.monotonic())
+            steps = minimize_divergence(oracle, found.steps, strategy.window, budget=left_s)
+            outcome = oracle.run(steps, strategy.window)
+            if outcome.divergence is None:  # did not replay: keep Hypothesis' own result
+                steps = found.steps
+                outcome = oracle.run(steps, strategy.window)
             div = outcome.divergence or found.divergence
-            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, found.steps)
+            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, steps)
             if corpus_dir is not None:
-                rep = divergence_reproducer(oracle, strategy, found.steps, div, seed)
+                rep = divergence_reproducer(oracle, strategy, steps, div, seed)
                 path, status = corpus.save(corpus_dir, rep)
                 result.path, result.status = str(path), status
             return result
     return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"])
+
+
+def shrink_budget(budget: float) -> float:
+    """Seconds a found divergence may be shrunk beyond the campaign's budget: half of it, at
+    least 10 s and at most 60 s."""
+    return min(60.0, max(10.0, budget / 2))
 
 
 def divergence_reproducer(
