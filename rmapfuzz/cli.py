@@ -1021,6 +1021,15 @@ def add_export_command(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_export)
 
 
+# ---- lab: real kernels under QEMU (rmapfuzz/lab/command.py) ----
+
+
+def add_lab_command(subparsers: Subparsers) -> None:
+    from rmapfuzz.lab.command import add_lab_command as add
+
+    add(subparsers)
+
+
 # ---- main ----
 
 
@@ -1178,6 +1187,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_minimize_command,
     add_oracle_command,
     add_export_command,
+    add_lab_command,
 ]
 
 
