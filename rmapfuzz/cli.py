@@ -867,8 +867,12 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             raise CliError(f"--budget must be positive, got {args.budget}")
         if args.sequences is not None and args.sequences < 1:
             raise CliError(f"--sequences must be at least 1, got {args.sequences}")
+    if args.vm:  # the same command inside a lab guest booting a real kernel (docs/lab.md)
+        from rmapfuzz.lab.command import oracle_in_guest
+
+        return oracle_in_guest(args)
     try:
-        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name, strict=args.strict)
+        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel or "current").name, strict=args.strict)
     except orc.LevelUnavailable as exc:  # --strict: the machine cannot observe what was asked
         _error(f"infrastructure failure: {exc}")
         return 3
@@ -967,7 +971,11 @@ def add_oracle_command(subparsers: Subparsers) -> None:
         default="L0,L1,L2,L3",
         help="observation levels (default L0,L1,L2,L3; a level this machine cannot observe is dropped and reported)",
     )
-    p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
+    p.add_argument(
+        "--kernel",
+        default=None,
+        help="the model to compare with (default current = 6.18.8; with --vm, the lab kernel's generation)",
+    )
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
@@ -979,6 +987,10 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("--base", default=None, help="live window base address (default 0x200000000000)")
     p.add_argument("--offset", type=int, default=0, help="live window offset from the base, in pages")
     p.add_argument("--window-pages", type=int, default=64, help="live window size in pages (default 64)")
+    p.add_argument(
+        "--vm", default=None, metavar="NAME", help="run inside a lab guest booting NAME (rmapfuzz lab kernels)"
+    )
+    p.add_argument("--vm-timeout", type=float, default=900.0, metavar="S", help="--vm: give the guest S seconds (900)")
     p.set_defaults(func=cmd_oracle)
 
 

@@ -38,12 +38,16 @@ expected to fail until the model is fixed.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Sequence
 
+import attrs
+
 from rmapfuzz import corpus, ops
 from rmapfuzz.invariants import Violation
-from rmapfuzz.model.objects import flags_to_prot
+from rmapfuzz.model.objects import AnonVma, Vma, flags_to_prot
+from rmapfuzz.model.trace import Tracer
 from rmapfuzz.replay import Runner
 
 MODEL = "current"
@@ -144,16 +148,58 @@ def _c_string(text: str) -> str:
     return json.dumps(text)  # a JSON string literal is a valid C string literal for ASCII text
 
 
-def fail_points(kernel: str, steps: Sequence[ops.Op], window: int) -> tuple[dict[int, int], list[int]]:
-    """Where each ``fail_alloc`` fires on ``kernel``'s model: {step index: c} meaning the c-th
-    anon_vma / anon_vma_chain allocation of that step fails (what ``fail-nth`` = c does to the task
-    that runs it), and the fail_alloc steps whose countdown never fired (nothing to inject).
+class _CloneWatch(Tracer):
+    """Forwards every tracepoint; notes whether a failed allocation was made by anon_vma_clone()."""
+
+    def __init__(self, inner: Tracer) -> None:
+        self.inner = inner
+        self.in_clone = False
+
+    def cover(self, point: str) -> None:
+        self.inner.cover(point)
+
+    def alloc(self, failed: bool) -> None:
+        self.inner.alloc(failed)
+        if failed:
+            self.in_clone = any(frame.function == "anon_vma_clone" for frame in inspect.stack()[1:10])
+
+    def takeover(self, where: str, taker: Vma, taken: Vma) -> None:
+        self.inner.takeover(where, taker, taken)
+
+    def moving(self, vma: Vma) -> None:
+        self.inner.moving(vma)
+
+    def moved(self, vma: Vma, new_vma: Vma) -> None:
+        self.inner.moved(vma, new_vma)
+
+    def reuse(self, vma: Vma, anon_vma: AnonVma) -> None:
+        self.inner.reuse(vma, anon_vma)
+
+
+@attrs.frozen
+class FailPoints:
+    """Where each ``fail_alloc`` fires on a model: ``at`` {step index: c}, the c-th anon_vma /
+    anon_vma_chain allocation of that step fails (what ``fail-nth`` = c does to the task that runs
+    it); ``in_clone``, the steps whose failing allocation is anon_vma_clone()'s (a real kernel tries
+    that one twice, GFP_NOWAIT then GFP_KERNEL, so both must fail); ``unfired``, the fail_alloc
+    steps whose countdown never fired (nothing to inject)."""
+
+    at: dict[int, int]
+    in_clone: frozenset[int]
+    unfired: tuple[int, ...]
+
+
+def fail_points(kernel: str, steps: Sequence[ops.Op], window: int) -> FailPoints:
+    """Replay ``steps`` on ``kernel``'s model and find its :class:`FailPoints`.
 
     The model's countdown is global and goes on across steps and processes; a kernel's fail-nth is
     per task, so the program injects at the firing step only, with the countdown left there."""
     runner = Runner(kernel, window, invariants=())
     kern = runner.kernel
+    watch = _CloneWatch(kern.trace)
+    kern.trace = watch
     points: dict[int, int] = {}
+    in_clone: set[int] = set()
     pending: int | None = None  # the fail_alloc step whose countdown runs
     unfired: list[int] = []
     for i, op in enumerate(steps):
@@ -162,23 +208,27 @@ def fail_points(kernel: str, steps: Sequence[ops.Op], window: int) -> tuple[dict
                 unfired.append(pending)
             pending = i
         before = kern.fail_nth
+        watch.in_clone = False
         try:
             runner.step(op)
         except Exception:
             break
         if not isinstance(op, ops.FailAlloc) and before is not None and kern.fail_nth is None:
             points[i] = before
+            if watch.in_clone:
+                in_clone.add(i)
             pending = None
     if pending is not None:
         unfired.append(pending)
-    return points, unfired
+    return FailPoints(points, frozenset(in_clone), tuple(unfired))
 
 
 def to_c(rep: corpus.Reproducer, source: str = "") -> str:
     """The reproducer as a standalone C program; raises :class:`ExportError` for a step a C program
     cannot check."""
-    inject, unfired = fail_points(rep.kernel, rep.steps, rep.window)
-    current_inject, _ = fail_points(MODEL, rep.steps, rep.window)
+    points = fail_points(rep.kernel, rep.steps, rep.window)
+    inject, unfired = points.at, points.unfired
+    current_inject = fail_points(MODEL, rep.steps, rep.window).at
     results, _, runner = model_run(MODEL, rep.steps, rep.window)
     model_name = runner.kernel.name
     own_results, own_violation, own_runner = model_run(rep.kernel, rep.steps, rep.window)
@@ -193,33 +243,36 @@ def to_c(rep: corpus.Reproducer, source: str = "") -> str:
     for i, (op, result) in enumerate(zip(rep.steps, results, strict=True)):
         what = ops.describe(op)
         nth = inject.get(i, 0)
+        pair = int(i in points.in_clone)
         if nth:
-            what += f" [fail-nth {nth}: its allocation #{nth} fails]"
+            what += f" [fail-nth {nth}: its allocation #{nth} fails{' (both tries)' if pair else ''}]"
         if isinstance(op, ops.FailAlloc):
             where = next((f"injected at step {j} as fail-nth {c}" for j, c in inject.items() if j > i), "never fires")
             if i in unfired:
                 where = "never fires on the model, nothing injected"
-            plan.append(f"\t{{ {i}, 0, SKIP, 0, 0, {_c_string(f'{what}: {where}')} }},")
+            plan.append(f"\t{{ {i}, 0, SKIP, 0, 0, 0, {_c_string(f'{what}: {where}')} }},")
             continue
         pid = op.pid
         if result == "ESRCH":
-            plan.append(f"\t{{ {i}, {pid}, SKIP, 0, 0, {_c_string(what + ': no such process, not run')} }},")
+            plan.append(f"\t{{ {i}, {pid}, SKIP, 0, 0, 0, {_c_string(what + ': no such process, not run')} }},")
             continue
         if isinstance(op, ops.Fork):
             if result == "ok":
-                plan.append(f"\t{{ {i}, {pid}, FORK, {next_pid}, {nth}, {_c_string(what + f' -> P{next_pid}')} }},")
+                plan.append(
+                    f"\t{{ {i}, {pid}, FORK, {next_pid}, {nth}, {pair}, {_c_string(what + f' -> P{next_pid}')} }},"
+                )
                 next_pid += 1
             else:
-                plan.append(f"\t{{ {i}, {pid}, FORK, -1, {nth}, {_c_string(what + f' -> {result}')} }},")
+                plan.append(f"\t{{ {i}, {pid}, FORK, -1, {nth}, {pair}, {_c_string(what + f' -> {result}')} }},")
             continue
         if isinstance(op, ops.Exit):
-            plan.append(f"\t{{ {i}, {pid}, EXIT, 0, 0, {_c_string(what)} }},")
+            plan.append(f"\t{{ {i}, {pid}, EXIT, 0, 0, 0, {_c_string(what)} }},")
             continue
         if result == "SEGV":
-            plan.append(f"\t{{ {i}, {pid}, SKIP, 0, 0, {_c_string(what + ': SIGSEGV in the model, not run')} }},")
+            plan.append(f"\t{{ {i}, {pid}, SKIP, 0, 0, 0, {_c_string(what + ': SIGSEGV in the model, not run')} }},")
             continue
         cases.append(f"\tcase {i}: /* {what} */\n\t\t{_c_call(op)}")
-        plan.append(f"\t{{ {i}, {pid}, RUN, {_expect_c(result)}, {nth}, {_c_string(what)} }},")
+        plan.append(f"\t{{ {i}, {pid}, RUN, {_expect_c(result)}, {nth}, {pair}, {_c_string(what)} }},")
 
     expect_lines = [f"\t[{pid}] = {_c_string(layout_string(v))}," for pid, v in expected.items()]
     verdict = (
@@ -326,8 +379,10 @@ _C_TEMPLATE = r"""// SPDX-License-Identifier: GPL-2.0
 
 enum {{ RUN, FORK, EXIT, SKIP }};
 /* expect: RUN: the return value; FORK: the child's process number, -1 if the fork fails.
- * inject: 0, or c > 0: the c-th anon_vma / anon_vma_chain allocation of the step fails (fail-nth) */
-struct step {{ int index, proc, kind; long expect; int inject; const char *what; }};
+ * inject: 0, or c > 0: the c-th anon_vma / anon_vma_chain allocation of the step fails (fail-nth);
+ * pair: it is anon_vma_clone()'s, which a kernel retries (GFP_NOWAIT, then GFP_KERNEL): the c+1-th
+ * fails too (failslab: probability 100, times 2, task-filter, this task's make-it-fail) */
+struct step {{ int index, proc, kind; long expect; int inject, pair; const char *what; }};
 #define WALK (-1) /* the command after the steps: page out the window (MADV_PAGEOUT) */
 
 static const struct step plan[] = {{
@@ -373,6 +428,43 @@ static int fail_nth(int n)
 	return ok;
 }}
 
+static void put(const char *path, const char *value)
+{{
+	int fd = open(path, O_WRONLY);
+
+	if (fd >= 0) {{
+		if (write(fd, value, strlen(value)) < 0)
+			printf("# cannot write %s\n", path);
+		close(fd);
+	}}
+}}
+
+/* arm (or disarm) the retry's failure too: once fail-nth has fired, this task's next failslab
+ * attempt goes through probability (100), task-filter (make-it-fail) and times (one left) */
+static void fail_pair(int on)
+{{
+	put("/sys/kernel/debug/failslab/task-filter", "Y");
+	put("/sys/kernel/debug/failslab/times", on ? "2" : "0"); /* the fail-nth failure counts one */
+	put("/sys/kernel/debug/failslab/probability", on ? "100" : "0");
+	put("/proc/thread-self/make-it-fail", on ? "1" : "0");
+}}
+
+static int arm(const struct step *s)
+{{
+	if (s->pair)
+		fail_pair(1);
+	return fail_nth(s->inject);
+}}
+
+static int disarm(const struct step *s)
+{{
+	int left = fail_nth(0);
+
+	if (s->pair)
+		fail_pair(0);
+	return left;
+}}
+
 /* MADV_PAGEOUT page by page (a hole or an unmappable VMA only skips that page) */
 static long page_out(void)
 {{
@@ -404,7 +496,7 @@ static void worker(int me)
 		}} else if (plan[i].kind == FORK) {{
 			pid_t c;
 
-			if (plan[i].inject && fail_nth(plan[i].inject) < 0)
+			if (plan[i].inject && arm(&plan[i]) < 0)
 				left = -1;
 			c = fork();
 			if (c == 0) {{
@@ -415,13 +507,13 @@ static void worker(int me)
 			}}
 			r = c < 0 ? -errno : c;
 			if (plan[i].inject && left == 0)
-				left = fail_nth(0);
+				left = disarm(&plan[i]);
 		}} else {{
-			if (plan[i].inject && fail_nth(plan[i].inject) < 0)
+			if (plan[i].inject && arm(&plan[i]) < 0)
 				left = -1;
 			r = step(i);
 			if (plan[i].inject && left == 0)
-				left = fail_nth(0);
+				left = disarm(&plan[i]);
 		}}
 		if (write(rep[me][1], &r, sizeof(r)) != sizeof(r) || write(rep[me][1], &left, sizeof(left)) != sizeof(left))
 			_exit(1);

@@ -38,8 +38,8 @@ def test_c_program_shape():
 def test_c_exports_fail_alloc_as_fail_nth():
     r = corpus.Reproducer("2.6.34", 4, [ops.Mmap(0, 0, 1, "rw"), ops.Write(0, 0), ops.FailAlloc(1), ops.Fork(0)])
     text = export.to_c(r)
-    assert "fail_nth(plan[i].inject)" in text
-    assert '{ 3, 0, FORK, -1, 1, "fork(P0) [fail-nth 1: its allocation #1 fails] -> ENOMEM" }' in text
+    assert "arm(&plan[i])" in text
+    assert '{ 3, 0, FORK, -1, 1, 1, "fork(P0) [fail-nth 1: its allocation #1 fails (both tries)] -> ENOMEM" }' in text
 
 
 def test_pytest_module_runs(tmp_path):

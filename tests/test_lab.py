@@ -144,8 +144,9 @@ def test_console_boot_failure_is_unknown():
 
 
 def test_fail_points_counters_entry():
-    rep = corpus.load(COUNTERS)  # fail_alloc nth=1, then mmap splits a faulted VMA
-    assert export.fail_points(rep.kernel, rep.steps, rep.window) == ({3: 1}, [])
+    rep = corpus.load(COUNTERS)  # fail_alloc nth=1, then mmap splits a faulted VMA: the clone's avc fails
+    points = export.fail_points(rep.kernel, rep.steps, rep.window)
+    assert (points.at, points.in_clone, points.unfired) == ({3: 1}, frozenset({3}), ())
 
 
 def test_fail_points_countdown_across_steps():
@@ -155,17 +156,19 @@ def test_fail_points_countdown_across_steps():
         ops.Write(0, 0),  # anon_vma_prepare: an anon_vma_chain and an anon_vma (2 of 3)
         ops.Fork(0),  # the third: the first allocation of the fork
     ]
-    points, unfired = export.fail_points("6.0", steps, 4)
-    assert (points, unfired) == ({3: 1}, [])
-    points, unfired = export.fail_points("6.0", [ops.FailAlloc(9), ops.Mmap(0, 0, 1, "rw")], 4)
-    assert (points, unfired) == ({}, [0])
+    points = export.fail_points("6.0", steps, 4)
+    assert (points.at, points.in_clone, points.unfired) == ({3: 1}, frozenset({3}), ())  # fork clones first
+    points = export.fail_points("6.0", [*steps[:2], ops.FailAlloc(2), ops.Write(0, 0)], 4)
+    assert (points.at, points.in_clone) == ({3: 2}, frozenset())  # anon_vma_prepare's anon_vma: one try
+    points = export.fail_points("6.0", [ops.FailAlloc(9), ops.Mmap(0, 0, 1, "rw")], 4)
+    assert (points.at, points.unfired) == ({}, (0,))
 
 
 def test_fail_alloc_exports_as_fail_nth():
     rep = corpus.load(COUNTERS)
     text = export.to_c(rep, "counters.json")
     assert "/proc/thread-self/fail-nth" in text
-    assert "{ 3, 0, RUN, -ENOMEM, 1, " in text  # step 3 runs with fail-nth 1 and fails
+    assert "{ 3, 0, RUN, -ENOMEM, 1, 1, " in text  # step 3 runs with fail-nth 1 (both tries) and fails
     assert "fail_alloc(nth=1): injected at step 3 as fail-nth 1" in text or "injected at step 3" in text
 
 
@@ -274,7 +277,7 @@ def test_lab_kernels_lists_cached_and_missing(tmp_path, monkeypatch, capsys):
     (tmp_path / "kernels" / "debian-6.1" / "package").write_text("linux-image-6.1.0-57-cloud-amd64-unsigned\n")
     assert main(["lab", "kernels", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == {"kasan-6.1", "kasan-6.1-g", "debian-6.1", "debian-6.12"}
+    assert set(rows) == {"kasan-6.1", "kasan-6.1-g", "kasan-6.1-e", "debian-6.1", "debian-6.12"}
     assert rows["debian-6.1"]["cached"] and rows["debian-6.1"]["provenance"].startswith("linux-image-6.1.0-57")
     assert not rows["kasan-6.1-g"]["cached"] and rows["kasan-6.1-g"]["get"] == "lab/build-kernel kasan-6.1-g"
     assert rows["debian-6.1"]["model"] == "6.0" and rows["kasan-6.1-g"]["model"] == "3.19"
@@ -316,3 +319,61 @@ def test_cve_2022_42703_on_lab_kernels(vm, verdict, capsys):
     assert code == {"crashed": 1, "clean": 0}[verdict]
     if verdict == "crashed":
         assert result["report"][0].startswith("BUG: KASAN: use-after-free")
+
+
+# ---- oracle --vm: what goes in, what comes back ----
+
+
+def test_guest_console_parsing():
+    from rmapfuzz.lab import guest
+
+    console = (
+        "[    0.1] Linux version 6.1.0-57-cloud-amd64\n"
+        "rmapfuzz-lab: start\n"
+        "kernel 6.1.0-57-cloud-amd64 vs model 6.0; levels L0,L2\n"
+        "[    3.2] random: crng init done\n"
+        "DIVERGE  /x.json  step 6 result: the step returned ok on the kernel, EINVAL in the model\n"
+        "rmapfuzz-lab: exit 1\n"
+        "rmapfuzz-lab: file 6.0--divergence--mremap.json\n"
+        '{"format": "rmapfuzz-reproducer",\n'
+        ' "steps": []}\n'
+        "rmapfuzz-lab: end file\n"
+        "[    4.0] reboot: Restarting system\n"
+    )
+    out, code, files = guest.parse_guest(console)
+    assert code == 1
+    assert out == ["kernel 6.1.0-57-cloud-amd64 vs model 6.0; levels L0,L2", out[1]] and out[1].startswith("DIVERGE")
+    assert files == {"6.0--divergence--mremap.json": '{"format": "rmapfuzz-reproducer",\n "steps": []}\n'}
+    assert guest.parse_guest("rmapfuzz-lab: start\nhalf\n")[1] is None  # it never ended: exit 3
+
+
+def test_guest_oracle_arguments():
+    from rmapfuzz.cli import build_parser
+    from rmapfuzz.lab import guest
+
+    args = build_parser().parse_args(
+        ["oracle", "--vm", "debian-6.1", "--levels", "L0,L2", "--fuzz", "--sequences", "5", "--seed", "3"]
+    )
+    argv = guest.oracle_argv(args, images.KERNELS["debian-6.1"])
+    assert argv[:3] == ["-m", "rmapfuzz", "oracle"] and "--vm" not in argv
+    assert argv[argv.index("--kernel") + 1] == "6.0"  # the lab kernel's model generation
+    assert argv[argv.index("--corpus") + 1] == guest.GUEST_OUT and argv[argv.index("--seed") + 1] == "3"
+    args = build_parser().parse_args(["oracle", "--vm", "debian-6.12", "--kernel", "6.16", str(CVE)])
+    argv = guest.oracle_argv(args, images.KERNELS["debian-6.12"])
+    assert argv[argv.index("--kernel") + 1] == "6.16" and argv[-1] == str(CVE) and "--fuzz" not in argv
+
+
+def test_oracle_vm_unavailable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RMAPFUZZ_LAB_CACHE", str(tmp_path))
+    assert main(["oracle", "--vm", "debian-6.12", str(CVE)]) == 3
+    assert "run `rmapfuzz lab fetch debian-6.12`" in capsys.readouterr().err
+    assert main(["oracle", "--vm", "debian-6.12", str(tmp_path / "nope.json")]) == 2  # bad input first
+
+
+def test_oracle_in_a_guest(capsys):
+    kernel = _lab_kernel("debian-6.1")
+    del kernel
+    code = main(["oracle", "--vm", "debian-6.1", "--levels", "L0,L2", str(CVE)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "vs model 6.0" in out and "agree" in out

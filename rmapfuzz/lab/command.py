@@ -106,6 +106,18 @@ def cmd_lab_repro(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def oracle_in_guest(args: argparse.Namespace) -> int:
+    """``rmapfuzz oracle --vm NAME ...``: the same command inside a lab guest (rmapfuzz.lab.guest)."""
+    from rmapfuzz.lab import guest
+
+    try:
+        kernel = images.get(args.vm)
+        images.require_image(kernel)
+        return guest.run_oracle(args, kernel, timeout=args.vm_timeout)
+    except LabUnavailable as exc:
+        return _unavailable(exc, args.json)
+
+
 def add_lab_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "lab",

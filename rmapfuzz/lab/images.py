@@ -73,6 +73,14 @@ KERNELS: dict[str, LabKernel] = {
             append=f"{COMMON_APPEND} {FAILSLAB_APPEND}",
         ),
         LabKernel(
+            "kasan-6.1-e",
+            "the same with bug E's fix 3fe89b3e2a7b reverted (anon_vma_clone's ENOMEM path), built here",
+            "3.19-rc4",
+            "bug E is 3.19-rc4's (its degree underflow is num_active_vmas' on 6.1); needs fail_alloc",
+            "build",
+            append=f"{COMMON_APPEND} {FAILSLAB_APPEND}",
+        ),
+        LabKernel(
             "debian-6.1",
             "Debian 12's 6.1 cloud kernel, as packaged",
             "6.0",

@@ -24,14 +24,15 @@ class Entry:
     mode: int
     data: bytes = b""
     rdev: tuple[int, int] = (0, 0)
+    mtime: int = 0  # Python checks a .pyc against its source's mtime
 
 
 def directory(name: str, perm: int = 0o755) -> Entry:
     return Entry(name, stat.S_IFDIR | perm)
 
 
-def file(name: str, data: bytes, perm: int = 0o755) -> Entry:
-    return Entry(name, stat.S_IFREG | perm, data)
+def file(name: str, data: bytes, perm: int = 0o755, mtime: int = 0) -> Entry:
+    return Entry(name, stat.S_IFREG | perm, data, mtime=mtime)
 
 
 def char_device(name: str, major: int, minor: int, perm: int = 0o600) -> Entry:
@@ -45,7 +46,7 @@ def _pad4(n: int) -> bytes:
 def _member(ino: int, entry: Entry) -> bytes:
     name = entry.name.lstrip("/").encode() + b"\0"
     fields = (
-        ino, entry.mode, 0, 0, 1 if not stat.S_ISDIR(entry.mode) else 2, 0, len(entry.data),
+        ino, entry.mode, 0, 0, 1 if not stat.S_ISDIR(entry.mode) else 2, entry.mtime, len(entry.data),
         0, 0, entry.rdev[0], entry.rdev[1], len(name), 0,
     )  # fmt: skip
     header = b"070701" + b"".join(b"%08X" % f for f in fields)
@@ -62,15 +63,19 @@ def cpio_newc(entries: Iterable[Entry]) -> bytes:
     return b"".join(parts)
 
 
+def base_entries(init: bytes) -> list[Entry]:
+    """``/init`` (a static executable), ``/dev/console`` and the mount points it uses."""
+    return [directory("dev"), char_device("dev/console", 5, 1), directory("proc"), directory("sys"), file("init", init)]
+
+
+def pack(entries: Iterable[Entry]) -> bytes:
+    """The gzip'd archive (fast compression: the guest unpacks it once)."""
+    return gzip.compress(cpio_newc(entries), compresslevel=1, mtime=0)
+
+
 def initramfs(init: bytes, extra: dict[str, bytes] | None = None) -> bytes:
-    """A gzip'd initramfs with ``/init`` (a static executable), ``/dev/console`` and ``extra``
-    executables at their paths (top level only)."""
-    entries = [
-        directory("dev"),
-        char_device("dev/console", 5, 1),
-        directory("proc"),
-        directory("sys"),
-        file("init", init),
-    ]
+    """A gzip'd initramfs with :func:`base_entries` and ``extra`` executables at their paths (top
+    level only)."""
+    entries = base_entries(init)
     entries += [file(name.lstrip("/"), data) for name, data in sorted((extra or {}).items())]
-    return gzip.compress(cpio_newc(entries), mtime=0)
+    return pack(entries)

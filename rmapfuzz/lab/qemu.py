@@ -34,15 +34,15 @@ def qemu_binary() -> str:
     return found
 
 
-def command(kernel: LabKernel, image: Path, initrd: Path) -> list[str]:
+def command(kernel: LabKernel, image: Path, initrd: Path, memory_mb: int | None = None) -> list[str]:
     return [
-        qemu_binary(), "-accel", "tcg", "-m", str(kernel.memory_mb), "-smp", "1",
+        qemu_binary(), "-accel", "tcg", "-m", str(memory_mb or kernel.memory_mb), "-smp", "1",
         "-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
         "-kernel", str(image), "-initrd", str(initrd), "-append", kernel.append,
     ]  # fmt: skip
 
 
-def boot(kernel: LabKernel, initramfs: bytes, timeout: float = 300.0) -> Boot:
+def boot(kernel: LabKernel, initramfs: bytes, timeout: float = 300.0, memory_mb: int | None = None) -> Boot:
     """Boot ``kernel`` with ``initramfs`` until QEMU exits or ``timeout`` seconds pass."""
     image = require_image(kernel)
     with tempfile.TemporaryDirectory(prefix="rmapfuzz-lab-") as tmp:
@@ -50,7 +50,7 @@ def boot(kernel: LabKernel, initramfs: bytes, timeout: float = 300.0) -> Boot:
         initrd.write_bytes(initramfs)
         started = time.monotonic()
         with subprocess.Popen(
-            command(kernel, image, initrd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            command(kernel, image, initrd, memory_mb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         ) as proc:  # fmt: skip
             try:
