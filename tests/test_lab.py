@@ -377,3 +377,17 @@ def test_oracle_in_a_guest(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "vs model 6.0" in out and "agree" in out
+
+
+@pytest.mark.parametrize(("vm", "verdict"), [("kasan-6.1-e", "crashed"), ("kasan-6.1", "clean")])
+def test_fail_alloc_bug_e_on_lab_kernels(vm, verdict, capsys):
+    """fail_alloc through fail-nth (both tries of anon_vma_clone's allocation): with 3fe89b3e2a7b
+    reverted the split's failed clone takes one from num_active_vmas, and freeing the anon_vma at
+    exit warns (DEBUG_VM); as shipped, the same injection is clean."""
+    _lab_kernel(vm)
+    code = main(["lab", "repro", str(COUNTERS), "--vm", vm, "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["verdict"] == verdict, result
+    assert code == {"crashed": 1, "clean": 0}[verdict]
+    if verdict == "crashed":
+        assert result["report"][0].startswith("WARNING: CPU: 0") and "mm/rmap.c" in result["report"][0]

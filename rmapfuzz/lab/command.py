@@ -12,13 +12,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
 from rmapfuzz.lab import images
 from rmapfuzz.lab.images import LabUnavailable
 
-if TYPE_CHECKING:
-    from rmapfuzz.cli import Subparsers
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class LabInputError(ValueError):
+    """Bad input to a lab command (exit 2, one line)."""
 
 
 def _unavailable(exc: LabUnavailable, as_json: bool = False) -> int:
@@ -63,34 +66,41 @@ def cmd_lab_fetch(args: argparse.Namespace) -> int:
 def _source_of(path: str) -> str:
     """The C text of FILE: a .c file as it is, a reproducer exported with `export --c`."""
     from rmapfuzz import export
-    from rmapfuzz.cli import CliError
     from rmapfuzz.oracle.oracle import load_reproducer
 
     if path.endswith(".c"):
         try:
             return Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise CliError(f"{path}: cannot read: {exc}") from None
+            raise LabInputError(f"{path}: cannot read: {exc}") from None
     rep = load_reproducer(path)
     try:
         return export.to_c(rep, path)
     except export.ExportError as exc:
-        raise CliError(f"{path}: {exc}") from None
+        raise LabInputError(f"{path}: {exc}") from None
+
+
+def _bad_input(message: str, as_json: bool) -> int:
+    print(f"rmapfuzz: error: {message}", file=sys.stderr)
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message, "exit_code": 2}) + "\n")
+    return 2
 
 
 def cmd_lab_repro(args: argparse.Namespace) -> int:
-    from rmapfuzz.cli import CliError
     from rmapfuzz.lab import repro
 
-    source = _source_of(args.file)
     try:
+        source = _source_of(args.file)
         kernel = images.get(args.vm)
         images.require_image(kernel)
         result = repro.run(kernel, source, timeout=args.timeout)
     except LabUnavailable as exc:
         return _unavailable(exc, args.json)
+    except LabInputError as exc:
+        return _bad_input(str(exc), args.json)
     except repro.CompileError as exc:
-        raise CliError(f"{args.file}: {exc}") from None
+        return _bad_input(f"{args.file}: {exc}", args.json)
     if args.log:
         Path(args.log).write_text(result.log, encoding="utf-8")
     c = result.console

@@ -3,7 +3,7 @@
  * /init of an rmapfuzz lab guest (rmapfuzz/lab/initramfs.py packs it, built with gcc -static):
  * mounts what a reproducer reads (/proc, /sys, debugfs), sets failslab up for fail-nth on the
  * anon_vma caches (the kernel command line marks them: slub_debug=A,anon_vma,anon_vma_chain),
- * runs /repro (or the command in /cmdline: environment lines, a blank line, one argument a line),
+ * runs /repro (or the command in /cmdline: environment lines, a line "--", one argument a line),
  * prints its exit status between markers the host looks for, then every file the command left in
  * /out (an oracle's saved divergences), and restarts the machine (QEMU runs with -no-reboot, so
  * that ends it).
