@@ -92,8 +92,8 @@ KERNELS: dict[str, LabKernel] = {
             "debian-6.12",
             "Debian 12's backported 6.12 cloud kernel, as packaged",
             "6.15",
-            "6.12 has 6.3's maple-tree VMA code and 6.7's vma_merge_new_range()-era merges of 6.15's "
-            "model, not 6.16's three-way merge of a faulted VMA into an unfaulted one (879bca0a2c4f)",
+            "6.12 is between 6.3's VMA rework and 6.16's three-way merge rule (879bca0a2c4f), which it "
+            "lacks; 6.15 is the nearest generation",
             "debian",
             package=r"^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64-unsigned$",
         ),
