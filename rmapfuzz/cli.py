@@ -1022,7 +1022,9 @@ def add_export_command(subparsers: Subparsers) -> None:
         "export",
         help="export a reproducer as a standalone C program or a pytest regression test",
         description="--c: a libc-only C program that performs the steps on a real kernel and checks the final "
-        "VMA layouts against the current model (PASS/FAIL). --pytest: a test module replaying the steps with "
+        "VMA layouts against the current model (PASS/FAIL), then makes the kernel walk the rmap of every page it "
+        "mapped (page_idle, MADV_PAGEOUT), so a dangling anon_vma crashes a kernel with the bug; fail_alloc steps "
+        "become fail-nth fault injection (docs/lab.md). --pytest: a test module replaying the steps with "
         "rmapfuzz.replay and expecting the recorded violation on the reproducer's kernel.",
     )
     p.add_argument("file", metavar="FILE", help="a reproducer file")

@@ -391,3 +391,12 @@ def test_fail_alloc_bug_e_on_lab_kernels(vm, verdict, capsys):
     assert code == {"crashed": 1, "clean": 0}[verdict]
     if verdict == "crashed":
         assert result["report"][0].startswith("WARNING: CPU: 0") and "mm/rmap.c" in result["report"][0]
+
+
+def test_lab_repro_c_file_that_does_not_compile(tmp_path, capsys):
+    _lab_kernel("debian-6.1")
+    bad = tmp_path / "bad.c"
+    bad.write_text("int main(void) { return undeclared; }\n")
+    assert main(["lab", "repro", str(bad), "--vm", "debian-6.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not compile" in err
