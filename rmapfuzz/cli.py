@@ -899,8 +899,12 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             raise CliError(f"--budget must be positive, got {args.budget}")
         if args.sequences is not None and args.sequences < 1:
             raise CliError(f"--sequences must be at least 1, got {args.sequences}")
+    if args.vm:  # the same command inside a lab guest booting a real kernel (docs/lab.md)
+        from rmapfuzz.lab.command import oracle_in_guest
+
+        return oracle_in_guest(args)
     try:
-        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name, strict=args.strict)
+        oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel or "current").name, strict=args.strict)
     except orc.LevelUnavailable as exc:  # --strict: the machine cannot observe what was asked
         _error(f"infrastructure failure: {exc}")
         return 3
@@ -999,7 +1003,11 @@ def add_oracle_command(subparsers: Subparsers) -> None:
         default="L0,L1,L2,L3,L4",
         help="observation levels (default L0,L1,L2,L3,L4; a level this machine cannot observe is dropped and reported)",
     )
-    p.add_argument("--kernel", default="current", help="the model to compare with (default current = 6.18.8)")
+    p.add_argument(
+        "--kernel",
+        default=None,
+        help="the model to compare with (default current = 6.18.8; with --vm, the lab kernel's generation)",
+    )
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
@@ -1011,6 +1019,10 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("--base", default=None, help="live window base address (default 0x200000000000)")
     p.add_argument("--offset", type=int, default=0, help="live window offset from the base, in pages")
     p.add_argument("--window-pages", type=int, default=64, help="live window size in pages (default 64)")
+    p.add_argument(
+        "--vm", default=None, metavar="NAME", help="run inside a lab guest booting NAME (rmapfuzz lab kernels)"
+    )
+    p.add_argument("--vm-timeout", type=float, default=900.0, metavar="S", help="--vm: give the guest S seconds (900)")
     p.set_defaults(func=cmd_oracle)
 
 
@@ -1042,7 +1054,9 @@ def add_export_command(subparsers: Subparsers) -> None:
         "export",
         help="export a reproducer as a standalone C program or a pytest regression test",
         description="--c: a libc-only C program that performs the steps on a real kernel and checks the final "
-        "VMA layouts against the current model (PASS/FAIL). --pytest: a test module replaying the steps with "
+        "VMA layouts against the current model (PASS/FAIL), then makes the kernel walk the rmap of every page it "
+        "mapped (page_idle, MADV_PAGEOUT), so a dangling anon_vma crashes a kernel with the bug; fail_alloc steps "
+        "become fail-nth fault injection (docs/lab.md). --pytest: a test module replaying the steps with "
         "rmapfuzz.replay and expecting the recorded violation on the reproducer's kernel.",
     )
     p.add_argument("file", metavar="FILE", help="a reproducer file")
@@ -1051,6 +1065,15 @@ def add_export_command(subparsers: Subparsers) -> None:
     form.add_argument("--pytest", action="store_true", help="a pytest regression test")
     p.add_argument("-o", "--output", default=None, metavar="OUT", help="write here (default: stdout)")
     p.set_defaults(func=cmd_export)
+
+
+# ---- lab: real kernels under QEMU (rmapfuzz/lab/command.py) ----
+
+
+def add_lab_command(subparsers: Subparsers) -> None:
+    from rmapfuzz.lab.command import add_lab_command as add
+
+    add(subparsers)
 
 
 # ---- main ----
@@ -1210,6 +1233,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_minimize_command,
     add_oracle_command,
     add_export_command,
+    add_lab_command,
 ]
 
 

@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from rmapfuzz import corpus, export, ops
 from rmapfuzz.cli import main
 
@@ -37,10 +35,11 @@ def test_c_program_shape():
     assert "the model of 2.6.34-rc3: same-chain at step 4" in text  # what a kernel with the bug does
 
 
-def test_c_refuses_fail_alloc():
-    r = corpus.Reproducer("2.6.34", 4, [ops.FailAlloc(1), ops.Fork(0)])
-    with pytest.raises(export.ExportError):
-        export.to_c(r)
+def test_c_exports_fail_alloc_as_fail_nth():
+    r = corpus.Reproducer("2.6.34", 4, [ops.Mmap(0, 0, 1, "rw"), ops.Write(0, 0), ops.FailAlloc(1), ops.Fork(0)])
+    text = export.to_c(r)
+    assert "arm(&plan[i])" in text
+    assert '{ 3, 0, FORK, -1, 1, 1, "fork(P0) [fail-nth 1: its allocation #1 fails (both tries)] -> ENOMEM" }' in text
 
 
 def test_pytest_module_runs(tmp_path):
