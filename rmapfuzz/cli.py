@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import __version__, campaign, corpus, coverage, database, differential, ops, render, strategy
+from rmapfuzz import __version__, campaign, corpus, coverage, database, differential, ops, render, schema, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.differential import DiffConfig
@@ -729,15 +729,20 @@ def add_coverage_command(subparsers: Subparsers) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(ops.STEP_SCHEMA, indent=2) + "\n")
+    sys.stdout.write(json.dumps(schema.SCHEMAS[args.which](), indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
 def add_schema_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "schema",
-        help="print the JSON schema of one step of the op language",
-        description="The op language is documented in rmapfuzz/ops.py; this prints its JSON schema.",
+        help="print the JSON Schema (draft 2020-12) of a reproducer file, a strategy file or one step",
+        description="The schemas the loaders validate against (rmapfuzz/schema.py): 'reproducer' (the default) "
+        "is a whole reproducer file (docs/reproducer-format.md), 'strategy' a strategy file's TOML table, "
+        "'step' one step of the op language (rmapfuzz/ops.py).",
+    )
+    p.add_argument(
+        "which", nargs="?", default="reproducer", choices=sorted(schema.SCHEMAS), help="(default: reproducer)"
     )
     p.set_defaults(func=cmd_schema)
 

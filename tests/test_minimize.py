@@ -251,7 +251,7 @@ def test_every_simpler_step_is_a_valid_op() -> None:
 
 def test_save_refuses_a_reproducer_its_loader_would_reject(tmp_path: Path) -> None:
     bad = ops.Mremap(0, 1, 1, 0, 2, ())  # in place, but new_start != start
-    rep = corpus.Reproducer(RC3, 8, [ops.Mmap(0, 0, 3, "rw"), bad], violation={"invariant": "counters"})
+    rep = corpus.Reproducer(RC3, 8, [ops.Mmap(0, 0, 3, "rw"), bad], violation={"invariant": "counters", "step": 1})
     with pytest.raises(corpus.CorpusError, match="in-place"):
         corpus.save(tmp_path, rep)
     assert list(tmp_path.iterdir()) == []
