@@ -290,7 +290,7 @@ def loads(text: str | bytes, path: Path | str = "<string>") -> Reproducer:
     if not isinstance(data, dict):
         raise _fail(path, f"not a reproducer: the top level is a JSON {type(data).__name__}, expected an object")
     fmt, version = data.get("format", FORMAT), data.get("version")
-    if fmt == FORMAT and _is_int(version) and version > FORMAT_VERSION:
+    if fmt == FORMAT and isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise _fail(
             path, f"format version {version} was written by a newer rmapfuzz (this one reads up to {FORMAT_VERSION})"
         )
@@ -338,10 +338,6 @@ def _check_kernel_name(path: Path | str, field: str, kernel: object) -> None:
         hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
         what = str(exc) if len(kernel) <= 80 else f"unknown kernel {short(kernel)}"
         raise _fail(path, f"{what}{hint}") from None
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load(path: Path | str) -> Reproducer:

@@ -18,7 +18,7 @@ import copy
 import functools
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import jsonschema.exceptions
@@ -125,13 +125,13 @@ def reproducer_schema() -> dict[str, Any]:
                 "minLength": 1,
                 "maxLength": MAX_KERNEL_NAME,
                 "description": "a model kernel name (rmapfuzz kernels), never a file",
-            },  # fmt: skip
+            },
             "against": {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": MAX_KERNEL_NAME,
                 "description": "kind 'difference': the kernel the steps are compared with",
-            },  # fmt: skip
+            },
             "window": _int(1, MAX_WINDOW, f"the window in pages, 1 to {MAX_WINDOW}"),
             "kind": {"enum": list(KINDS)},
             "signature": {"type": "string", "description": "recomputed on load"},
@@ -154,7 +154,7 @@ def reproducer_schema() -> dict[str, Any]:
                         "description": "the catalogued bugs the entry shows (letters)",
                     }
                 },
-            },  # fmt: skip
+            },
             "minimal": {"type": ["object", "null"], "description": "what the minimizer established"},
             "steps": {
                 "type": "array",
@@ -178,11 +178,11 @@ def reproducer_schema() -> dict[str, Any]:
                     "not": {"required": ["against"]},
                     "description": "a difference entry names the kernel it compares with (against), no other does",
                 },
-            },  # fmt: skip
+            },
             {
                 "if": {"properties": {"kind": {"const": "divergence"}}, "required": ["kind"]},
                 "then": _violation_for("divergence"),
-            },  # fmt: skip
+            },
             {"if": {"properties": {"kind": {"const": "violation"}}}, "then": _violation_for("violation")},
         ],
     }
@@ -199,7 +199,7 @@ def strategy_schema() -> dict[str, Any]:
             "contains": {"const": "fixed"},
             "description": "'fixed' wherever 'maymove' is (maymove alone "
             "lets the kernel choose an address outside the window)",
-        },  # fmt: skip
+        },
     }
     weight = _int(0, MAX_WEIGHT, f"a relative weight, 0 (off) to {MAX_WEIGHT}")
     return {
@@ -222,7 +222,7 @@ def strategy_schema() -> dict[str, Any]:
                 "minimum": 0,
                 "maximum": 1,
                 "description": "share of test cases that draw their own mix (default 0.25)",
-            },  # fmt: skip
+            },
             "weights": {
                 "type": "object",
                 "description": f"ops: {', '.join(RULE_OPS)}",
@@ -235,7 +235,7 @@ def strategy_schema() -> dict[str, Any]:
                         "mmap needs a positive weight: no other op can start a sequence "
                         "(the first process has no mappings until one)",
                     ),
-                },  # fmt: skip
+                },
                 "required": list(START_OPS),
             },
             "prots": {"type": "array", "minItems": 1, "items": {"enum": list(ops.PROTS)}},
@@ -245,12 +245,12 @@ def strategy_schema() -> dict[str, Any]:
                 "minItems": 1,
                 "items": flag_set,
                 "description": "flag sets mremap draws from; [] is an in-place resize",
-            },  # fmt: skip
+            },
             "portfolio": {
                 "type": "array",
                 "items": {"type": "string", "maxLength": 100},
                 "description": "other named strategies whose mixes a test case may draw",
-            },  # fmt: skip
+            },
         },
     }
 
@@ -269,7 +269,7 @@ def _is_number(_checker: object, value: object) -> bool:
 
 
 _BASE = jsonschema.Draft202012Validator
-_Validator = jsonschema.validators.extend(
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     _BASE, type_checker=_BASE.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
 )
 
@@ -302,7 +302,7 @@ def _pointer(path: Iterable[object]) -> str:
 def _message(error: jsonschema.exceptions.ValidationError) -> str:
     """jsonschema's message, in the words of the rest of rmapfuzz for the common cases and cut short
     when it would repeat a long value."""
-    instance, value = error.instance, error.validator_value
+    instance, value = error.instance, cast(Any, error.validator_value)
     if error.validator == "required" and isinstance(instance, dict):
         missing = [key for key in value if key not in instance]
         return f"missing field {short(missing[0])}" if missing else error.message
