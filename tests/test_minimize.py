@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 
 from rmapfuzz import corpus, ops
@@ -255,3 +256,21 @@ def test_save_refuses_a_reproducer_its_loader_would_reject(tmp_path: Path) -> No
     with pytest.raises(corpus.CorpusError, match="in-place"):
         corpus.save(tmp_path, rep)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_budget_bounds_the_greedy_phase_too() -> None:
+    """--budget is the most a file's minimisation takes, greedy reduction included: out of time, the
+    reducer keeps the shortest sequence it has and the record says why it is not a fixpoint."""
+    import time
+
+    rep = corpus.load(Path(__file__).resolve().parent.parent / "corpus" / "2.6.34-rc3--merge-superset--mprotect.json")
+    assert rep.violation is not None
+    pad = [ops.Read(0, 7)] * 1500  # a fault on an unmapped page: SEGV, changes nothing
+    long = attrs.evolve(rep, steps=pad + rep.steps, violation={**rep.violation, "step": 1500 + rep.violation["step"]})
+    started = time.monotonic()
+    cut = minimize_reproducer(long, budget=0.01)
+    assert time.monotonic() - started < 3.0  # the budget, plus a replay or two on a loaded machine
+    assert cut.rep.minimal is not None and "budget (0.01 s) ran out" in cut.rep.minimal["reason"]
+    whole = minimize_reproducer(long, budget=300)
+    assert len(whole.rep.steps) == 4 < len(cut.rep.steps)
+    assert whole.rep.minimal is not None and "fixpoint" in whole.rep.minimal["reason"]

@@ -9,6 +9,7 @@ A candidate is kept if it still breaks the same invariant at a step with the sam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
@@ -106,10 +107,24 @@ def _simpler_args(op: ops.Op) -> Iterator[ops.Op]:
             yield attrs.evolve(op, new_start=op.new_start - 1)
 
 
-def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50) -> list[ops.Op]:
-    """Greedy reduction to a fixpoint: no single deletion or argument lowering keeps the failure."""
+def _bounded(still_fails: Predicate, deadline: float | None) -> Predicate:
+    """``still_fails`` until ``deadline`` (time.monotonic), then no candidate is kept: the reduction
+    ends with the best it has (each call is one replay, well under a millisecond to a few)."""
+    if deadline is None:
+        return still_fails
+    return lambda steps: time.monotonic() < deadline and still_fails(steps)
+
+
+def minimize(
+    steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50, deadline: float | None = None
+) -> list[ops.Op]:
+    """Greedy reduction to a fixpoint: no single deletion or argument lowering keeps the failure
+    (or, past ``deadline``, the shortest sequence found so far)."""
+    still_fails = _bounded(still_fails, deadline)
     best = list(steps)
     for _ in range(max_rounds):
+        if deadline is not None and time.monotonic() >= deadline:
+            return best
         changed = False
         for drop in _deletions(len(best)):
             if max(drop) >= len(best):
@@ -231,13 +246,16 @@ def _extra_candidates(steps: list[ops.Op]) -> Iterator[list[ops.Op]]:
                 yield candidate
 
 
-def minimize_more(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50) -> list[ops.Op]:
-    """:func:`minimize`, then merges and process swaps, repeated to a joint fixpoint."""
-    best = minimize(steps, still_fails, max_rounds)
+def minimize_more(
+    steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50, deadline: float | None = None
+) -> list[ops.Op]:
+    """:func:`minimize`, then merges and process swaps, repeated to a joint fixpoint (or ``deadline``)."""
+    best = minimize(steps, still_fails, max_rounds, deadline)
+    bounded = _bounded(still_fails, deadline)
     for _ in range(max_rounds):
         for candidate in _extra_candidates(best):
-            if still_fails(candidate):
-                best = minimize(candidate, still_fails, max_rounds)
+            if bounded(candidate):
+                best = minimize(candidate, still_fails, max_rounds, deadline)
                 break
         else:
             return best
