@@ -1198,7 +1198,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ReaderMayGo:
+    """stdout, for a reader that may stop reading (``rmapfuzz show X | head -1``): once the pipe is
+    closed, output is discarded and the command runs to its end, so the exit code is still its own
+    (1 for a violation shown, ...), with no traceback and no complaint at exit."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def _went(self) -> None:
+        self.gone = True
+        try:  # what is still buffered goes nowhere, so the interpreter's last flush succeeds
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _ReaderMayGo(stdout)  # type: ignore[assignment]
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1218,8 +1266,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel, OverlayError) as exc:
         return fail(str(exc), 2)
-    except BrokenPipeError:
-        return 1
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except Exception as exc:  # an infrastructure failure (I/O, a database) or a bug in rmapfuzz

@@ -484,3 +484,28 @@ def test_show_says_what_each_step_changed(capsys: pytest.CaptureFixture[str]) ->
     assert "+AV1 links P0:[1,2)" in changes[2] and "+P0 pte 1 page1->AV1@1 w" in changes[2]
     assert changes[3].startswith("changed: -P0 [0,1); -P0 [1,2); +P0 [0,2) rw- ac pgoff=0 anon=AV1 chain=[]")
     assert changes[3].endswith("~AV1 freed, links nothing")  # freed while P0:[0,2) still points at it
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["replay", "--trace"], 0), (["show"], 1)])
+def test_a_reader_that_stops_early_leaves_the_commands_own_exit_code(
+    tmp_path: Path, argv: list[str], code: int
+) -> None:
+    """``rmapfuzz show X | head -1``: the reader goes after one line of hundreds of KB; the command
+    ends as it would have (0 clean, 1 a violation shown), nothing on stderr."""
+    steps = [{"op": "mmap", "pid": 0, "start": 0, "pages": 3, "prot": "rw"}]
+    steps += [{"op": "read", "pid": 0, "addr": 7}] * 9000  # SEGV: an unmapped page, nothing changes
+    if code:  # bug A's last three steps
+        steps += [{"op": "mprotect", "pid": 0, "start": 1, "pages": 1, "prot": "rwx"},
+                  {"op": "write", "pid": 0, "addr": 2},
+                  {"op": "mprotect", "pid": 0, "start": 2, "pages": 1, "prot": "rwx"}]  # fmt: skip
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"kernel": "2.6.34-rc3", "window": 8, "steps": steps}))
+    command = [sys.executable, "-m", "rmapfuzz", *argv, str(path)]
+    assert len(subprocess.run(command, capture_output=True, check=False).stdout) > 256 * 1024  # past any pipe buffer
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"reproducer")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == code
+    assert err == b""
