@@ -51,6 +51,10 @@ class CliError(Exception):
     """Bad input: reported as one line on stderr, exit code 2."""
 
 
+class Infrastructure(Exception):
+    """Something this machine lacks or refuses (a tool not installed): one line, exit code 3."""
+
+
 def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
@@ -310,7 +314,11 @@ def add_replay_command(subparsers: Subparsers) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
+    if args.step is not None and args.dot is None and args.graph_svg is None:
+        raise CliError("--step chooses the state --dot or --graph-svg draws; give one of them")
     rep = corpus.load(args.file)
+    if args.dot is not None or args.graph_svg is not None:
+        return _show_graph(args, rep, kernel)
     if rep.kind == "difference" and kernel is None:
         return _show_difference(args, rep)
     target = kernel or rep.kernel
@@ -359,6 +367,63 @@ def _show_difference(args: argparse.Namespace, rep: corpus.Reproducer) -> int:
     return 1 if any(s.difference for s in steps) else 0
 
 
+def _graph_states(rep: corpus.Reproducer, kernel: str | None, step: int | None) -> tuple[int, bool, list[Any]]:
+    """Replay up to ``step`` (default: the first violating or differing step, else the last) and
+    return (the step drawn, whether a violation or difference is among the steps, the states)."""
+    from rmapfuzz.pair import Difference, PairRunner
+    from rmapfuzz.replay import Runner
+
+    if not rep.steps:
+        raise CliError(f"{rep.name}: no steps, no state to draw")
+    if step is not None and not 0 <= step < len(rep.steps):
+        raise CliError(f"--step must be a step index of {rep.name} (0..{len(rep.steps) - 1}), got {step}")
+    against = rep.against if rep.kind == "difference" and kernel is None else None
+    pair = against is not None
+    runner: Any = PairRunner(rep.kernel, against, rep.window) if against else Runner(kernel or rep.kernel, rep.window)
+    last = len(rep.steps) - 1 if step is None else step
+    highlight: tuple[str, ...] = ()
+    bad = False
+    for i, op in enumerate(rep.steps[: last + 1]):
+        _result, found = runner.step(op)
+        if found:
+            bad = True
+            if step is not None and i < step:
+                raise CliError(
+                    f"--step {step}: the replay stops at step {i}, where {found[0]} (draw that step or one before)"
+                )
+            highlight = () if isinstance(found[0], Difference) else tuple(found[0].objects)
+            last = i
+            break
+    if pair:
+        return last, bad, [(f"A: {rep.kernel}", runner.a.kernel, ()), (f"B: {rep.against}", runner.b.kernel, ())]
+    return last, bad, [("", runner.kernel, highlight)]
+
+
+def _show_graph(args: argparse.Namespace, rep: corpus.Reproducer, kernel: str | None) -> int:
+    """``--dot OUT`` / ``--graph-svg OUT``: the anon_vma graph after one step."""
+    from rmapfuzz import graph
+
+    index, bad, states = _graph_states(rep, kernel, args.step)
+    names = " against ".join(s[0][3:] for s in states) if len(states) > 1 else (kernel or rep.kernel)
+    title = f"{rep.name}: {names}, after step {index} ({ops.describe(rep.steps[index])})"
+    text = graph.dot(title, states)
+    try:
+        if args.dot == "-":
+            sys.stdout.write(text)
+        elif args.dot is not None:
+            Path(args.dot).write_text(text, encoding="utf-8")
+        if args.graph_svg is not None:
+            Path(args.graph_svg).write_bytes(graph.svg(text))
+    except graph.GraphvizMissing as exc:
+        raise Infrastructure(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: cannot write: {exc.strerror}") from None
+    for out in (args.dot, args.graph_svg):
+        if out not in (None, "-"):
+            _console().print(Text(f"wrote {out} (the anon_vma graph after step {index})"))
+    return 1 if bad else 0
+
+
 def add_show_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("show", help="show a reproducer step by step with the state after each step")
     p.add_argument("file", metavar="FILE", help="a reproducer file")
@@ -366,6 +431,13 @@ def add_show_command(subparsers: Subparsers) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--svg", metavar="OUT", help="write the same view as an SVG file")
     out.add_argument("--json", action="store_true", help="print the per-step state as JSON")
+    p.add_argument("--dot", metavar="OUT", help="write the anon_vma graph as Graphviz DOT ('-': stdout)")
+    p.add_argument(
+        "--graph-svg", metavar="OUT", help=f"write the anon_vma graph as SVG (Graphviz: {'apt-get install graphviz'})"
+    )
+    p.add_argument(
+        "--step", type=int, metavar="N", help="the graph after step N (default: the violating step, else the last)"
+    )
     p.set_defaults(func=cmd_show)
 
 
@@ -1237,7 +1309,7 @@ class _ReaderMayGo:
 
 def main(argv: Sequence[str] | None = None) -> int:
     stdout = sys.stdout
-    sys.stdout = _ReaderMayGo(stdout)  # type: ignore[assignment]
+    sys.stdout = _ReaderMayGo(stdout)
     try:
         code = _main(argv)
         sys.stdout.flush()
@@ -1266,6 +1338,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return func(args)
     except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel, OverlayError) as exc:
         return fail(str(exc), 2)
+    except Infrastructure as exc:
+        return fail(f"infrastructure failure: {exc}", 3)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except Exception as exc:  # an infrastructure failure (I/O, a database) or a bug in rmapfuzz
