@@ -18,6 +18,7 @@ import difflib
 import inspect
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -53,6 +54,17 @@ class CliError(Exception):
 
 class Infrastructure(Exception):
     """Something this machine lacks or refuses (a tool not installed): one line, exit code 3."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds (float() alone takes 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
 
 
 def _console() -> Console:
@@ -688,7 +700,7 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--kernel", default="2.6.34-rc3", help="kernel model (see `rmapfuzz kernels`)")
     p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed in the summary)")
-    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds to run (default 60)")
     p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--corpus", default="corpus", help="corpus directory for reproducers (default ./corpus)")
@@ -702,7 +714,7 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--no-database", action="store_true", help="run without a Hypothesis database")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
-    p.add_argument("--shrink-seconds", type=float, default=1.0, help="Hypothesis shrinking per find (then minimize)")
+    p.add_argument("--shrink-seconds", type=seconds, default=1.0, help="Hypothesis shrinking per find (then minimize)")
     p.add_argument(
         "--coverage", default=None, metavar="FILE", help="write the kernel-path coverage reached (.json or .md)"
     )
@@ -788,7 +800,7 @@ def add_coverage_command(subparsers: Subparsers) -> None:
         "was reached and which never were.",
     )
     p.add_argument("--kernel", default="current", help="kernel model (default: current)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of campaign to measure coverage with")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds of campaign to measure coverage with")
     p.add_argument("--strategy", default="default", help="strategy for the campaign (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
     p.add_argument("--until-covered", action="store_true", help="stop once every reachable point was reached")
@@ -897,7 +909,7 @@ def add_minimize_command(subparsers: Subparsers) -> None:
     p.add_argument("--kernel", help="minimise on this model (a name or an overlay file) instead of each file's own")
     p.add_argument("--exhaustive", action="store_true", help="prove minimality by a bounded exhaustive search")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="search sequences of at most N steps")
-    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="search time per file (300)")
+    p.add_argument("--budget", type=seconds, default=300.0, metavar="SECONDS", help="search time per file (300)")
     p.add_argument("--write", action="store_true", help="record the result in the file (atomically)")
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.set_defaults(func=cmd_minimize)
@@ -1048,7 +1060,7 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
-    p.add_argument("--budget", type=float, default=60.0, help="--fuzz: seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=60.0, help="--fuzz: seconds to run (default 60)")
     p.add_argument("--sequences", type=int, default=None, help="--fuzz: stop after this many sequences")
     p.add_argument("--strategy", default="default", help="--fuzz: a strategy name or .toml (fail_alloc is left out)")
     p.add_argument("--seed", default=None, help="--fuzz: seed (default: random)")
@@ -1230,11 +1242,11 @@ def add_diff_command(subparsers: Subparsers) -> None:
     p.add_argument("--without", default=None, metavar="OPS", help="comma-separated ops left out (e.g. fail_alloc)")
     p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
-    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds to run (default 60)")
     p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to judge (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a difference, look for other signatures")
-    p.add_argument("--shrink-seconds", type=float, default=10.0, help="the most time one reduction takes (10)")
+    p.add_argument("--shrink-seconds", type=seconds, default=10.0, help="the most time one reduction takes (10)")
     p.add_argument("--corpus", default="corpus", help="where differences are saved (default ./corpus)")
     p.add_argument("--no-corpus", action="store_true", help="save nothing")
     p.add_argument("--report", metavar="FILE", help="also write the differences as plain text for a review mail")

@@ -36,8 +36,6 @@ from rmapfuzz.ops import short
 from rmapfuzz.pair import pair_replay
 from rmapfuzz.replay import Runner, replay
 
-LOCK_NAME = ".rmapfuzz-corpus.lock"
-
 # Limits, checked before or while parsing so that no file can make a reader crash or hang (each is
 # documented in docs/reproducer-format.md, "Limits", and stated in the schema, rmapfuzz.schema).
 # A file past one is a one-line CorpusError.
@@ -156,10 +154,23 @@ def dumps(rep: Reproducer) -> str:
     return "{\n" + "\n".join(lines) + "\n}\n"
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux 4.7+), else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(target: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is."""
+    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is.
+    The file gets the mode any new file would (0666 less the umask), not mkstemp's private 0600."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -173,7 +184,8 @@ def write_atomic(target: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    """An exclusive flock on the directory itself: no lock file to leave behind in the corpus."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
