@@ -932,6 +932,31 @@ def _oracle_window(args: argparse.Namespace) -> Any:
     return Window(base=base, offset=args.offset, pages=args.window_pages)
 
 
+FDS_PER_WORKER = 4  # the oracle's executor: a command and a reply pipe per worker, both ends, and a pidfd
+FDS_SPARE = 64  # the controller's own: stdio, BPF maps and programs, /proc files being read
+
+
+def oracle_limits(processes: int) -> None:
+    """The live oracle forks up to ``processes`` workers, with pipes for each: the soft limits on open
+    files and on processes are raised to what that needs when the hard limits allow; otherwise one
+    clear line (exit 3) before anything is forked, never an EMFILE or EAGAIN in the middle of a run."""
+    import resource
+
+    def enough(limit: int, need: int, name: str, hint: str) -> None:
+        soft, hard = resource.getrlimit(limit)
+        if soft == resource.RLIM_INFINITY or soft >= need:
+            return
+        if hard == resource.RLIM_INFINITY or hard >= need:
+            resource.setrlimit(limit, (need, hard))
+            return
+        raise Infrastructure(f"the live oracle needs {need} {name} for {processes} processes, the limit is {hard} "
+                             f"({hint})")  # fmt: skip
+
+    enough(resource.RLIMIT_NOFILE, FDS_PER_WORKER * processes + FDS_SPARE, "open files", "raise it: ulimit -n")
+    if os.geteuid() != 0:  # root is not held to RLIMIT_NPROC
+        enough(resource.RLIMIT_NPROC, processes + 16, "processes", "raise it: ulimit -u")
+
+
 def cmd_oracle(args: argparse.Namespace) -> int:
     from rmapfuzz.oracle import oracle as orc
     from rmapfuzz.oracle.executor import ExecutorError
@@ -945,7 +970,10 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     if not args.fuzz and not args.files:
         raise CliError("give reproducer files, or --fuzz for a differential campaign")
     window = _oracle_window(args)
-    reps = [] if args.fuzz else [orc.load_reproducer(f) for f in args.files]
+    batch = Batch([] if args.fuzz else args.files, args.json)  # a bad file is reported, the others run
+    reps = list(batch)
+    if not args.fuzz and not reps:
+        return batch.status(0)
     strat = None
     if args.fuzz:
         try:
@@ -956,6 +984,14 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             raise CliError(f"--budget must be positive, got {args.budget}")
         if args.sequences is not None and args.sequences < 1:
             raise CliError(f"--sequences must be at least 1, got {args.sequences}")
+        if args.corpus:
+            writable_directory("--corpus", Path(args.corpus))
+    processes = (
+        strat.max_processes
+        if strat is not None
+        else max(sum(isinstance(op, ops.Fork) for op in r.steps) + 1 for r in reps)
+    )
+    oracle_limits(processes)
     try:
         oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel).name, strict=args.strict)
     except orc.LevelUnavailable as exc:  # --strict: the machine cannot observe what was asked
@@ -971,7 +1007,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         with oracle:
             if strat is not None:
                 return _oracle_fuzz(args, oracle, strat, console)
-            return _oracle_files(args, oracle, reps, console)
+            return batch.status(_oracle_files(args, oracle, reps, console))
     except (orc.OracleError, ExecutorError) as exc:
         raise CliError(str(exc)) from None
 

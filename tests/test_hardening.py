@@ -4,12 +4,14 @@ campaign writes to are checked before it starts."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,33 @@ def test_places_and_flag_ranges_are_checked_before_anything_runs(
 def test_version() -> None:
     done = subprocess.run([sys.executable, "-m", "rmapfuzz", "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("rmapfuzz 0.")
+
+
+def _with_fd_limit(soft: int, hard: int) -> Callable[[], None]:
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_oracle_needs_fds_for_its_workers_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "forks.json"
+    steps = [{"op": "mmap", "pid": 0, "start": 0, "pages": 1, "prot": "rw"}] + [{"op": "fork", "pid": 0}] * 40
+    path.write_text(json.dumps({"kernel": "current", "window": 8, "steps": steps}))
+    argv = [sys.executable, "-m", "rmapfuzz", "oracle", "--levels", "L0", str(path)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, preexec_fn=_with_fd_limit(100, 100))
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1 and "41 processes" in done.stderr and "ulimit -n" in done.stderr
+    # a soft limit below the need and a hard one above: raised, nothing to say
+    script = (
+        "import resource; from rmapfuzz.cli import oracle_limits; oracle_limits(41); "
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                          preexec_fn=_with_fd_limit(100, 4096))  # fmt: skip
+    assert done.returncode == 0 and int(done.stdout) >= 4 * 41 + 64
+
+
+def test_oracle_files_are_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main(["oracle", str(bad), str(tmp_path / "missing.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "bad.json" in err and "missing.json" in err  # each file judged
