@@ -77,7 +77,7 @@ def test_ctrl_c_at_any_instant_is_one_line_and_130(tmp_path: Path, delay: float)
         ["fuzz", "--examples", "1", "--corpus", "{dir}", "--database", "{file}"],
         ["fuzz", "--examples", "0"],
         ["fuzz", "--budget", "-5"],
-        ["diff", "--kernel", "6.16", "--against", "6.18.8", "--budget", "nan"],
+        ["diff", "--kernel", "6.16", "--against", "6.18.8", "--budget", "nan", "--no-corpus"],
         ["minimize", "--budget", "0", str(BUG_A)],
         ["oracle", "--fuzz", "--sequences", "0"],
         ["oracle", "--fuzz", "--window-pages", "1"],
