@@ -328,8 +328,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
     if args.step is not None and args.dot is None and args.graph_svg is None:
         raise CliError("--step chooses the state --dot or --graph-svg draws; give one of them")
+    graphs = args.dot is not None or args.graph_svg is not None
+    if graphs and (args.svg is not None or args.json):
+        raise CliError("--dot and --graph-svg draw the graph; --svg and --json the step-by-step view: not both")
     rep = corpus.load(args.file)
-    if args.dot is not None or args.graph_svg is not None:
+    if graphs:
         return _show_graph(args, rep, kernel)
     if rep.kind == "difference" and kernel is None:
         return _show_difference(args, rep)

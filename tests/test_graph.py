@@ -95,3 +95,8 @@ def test_a_difference_entry_draws_both_kernels(tmp_path: Path, capsys: pytest.Ca
     assert code == 1
     assert 'subgraph "cluster_A: 6.16"' in text and 'subgraph "cluster_B: 6.18.8"' in text
     assert '"A: 6.16AV1"' in text and '"B: 6.18.8AV1"' in text
+
+
+def test_the_graph_and_the_step_view_are_not_asked_together(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(FORK), "--dot", "-", "--json"]) == 2
+    assert "not both" in capsys.readouterr().err
