@@ -921,6 +921,9 @@ def add_minimize_command(subparsers: Subparsers) -> None:
 # ---- oracle ----
 
 
+MAX_LIVE_PAGES = 1 << 20  # 4 GiB of address space: far past any window a reproducer names (at most 128 pages)
+
+
 def _oracle_window(args: argparse.Namespace) -> Any:
     from rmapfuzz.oracle.executor import DEFAULT_BASE, Window
 
@@ -930,8 +933,8 @@ def _oracle_window(args: argparse.Namespace) -> Any:
         raise CliError(f"--base must be an address (e.g. 0x200000000000), got {args.base!r}") from None
     if base % 4096 or base <= 0:
         raise CliError(f"--base must be a positive page-aligned address, got {args.base!r}")
-    if args.offset < 0 or args.window_pages < 2:
-        raise CliError("--offset must be >= 0 and --window-pages >= 2")
+    if not 0 <= args.offset <= MAX_LIVE_PAGES or not 2 <= args.window_pages <= MAX_LIVE_PAGES:
+        raise CliError(f"--offset must be from 0 and --window-pages from 2, both up to {MAX_LIVE_PAGES:,} pages")
     return Window(base=base, offset=args.offset, pages=args.window_pages)
 
 

@@ -81,6 +81,8 @@ def test_ctrl_c_at_any_instant_is_one_line_and_130(tmp_path: Path, delay: float)
         ["minimize", "--budget", "0", str(BUG_A)],
         ["oracle", "--fuzz", "--sequences", "0"],
         ["oracle", "--fuzz", "--window-pages", "1"],
+        ["oracle", "--fuzz", "--window-pages", "100000000000"],
+        ["oracle", "--fuzz", "--offset", "-1"],
     ],
 )
 def test_places_and_flag_ranges_are_checked_before_anything_runs(
