@@ -1,7 +1,7 @@
 """The malformed-file run: every mutated reproducer and every bad strategy file through every command
 that reads one, counting what must never happen.
 
-    python -m bench.malformed [--every N] [--minimize-budget S] [--oracle-sample N]
+    python -m bench.malformed [--every N] [--minimize-budget S] [--oracle-every N]
 
 The mutants are the hardening test's (tests/test_malformed.py: byte flips, truncation, type swaps,
 huge numbers, deep nesting, wrong kinds, too many steps or forks, ... of each corpus file), the bad
@@ -34,7 +34,7 @@ RSS_MB = 500
 CHUNK = 100  # files per forked child
 
 
-def reproducer_commands(path: Path, folder: Path, minimize_budget: float) -> Iterator[list[str]]:
+def reproducer_commands(path: Path, folder: Path, minimize_budget: float, oracle: bool) -> Iterator[list[str]]:
     p = str(path)
     yield ["replay", p]
     yield ["replay", "--json", "--trace", p]
@@ -46,6 +46,8 @@ def reproducer_commands(path: Path, folder: Path, minimize_budget: float) -> Ite
     yield ["minimize", "--budget", str(minimize_budget), p]
     yield ["export", "--pytest", p, "-o", str(folder / "t.py")]
     yield ["export", "--c", p, "-o", str(folder / "r.c")]
+    if oracle:  # the live kernel: a sample only (it forks and maps for real)
+        yield ["oracle", "--levels", "L0,L1,L2", p]
 
 
 def strategy_commands(path: Path, folder: Path) -> Iterator[list[str]]:
@@ -81,7 +83,7 @@ def _judge(name: str, argv: list[str], code: int, err: str, seconds: float) -> l
     return problems
 
 
-def _child(jobs: list[tuple[str, bytes, str]], workdir: Path, minimize_budget: float, write: int) -> None:
+def _child(jobs: list[tuple[str, bytes, str]], workdir: Path, options: argparse.Namespace, write: int) -> None:
     """Run one chunk; report (runs, problems, slowest) as JSON on the pipe ``write``."""
     runs, slowest = 0, 0.0
     problems: list[str] = []
@@ -90,8 +92,9 @@ def _child(jobs: list[tuple[str, bytes, str]], workdir: Path, minimize_budget: f
         folder.mkdir()
         path = folder / (f"{name}.json" if kind == "reproducer" else f"{name}.toml")
         path.write_bytes(data)
+        oracle = os.geteuid() == 0 and options.oracle_every > 0 and i % options.oracle_every == 0
         argvs = (
-            reproducer_commands(path, folder, minimize_budget)
+            reproducer_commands(path, folder, options.minimize_budget, oracle)
             if kind == "reproducer"
             else strategy_commands(path, folder)
         )
@@ -108,7 +111,9 @@ def _child(jobs: list[tuple[str, bytes, str]], workdir: Path, minimize_budget: f
     os.write(write, json.dumps({"runs": runs, "problems": problems, "slowest": slowest, "rss_mb": rss_mb}).encode())
 
 
-def _chunks(jobs: list[tuple[str, bytes, str]], workdir: Path, minimize_budget: float) -> Iterator[dict[str, object]]:
+def _chunks(
+    jobs: list[tuple[str, bytes, str]], workdir: Path, options: argparse.Namespace
+) -> Iterator[dict[str, object]]:
     for start in range(0, len(jobs), CHUNK):
         read, write = os.pipe()
         pid = os.fork()
@@ -118,7 +123,7 @@ def _chunks(jobs: list[tuple[str, bytes, str]], workdir: Path, minimize_budget: 
             try:
                 chunk = workdir / f"c{start}"
                 chunk.mkdir()
-                _child(jobs[start : start + CHUNK], chunk, minimize_budget, write)
+                _child(jobs[start : start + CHUNK], chunk, options, write)
             except BaseException as exc:
                 os.write(write, json.dumps({"runs": 0, "problems": [f"child died: {exc!r}"]}).encode())
                 code = 1
@@ -138,6 +143,7 @@ def main_(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.malformed", description=__doc__.split("\n\n")[0])
     parser.add_argument("--every", type=int, default=1, help="take every N-th mutant (default: all)")
     parser.add_argument("--minimize-budget", type=float, default=1.0, help="minimize --budget per file (1 s)")
+    parser.add_argument("--oracle-every", type=int, default=20, help="as root, every N-th file through the live oracle")
     args = parser.parse_args(argv)
     jobs = [
         (name, data, "reproducer") for kind in sorted(MUTATIONS) for name, data in list(mutants(kind))[:: args.every]
@@ -148,7 +154,7 @@ def main_(argv: list[str] | None = None) -> int:
     runs, slowest, rss = 0, 0.0, 0.0
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rmapfuzz-malformed-") as tmp:
-        for done in _chunks(jobs, Path(tmp), args.minimize_budget):
+        for done in _chunks(jobs, Path(tmp), args):
             runs += int(done["runs"])  # type: ignore[call-overload]
             problems += done["problems"]  # type: ignore[arg-type]
             slowest = max(slowest, float(done.get("slowest", 0.0)))  # type: ignore[arg-type]
