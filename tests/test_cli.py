@@ -424,7 +424,7 @@ def test_fuzz_off_a_terminal_prints_progress_lines_and_names_known_bugs(
     code = main(["fuzz", "--kernel", "2.6.34-rc3", "--budget", "3", "--seed", "5", "--no-database", "--keep-going",
                  "--corpus", str(tmp_path)])  # fmt: skip
     out, err = capsys.readouterr()
-    assert code == 1
+    assert code == 1, err
     # each find's title, from classification: the catalogued bug and its fix
     assert "known bug B: anon_vma_prepare borrows a neighbour's" in out and "(fixed by d0e9fe1758f2)" in out
     lines = [line for line in err.splitlines() if line.startswith("rmapfuzz: ")]

@@ -107,12 +107,22 @@ def _simpler_args(op: ops.Op) -> Iterator[ops.Op]:
             yield attrs.evolve(op, new_start=op.new_start - 1)
 
 
+class _OutOfTime(Exception):
+    """The deadline passed: the reduction stops where it is."""
+
+
 def _bounded(still_fails: Predicate, deadline: float | None) -> Predicate:
-    """``still_fails`` until ``deadline`` (time.monotonic), then no candidate is kept: the reduction
-    ends with the best it has (each call is one replay, well under a millisecond to a few)."""
+    """``still_fails`` until ``deadline`` (time.monotonic), then :class:`_OutOfTime`, so that no
+    more candidates are even built (building one costs as much as the sequence is long)."""
     if deadline is None:
         return still_fails
-    return lambda steps: time.monotonic() < deadline and still_fails(steps)
+
+    def bounded(steps: list[ops.Op]) -> bool:
+        if time.monotonic() >= deadline:
+            raise _OutOfTime
+        return still_fails(steps)
+
+    return bounded
 
 
 def minimize(
@@ -120,17 +130,21 @@ def minimize(
 ) -> list[ops.Op]:
     """Greedy reduction to a fixpoint: no single deletion or argument lowering keeps the failure
     (or, past ``deadline``, the shortest sequence found so far)."""
-    still_fails = _bounded(still_fails, deadline)
     best = list(steps)
+    try:
+        return _reduce(best, _bounded(still_fails, deadline), max_rounds)
+    except _OutOfTime as stop:
+        return stop.args[0] if stop.args else best
+
+
+def _reduce(best: list[ops.Op], still_fails: Predicate, max_rounds: int) -> list[ops.Op]:
     for _ in range(max_rounds):
-        if deadline is not None and time.monotonic() >= deadline:
-            return best
         changed = False
         for drop in _deletions(len(best)):
             if max(drop) >= len(best):
                 continue
             candidate = without(best, drop)
-            if len(candidate) < len(best) and still_fails(candidate):
+            if len(candidate) < len(best) and _keeps(still_fails, candidate, best):
                 best, changed = candidate, True
                 break
         if changed:
@@ -138,7 +152,7 @@ def minimize(
         for i, op in enumerate(best):
             if isinstance(op, ops.Fork):
                 candidate = without(best, {i}, fold=True)
-                if still_fails(candidate):
+                if _keeps(still_fails, candidate, best):
                     best, changed = candidate, True
                     break
         if changed:
@@ -146,7 +160,7 @@ def minimize(
         for i, op in enumerate(best):
             for simpler in _simpler_args(op):
                 candidate = [*best[:i], simpler, *best[i + 1 :]]
-                if still_fails(candidate):
+                if _keeps(still_fails, candidate, best):
                     best, changed = candidate, True
                     break
             if changed:
@@ -154,6 +168,14 @@ def minimize(
         if not changed:
             return best
     return best
+
+
+def _keeps(still_fails: Predicate, candidate: list[ops.Op], best: list[ops.Op]) -> bool:
+    """``still_fails(candidate)``; out of time, the stop carries ``best``, the shortest so far."""
+    try:
+        return still_fails(candidate)
+    except _OutOfTime:
+        raise _OutOfTime(best) from None
 
 
 def minimize_failure(
@@ -253,10 +275,11 @@ def minimize_more(
     best = minimize(steps, still_fails, max_rounds, deadline)
     bounded = _bounded(still_fails, deadline)
     for _ in range(max_rounds):
-        for candidate in _extra_candidates(best):
-            if bounded(candidate):
-                best = minimize(candidate, still_fails, max_rounds, deadline)
-                break
-        else:
+        try:
+            better = next((c for c in _extra_candidates(best) if bounded(c)), None)
+        except _OutOfTime:
             return best
+        if better is None:
+            return best
+        best = minimize(better, still_fails, max_rounds, deadline)
     return best
