@@ -1336,9 +1336,11 @@ class _ReaderMayGo:
     def write(self, text: str) -> int:
         if not self.gone:
             try:
-                return int(self._stream.write(text))
+                written = self._stream.write(text)
             except BrokenPipeError:
                 self._went()
+            else:
+                return len(text) if written is None else int(written)
         return len(text)
 
     def flush(self) -> None:
