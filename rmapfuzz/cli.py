@@ -18,6 +18,7 @@ import difflib
 import inspect
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -32,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from rmapfuzz import __version__, campaign, corpus, coverage, database, differential, ops, render, strategy
+from rmapfuzz import __version__, campaign, corpus, coverage, database, differential, ops, render, schema, strategy
 from rmapfuzz import invariants as inv
 from rmapfuzz.campaign import Config
 from rmapfuzz.differential import DiffConfig
@@ -49,6 +50,21 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 class CliError(Exception):
     """Bad input: reported as one line on stderr, exit code 2."""
+
+
+class Infrastructure(Exception):
+    """Something this machine lacks or refuses (a tool not installed): one line, exit code 3."""
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds (float() alone takes 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds, got {text!r}")
+    return value
 
 
 def _console() -> Console:
@@ -310,7 +326,14 @@ def add_replay_command(subparsers: Subparsers) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     kernel = _kernel(args.kernel)
+    if args.step is not None and args.dot is None and args.graph_svg is None:
+        raise CliError("--step chooses the state --dot or --graph-svg draws; give one of them")
+    graphs = args.dot is not None or args.graph_svg is not None
+    if graphs and (args.svg is not None or args.json):
+        raise CliError("--dot and --graph-svg draw the graph; --svg and --json the step-by-step view: not both")
     rep = corpus.load(args.file)
+    if graphs:
+        return _show_graph(args, rep, kernel)
     if rep.kind == "difference" and kernel is None:
         return _show_difference(args, rep)
     target = kernel or rep.kernel
@@ -359,6 +382,63 @@ def _show_difference(args: argparse.Namespace, rep: corpus.Reproducer) -> int:
     return 1 if any(s.difference for s in steps) else 0
 
 
+def _graph_states(rep: corpus.Reproducer, kernel: str | None, step: int | None) -> tuple[int, bool, list[Any]]:
+    """Replay up to ``step`` (default: the first violating or differing step, else the last) and
+    return (the step drawn, whether a violation or difference is among the steps, the states)."""
+    from rmapfuzz.pair import Difference, PairRunner
+    from rmapfuzz.replay import Runner
+
+    if not rep.steps:
+        raise CliError(f"{rep.name}: no steps, no state to draw")
+    if step is not None and not 0 <= step < len(rep.steps):
+        raise CliError(f"--step must be a step index of {rep.name} (0..{len(rep.steps) - 1}), got {step}")
+    against = rep.against if rep.kind == "difference" and kernel is None else None
+    pair = against is not None
+    runner: Any = PairRunner(rep.kernel, against, rep.window) if against else Runner(kernel or rep.kernel, rep.window)
+    last = len(rep.steps) - 1 if step is None else step
+    highlight: tuple[str, ...] = ()
+    bad = False
+    for i, op in enumerate(rep.steps[: last + 1]):
+        _result, found = runner.step(op)
+        if found:
+            bad = True
+            if step is not None and i < step:
+                raise CliError(
+                    f"--step {step}: the replay stops at step {i}, where {found[0]} (draw that step or one before)"
+                )
+            highlight = () if isinstance(found[0], Difference) else tuple(found[0].objects)
+            last = i
+            break
+    if pair:
+        return last, bad, [(f"A: {rep.kernel}", runner.a.kernel, ()), (f"B: {rep.against}", runner.b.kernel, ())]
+    return last, bad, [("", runner.kernel, highlight)]
+
+
+def _show_graph(args: argparse.Namespace, rep: corpus.Reproducer, kernel: str | None) -> int:
+    """``--dot OUT`` / ``--graph-svg OUT``: the anon_vma graph after one step."""
+    from rmapfuzz import graph
+
+    index, bad, states = _graph_states(rep, kernel, args.step)
+    names = " against ".join(s[0][3:] for s in states) if len(states) > 1 else (kernel or rep.kernel)
+    title = f"{rep.name}: {names}, after step {index} ({ops.describe(rep.steps[index])})"
+    text = graph.dot(title, states)
+    try:
+        if args.dot == "-":
+            sys.stdout.write(text)
+        elif args.dot is not None:
+            Path(args.dot).write_text(text, encoding="utf-8")
+        if args.graph_svg is not None:
+            Path(args.graph_svg).write_bytes(graph.svg(text))
+    except graph.GraphvizMissing as exc:
+        raise Infrastructure(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"{exc.filename}: cannot write: {exc.strerror}") from None
+    for out in (args.dot, args.graph_svg):
+        if out not in (None, "-"):
+            _console().print(Text(f"wrote {out} (the anon_vma graph after step {index})"))
+    return 1 if bad else 0
+
+
 def add_show_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser("show", help="show a reproducer step by step with the state after each step")
     p.add_argument("file", metavar="FILE", help="a reproducer file")
@@ -366,6 +446,13 @@ def add_show_command(subparsers: Subparsers) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--svg", metavar="OUT", help="write the same view as an SVG file")
     out.add_argument("--json", action="store_true", help="print the per-step state as JSON")
+    p.add_argument("--dot", metavar="OUT", help="write the anon_vma graph as Graphviz DOT ('-': stdout)")
+    p.add_argument(
+        "--graph-svg", metavar="OUT", help=f"write the anon_vma graph as SVG (Graphviz: {'apt-get install graphviz'})"
+    )
+    p.add_argument(
+        "--step", type=int, metavar="N", help="the graph after step N (default: the violating step, else the last)"
+    )
     p.set_defaults(func=cmd_show)
 
 
@@ -638,7 +725,7 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--kernel", default="2.6.34-rc3", help="kernel model (see `rmapfuzz kernels`)")
     p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed in the summary)")
-    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds to run (default 60)")
     p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--corpus", default="corpus", help="corpus directory for reproducers (default ./corpus)")
@@ -652,7 +739,7 @@ def add_fuzz_command(subparsers: Subparsers) -> None:
     p.add_argument("--no-database", action="store_true", help="run without a Hypothesis database")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to check (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a find, look for other signatures")
-    p.add_argument("--shrink-seconds", type=float, default=1.0, help="Hypothesis shrinking per find (then minimize)")
+    p.add_argument("--shrink-seconds", type=seconds, default=1.0, help="Hypothesis shrinking per find (then minimize)")
     p.add_argument(
         "--coverage", default=None, metavar="FILE", help="write the kernel-path coverage reached (.json or .md)"
     )
@@ -738,7 +825,7 @@ def add_coverage_command(subparsers: Subparsers) -> None:
         "was reached and which never were.",
     )
     p.add_argument("--kernel", default="current", help="kernel model (default: current)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of campaign to measure coverage with")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds of campaign to measure coverage with")
     p.add_argument("--strategy", default="default", help="strategy for the campaign (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
     p.add_argument("--until-covered", action="store_true", help="stop once every reachable point was reached")
@@ -751,15 +838,20 @@ def add_coverage_command(subparsers: Subparsers) -> None:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    sys.stdout.write(json.dumps(ops.STEP_SCHEMA, indent=2) + "\n")
+    sys.stdout.write(json.dumps(schema.SCHEMAS[args.which](), indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
 def add_schema_command(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "schema",
-        help="print the JSON schema of one step of the op language",
-        description="The op language is documented in rmapfuzz/ops.py; this prints its JSON schema.",
+        help="print the JSON Schema (draft 2020-12) of a reproducer file, a strategy file or one step",
+        description="The schemas the loaders validate against (rmapfuzz/schema.py): 'reproducer' (the default) "
+        "is a whole reproducer file (docs/reproducer-format.md), 'strategy' a strategy file's TOML table, "
+        "'step' one step of the op language (rmapfuzz/ops.py).",
+    )
+    p.add_argument(
+        "which", nargs="?", default="reproducer", choices=sorted(schema.SCHEMAS), help="(default: reproducer)"
     )
     p.set_defaults(func=cmd_schema)
 
@@ -842,7 +934,7 @@ def add_minimize_command(subparsers: Subparsers) -> None:
     p.add_argument("--kernel", help="minimise on this model (a name or an overlay file) instead of each file's own")
     p.add_argument("--exhaustive", action="store_true", help="prove minimality by a bounded exhaustive search")
     p.add_argument("--max-steps", type=int, default=None, metavar="N", help="search sequences of at most N steps")
-    p.add_argument("--budget", type=float, default=300.0, metavar="SECONDS", help="search time per file (300)")
+    p.add_argument("--budget", type=seconds, default=300.0, metavar="SECONDS", help="search time per file (300)")
     p.add_argument("--write", action="store_true", help="record the result in the file (atomically)")
     p.add_argument("--json", action="store_true", help="one JSON object per file per line")
     p.set_defaults(func=cmd_minimize)
@@ -852,6 +944,7 @@ def add_minimize_command(subparsers: Subparsers) -> None:
 
 
 USER_TOP = 0x7FFF_FFFF_F000  # x86-64's TASK_SIZE with 4-level paging (MAP_FIXED above it is ENOMEM)
+MAX_LIVE_PAGES = 1 << 20  # 4 GiB of address space: far past any window a reproducer names (at most 128 pages)
 
 
 def _oracle_window(args: argparse.Namespace) -> Any:
@@ -863,8 +956,8 @@ def _oracle_window(args: argparse.Namespace) -> Any:
         raise CliError(f"--base must be an address (e.g. 0x200000000000), got {args.base!r}") from None
     if base % 4096 or base <= 0:
         raise CliError(f"--base must be a positive page-aligned address, got {args.base!r}")
-    if args.offset < 0 or args.window_pages < 2:
-        raise CliError("--offset must be >= 0 and --window-pages >= 2")
+    if not 0 <= args.offset <= MAX_LIVE_PAGES or not 2 <= args.window_pages <= MAX_LIVE_PAGES:
+        raise CliError(f"--offset must be from 0 and --window-pages from 2, both up to {MAX_LIVE_PAGES:,} pages")
     window = Window(base=base, offset=args.offset, pages=args.window_pages)
     top = window.start + (window.pages + 1) * 4096  # the window and the guard page above it
     if top > USER_TOP:
@@ -873,6 +966,31 @@ def _oracle_window(args: argparse.Namespace) -> Any:
             f"top of the user address space ({USER_TOP:#x}): choose a lower --base or --offset"
         )
     return window
+
+
+FDS_PER_WORKER = 4  # the oracle's executor: a command and a reply pipe per worker, both ends, and a pidfd
+FDS_SPARE = 64  # the controller's own: stdio, BPF maps and programs, /proc files being read
+
+
+def oracle_limits(processes: int) -> None:
+    """The live oracle forks up to ``processes`` workers, with pipes for each: the soft limits on open
+    files and on processes are raised to what that needs when the hard limits allow; otherwise one
+    clear line (exit 3) before anything is forked, never an EMFILE or EAGAIN in the middle of a run."""
+    import resource
+
+    def enough(limit: int, need: int, name: str, hint: str) -> None:
+        soft, hard = resource.getrlimit(limit)
+        if soft == resource.RLIM_INFINITY or soft >= need:
+            return
+        if hard == resource.RLIM_INFINITY or hard >= need:
+            resource.setrlimit(limit, (need, hard))
+            return
+        raise Infrastructure(f"the live oracle needs {need} {name} for {processes} processes, the limit is {hard} "
+                             f"({hint})")  # fmt: skip
+
+    enough(resource.RLIMIT_NOFILE, FDS_PER_WORKER * processes + FDS_SPARE, "open files", "raise it: ulimit -n")
+    if os.geteuid() != 0:  # root is not held to RLIMIT_NPROC
+        enough(resource.RLIMIT_NPROC, processes + 16, "processes", "raise it: ulimit -u")
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
@@ -888,7 +1006,10 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     if not args.fuzz and not args.files:
         raise CliError("give reproducer files, or --fuzz for a differential campaign")
     window = _oracle_window(args)
-    reps = [] if args.fuzz else [orc.load_reproducer(f) for f in args.files]
+    batch = Batch([] if args.fuzz else args.files, args.json)  # a bad file is reported, the others run
+    reps = list(batch)
+    if not args.fuzz and not reps:
+        return batch.status(0)
     strat = None
     if args.fuzz:
         try:
@@ -899,10 +1020,18 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             raise CliError(f"--budget must be positive, got {args.budget}")
         if args.sequences is not None and args.sequences < 1:
             raise CliError(f"--sequences must be at least 1, got {args.sequences}")
+        if args.corpus:
+            writable_directory("--corpus", Path(args.corpus))
+    processes = (
+        strat.max_processes
+        if strat is not None
+        else max(sum(isinstance(op, ops.Fork) for op in r.steps) + 1 for r in reps)
+    )
     if args.vm:  # the same command inside a lab guest booting a real kernel (docs/lab.md)
         from rmapfuzz.lab.command import oracle_in_guest
 
         return oracle_in_guest(args)
+    oracle_limits(processes)
     try:
         oracle = orc.Oracle(levels, window, kernel=resolve(args.kernel or "current").name, strict=args.strict)
     except orc.LevelUnavailable as exc:  # --strict: the machine cannot observe what was asked
@@ -918,7 +1047,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         with oracle:
             if strat is not None:
                 return _oracle_fuzz(args, oracle, strat, console)
-            return _oracle_files(args, oracle, reps, console)
+            return batch.status(_oracle_files(args, oracle, reps, console))
     except (orc.OracleError, ExecutorError) as exc:
         raise CliError(str(exc)) from None
 
@@ -1011,7 +1140,7 @@ def add_oracle_command(subparsers: Subparsers) -> None:
     p.add_argument("--strict", action="store_true", help="a level asked for but not observable is an error (exit 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--fuzz", action="store_true", help="run a differential campaign instead of files")
-    p.add_argument("--budget", type=float, default=60.0, help="--fuzz: seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=60.0, help="--fuzz: seconds to run (default 60)")
     p.add_argument("--sequences", type=int, default=None, help="--fuzz: stop after this many sequences")
     p.add_argument("--strategy", default="default", help="--fuzz: a strategy name or .toml (fail_alloc is left out)")
     p.add_argument("--seed", default=None, help="--fuzz: seed (default: random)")
@@ -1208,11 +1337,11 @@ def add_diff_command(subparsers: Subparsers) -> None:
     p.add_argument("--without", default=None, metavar="OPS", help="comma-separated ops left out (e.g. fail_alloc)")
     p.add_argument("--strategy", default="default", help="a strategy name or a .toml file (default: default)")
     p.add_argument("--seed", default=None, help="campaign seed (default: random, printed)")
-    p.add_argument("--budget", type=float, default=None, help="seconds to run (default 60)")
+    p.add_argument("--budget", type=seconds, default=None, help="seconds to run (default 60)")
     p.add_argument("--examples", type=int, default=None, help="test cases to run instead of a time budget")
     p.add_argument("--invariants", default=None, help="comma-separated invariants to judge (default: all)")
     p.add_argument("--keep-going", action="store_true", help="after a difference, look for other signatures")
-    p.add_argument("--shrink-seconds", type=float, default=10.0, help="the most time one reduction takes (10)")
+    p.add_argument("--shrink-seconds", type=seconds, default=10.0, help="the most time one reduction takes (10)")
     p.add_argument("--corpus", default="corpus", help="where differences are saved (default ./corpus)")
     p.add_argument("--no-corpus", action="store_true", help="save nothing")
     p.add_argument("--report", metavar="FILE", help="also write the differences as plain text for a review mail")
@@ -1249,7 +1378,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ReaderMayGo:
+    """stdout, for a reader that may stop reading (``rmapfuzz show X | head -1``): once the pipe is
+    closed, output is discarded and the command runs to its end, so the exit code is still its own
+    (1 for a violation shown, ...), with no traceback and no complaint at exit."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                written = self._stream.write(text)
+            except BrokenPipeError:
+                self._went()
+            else:
+                return len(text) if written is None else int(written)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def _went(self) -> None:
+        self.gone = True
+        try:  # what is still buffered goes nowhere, so the interpreter's last flush succeeds
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _ReaderMayGo(stdout)
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+        return code
+    finally:
+        sys.stdout = stdout
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1269,8 +1448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except (corpus.CorpusError, CliError, ops.OpError, UnknownKernel, OverlayError) as exc:
         return fail(str(exc), 2)
-    except BrokenPipeError:
-        return 1
+    except Infrastructure as exc:
+        return fail(f"infrastructure failure: {exc}", 3)
     except KeyboardInterrupt:
         return fail("interrupted", 130)
     except Exception as exc:  # an infrastructure failure (I/O, a database) or a bug in rmapfuzz

@@ -29,29 +29,26 @@ from typing import Any
 import attrs
 
 from rmapfuzz import invariants as inv
-from rmapfuzz import ops
+from rmapfuzz import ops, schema
 from rmapfuzz.kernels import UnknownKernel, resolve
 from rmapfuzz.kernels.user import is_file_spec
 from rmapfuzz.ops import short
-from rmapfuzz.pair import LEVELS, pair_replay
+from rmapfuzz.pair import pair_replay
 from rmapfuzz.replay import Runner, replay
 
-FORMAT = "rmapfuzz-reproducer"
-FORMAT_VERSION = 2  # 2: kind "difference" and its field "against"
-KINDS = ("violation", "divergence", "difference")
-LOCK_NAME = ".rmapfuzz-corpus.lock"
-
 # Limits, checked before or while parsing so that no file can make a reader crash or hang (each is
-# documented in docs/reproducer-format.md, "Limits").  A file past one is a one-line CorpusError.
-MAX_FILE_BYTES = 4 * 1024 * 1024  # the largest file read; a 10,000-step file is about 0.6 MB
-MAX_DEPTH = 32  # JSON nesting; a written file nests 6 deep (minimal.bound.stats.states_by_length)
-MAX_NUMBER_CHARS = 64  # characters in one JSON number (far below Python's 4,300-digit int limit)
-MAX_WINDOW = 128  # pages; strategies allow up to 64 (strategy.parse), the live oracle maps 64 by default
-MAX_STEPS = 10_000  # steps in one reproducer; campaigns shrink theirs to tens
-MAX_FORKS = 64  # fork steps in one reproducer: at most 65 processes, as strategies allow max_processes <= 64
-
-_FIELDS = ("format", "version", "kernel", "against", "window", "kind", "signature", "violation", "found", "minimal",
-           "steps")  # fmt: skip
+# documented in docs/reproducer-format.md, "Limits", and stated in the schema, rmapfuzz.schema).
+# A file past one is a one-line CorpusError.
+FORMAT = schema.FORMAT
+FORMAT_VERSION = schema.FORMAT_VERSION
+KINDS = schema.KINDS
+MAX_FILE_BYTES = schema.MAX_FILE_BYTES
+MAX_DEPTH = schema.MAX_DEPTH
+MAX_NUMBER_CHARS = schema.MAX_NUMBER_CHARS
+MAX_WINDOW = schema.MAX_WINDOW
+MAX_STEPS = schema.MAX_STEPS
+MAX_FORKS = schema.MAX_FORKS
+_FIELDS = tuple(schema.reproducer_schema()["properties"])  # the order dumps() writes them in
 
 
 class CorpusError(ValueError):
@@ -157,10 +154,23 @@ def dumps(rep: Reproducer) -> str:
     return "{\n" + "\n".join(lines) + "\n}\n"
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux 4.7+), else set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(target: Path, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is."""
+    """Temp file in the same directory, fsync, rename: the old file stays whole until the new one is.
+    The file gets the mode any new file would (0666 less the umask), not mkstemp's private 0600."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -174,7 +184,8 @@ def write_atomic(target: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
-    fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+    """An exclusive flock on the directory itself: no lock file to leave behind in the corpus."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -290,57 +301,29 @@ def loads(text: str | bytes, path: Path | str = "<string>") -> Reproducer:
     data = _parse_json(path, text)
     if not isinstance(data, dict):
         raise _fail(path, f"not a reproducer: the top level is a JSON {type(data).__name__}, expected an object")
-    fmt = data.get("format", FORMAT)
-    if fmt != FORMAT:
-        raise _fail(path, f"not a reproducer: format is {short(fmt)}, expected {FORMAT!r}")
-    version = data.get("version", FORMAT_VERSION)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise _fail(path, f"bad field 'version': {short(version)}")
-    if version > FORMAT_VERSION:
+    fmt, version = data.get("format", FORMAT), data.get("version")
+    if fmt == FORMAT and isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise _fail(
             path, f"format version {version} was written by a newer rmapfuzz (this one reads up to {FORMAT_VERSION})"
         )
-    for key in ("kernel", "window", "steps"):
-        if key not in data:
-            raise _fail(path, f"missing field {key!r}")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        raise _fail(path, f"unknown field {short(unknown[0])}")
-    kernel = data["kernel"]
+    problem = schema.first_error("reproducer", data)
+    if problem is not None:
+        raise _fail(path, problem)
+    # what the schema cannot say: names resolve, the violating step is a step, pages lie in the window
+    kernel, window, kind, against = data["kernel"], data["window"], data.get("kind", "violation"), data.get("against")
     _check_kernel_name(path, "kernel", kernel)
-    window = data["window"]
-    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
-        raise _fail(path, f"bad field 'window': {short(window)} (a number of pages from 1 to {MAX_WINDOW})")
-    raw_steps = data["steps"]
-    if isinstance(raw_steps, list) and len(raw_steps) > MAX_STEPS:
-        raise _fail(path, f"bad field 'steps': {len(raw_steps):,} steps (at most {MAX_STEPS:,})")
-    try:
-        steps = ops.parse_steps(raw_steps, window)
-    except ops.OpError as exc:
-        raise _fail(path, f"bad step: {exc}") from None
-    forks = sum(isinstance(op, ops.Fork) for op in steps)
-    if forks > MAX_FORKS:
-        raise _fail(path, f"bad field 'steps': {forks:,} fork steps (at most {MAX_FORKS})")
-    kind = data.get("kind", "violation")
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise _fail(path, f"bad field 'kind': {short(kind)} (one of {', '.join(KINDS)})")
-    against = data.get("against")
-    if (kind == "difference") != (against is not None):
-        raise _fail(path, "bad field 'against': a difference entry names the kernel it compares with, no other does")
     if against is not None:
         _check_kernel_name(path, "against", against)
+    try:
+        steps = ops.parse_steps(data["steps"], window)
+    except ops.OpError as exc:
+        raise _fail(path, f"bad step: {exc}") from None
     violation = data.get("violation")
-    if violation is not None:
-        _check_violation(path, violation, len(steps), kind)
+    if violation is not None and violation["step"] >= len(steps):
+        step = violation["step"]
+        raise _fail(path, f"bad field 'violation': step {step} is not a step index (0..{len(steps) - 1})")
     found = data.get("found") or {}
-    if not isinstance(found, dict):
-        raise _fail(path, "bad field 'found': expected an object")
-    bugs = found.get("bugs")
-    if bugs is not None and (not isinstance(bugs, list) or not all(isinstance(b, str) for b in bugs)):
-        raise _fail(path, f"bad field 'found': bugs must be a list of bug letters, got {short(bugs)}")
     minimal = data.get("minimal")
-    if minimal is not None and not isinstance(minimal, dict):
-        raise _fail(path, "bad field 'minimal': expected an object or null")
     return Reproducer(
         kernel=kernel,
         window=window,
@@ -367,25 +350,6 @@ def _check_kernel_name(path: Path | str, field: str, kernel: object) -> None:
         hint = " (found on an overlay from a file? give it as --kernel FILE)" if "+" in kernel else ""
         what = str(exc) if len(kernel) <= 80 else f"unknown kernel {short(kernel)}"
         raise _fail(path, f"{what}{hint}") from None
-
-
-def _check_violation(path: Path | str, violation: object, nsteps: int, kind: str) -> None:
-    if not isinstance(violation, dict):
-        raise _fail(path, "bad field 'violation': expected an object or null")
-    name = violation.get("invariant")
-    if kind in ("divergence", "difference"):
-        if name != kind:
-            raise _fail(path, f"bad field 'violation': a {kind} entry records {kind!r}, not {short(name)}")
-        level = violation.get("level")
-        if kind == "difference" and (not isinstance(level, str) or level not in LEVELS):
-            raise _fail(path, f"bad field 'violation': level {short(level)} is not one of {', '.join(LEVELS)}")
-    elif not isinstance(name, str) or name not in inv.BY_NAME:
-        raise _fail(path, f"bad field 'violation': unknown invariant {short(name)} (known: {', '.join(inv.DEFAULT)})")
-    step = violation.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < nsteps:
-        raise _fail(path, f"bad field 'violation': step {short(step)} is not a step index (0..{nsteps - 1})")
-    if not isinstance(violation.get("message", ""), str):
-        raise _fail(path, "bad field 'violation': message must be a string")
 
 
 def load(path: Path | str) -> Reproducer:

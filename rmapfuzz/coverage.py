@@ -31,6 +31,12 @@ import attrs
 from rmapfuzz.model.core import KernelCore
 
 ENTRY = "apply"
+# One ast.parse at a time: CPython 3.11 keeps the AST converter's recursion depth in the
+# interpreter's state, shared by its threads, so two threads parsing at once (a campaign's progress
+# timer asking for coverage while the main thread does) can fail with "SystemError: AST constructor
+# recursion depth mismatch" (seen in the test suite on 3.11.7; python/cpython gh-106905 is about
+# the same check).
+_PARSE = threading.Lock()
 
 
 @attrs.frozen
@@ -60,7 +66,8 @@ def _source(fn: Callable[..., Any]) -> tuple[ast.FunctionDef, str, int] | None:
         path = inspect.getsourcefile(fn)
     except (OSError, TypeError):
         return None
-    tree = ast.parse(textwrap.dedent("".join(lines)))
+    with _PARSE:
+        tree = ast.parse(textwrap.dedent("".join(lines)))
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef):
         return None

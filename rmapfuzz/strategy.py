@@ -14,18 +14,19 @@ from typing import Any
 
 import attrs
 
-from rmapfuzz import ops
+from rmapfuzz import ops, schema
 from rmapfuzz.ops import short
 
-RULE_OPS = ("mmap", "munmap", "mprotect", "mremap", "madvise", "fork", "exit", "read", "write", "fail_alloc")
-MAX_STEPS = 600  # Hypothesis silently truncates stateful_step_count much above this
-MAX_WINDOW = 64  # pages (reproducer files allow a little more: corpus.MAX_WINDOW)
-MAX_PROCESSES = 64
-MAX_BURST = 64
-MAX_WEIGHT = 1000  # a weight is relative: 1000 against 1 is already a 0.1 % share
-MAX_DESCRIPTION = 500  # characters
-MAX_FILE_BYTES = 64 * 1024  # a strategy file is a few lines; the shipped ones are under 2 KB
-START_OPS = ("mmap",)  # what can start a sequence: the first process has no mappings until one of these
+# The bounds are stated in the strategy file's schema (rmapfuzz.schema, `rmapfuzz schema strategy`).
+RULE_OPS = schema.RULE_OPS
+MAX_STEPS = schema.STRATEGY_MAX_STEPS
+MAX_WINDOW = schema.STRATEGY_MAX_WINDOW  # pages (reproducer files allow a little more: corpus.MAX_WINDOW)
+MAX_PROCESSES = schema.MAX_PROCESSES
+MAX_BURST = schema.MAX_BURST
+MAX_WEIGHT = schema.MAX_WEIGHT
+MAX_DESCRIPTION = schema.MAX_DESCRIPTION
+MAX_FILE_BYTES = schema.STRATEGY_MAX_FILE_BYTES
+START_OPS = schema.START_OPS
 
 
 class StrategyError(ValueError):
@@ -72,109 +73,26 @@ def available() -> dict[str, Path]:
     return found
 
 
-def _field(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    if key not in data:
-        raise StrategyError(f"{where}: missing field {key!r}")
-    value = data[key]
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise StrategyError(f"{where}: field {key!r} must be an integer, got {short(value)}")
-    if kind is not int and not isinstance(value, kind):
-        names: dict[type, str] = {dict: "table", list: "list", str: "string"}
-        what = names.get(kind, kind.__name__)
-        raise StrategyError(f"{where}: field {key!r} must be a {what}, got {short(value)}")
-    return value
-
-
-def _positive(data: dict[str, Any], key: str, where: str, low: int, high: int) -> int:
-    value: int = _field(data, key, int, where)
-    if not low <= value <= high:
-        raise StrategyError(f"{where}: field {key!r} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _share(data: dict[str, Any], key: str, where: str) -> float:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise StrategyError(f"{where}: field {key!r} must be a number from 0 to 1, got {short(value)}")
-    return float(value)
-
-
-def _choices(data: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> tuple[str, ...]:
-    values = _field(data, key, list, where)
-    bad = [v for v in values if v not in allowed]
-    if bad or not values:
-        raise StrategyError(
-            f"{where}: field {key!r} must be a non-empty list from {list(allowed)}, got {short(values)}"
-        )
-    return tuple(values)
-
-
 def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
-    """Validate a strategy table; every error names the field."""
-    known = {
-        "description",
-        "window",
-        "max_processes",
-        "steps",
-        "weights",
-        "prots",
-        "advices",
-        "mremap_flags",
-        "burst",
-        "swarm",
-        "portfolio",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise StrategyError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-    weights = _field(data, "weights", dict, where)
-    for op, w in weights.items():
-        if op not in RULE_OPS:
-            raise StrategyError(
-                f"{where}: field 'weights.{repr(op[:60])[1:-1]}' is not an op (ops: {', '.join(RULE_OPS)})"
-            )
-        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= MAX_WEIGHT:
-            raise StrategyError(
-                f"{where}: field 'weights.{op}' must be an integer from 0 to {MAX_WEIGHT}, got {short(w)}"
-            )
-    if not any(weights.values()):
-        raise StrategyError(f"{where}: field 'weights' enables no op")
-    description = data.get("description", "")
-    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise StrategyError(f"{where}: field 'description' must be a string of at most {MAX_DESCRIPTION} "
-                            f"characters, got {short(description)}")  # fmt: skip
-    flag_sets = _field(data, "mremap_flags", list, where)
-    if not flag_sets:
-        raise StrategyError(f"{where}: field 'mremap_flags' must list at least one flag set ([] is an in-place resize)")
-    for flags in flag_sets:
-        if (
-            not isinstance(flags, list)
-            or any(f not in ops.MREMAP_FLAGS for f in flags)
-            or len(set(flags)) != len(flags)
-            or ("maymove" in flags and "fixed" not in flags)
-        ):
-            raise StrategyError(
-                f"{where}: field 'mremap_flags' entry {short(flags)} must be a list of distinct names from "
-                f"{list(ops.MREMAP_FLAGS)}, with 'fixed' wherever 'maymove' is"
-            )
-    strat = Strategy(
+    """Validate a strategy table against its schema (and its portfolio against the named strategies);
+    every error is one line naming the field."""
+    problem = schema.first_error("strategy", data)
+    if problem is not None:
+        raise StrategyError(f"{where}: {problem}")
+    return Strategy(
         name=name,
-        description=description,
-        window=_positive(data, "window", where, 2, MAX_WINDOW),
-        max_processes=_positive(data, "max_processes", where, 1, MAX_PROCESSES),
-        steps=_positive(data, "steps", where, 1, MAX_STEPS),
-        weights={op: int(w) for op, w in weights.items()},
-        prots=_choices(data, "prots", ops.PROTS, where),
-        advices=_choices(data, "advices", ops.ADVICES, where),
-        mremap_flags=tuple(tuple(f for f in ops.MREMAP_FLAGS if f in flags) for flags in flag_sets),
-        burst=_positive(data, "burst", where, 1, MAX_BURST) if "burst" in data else 4,
-        swarm=_share(data, "swarm", where) if "swarm" in data else 0.25,
+        description=data.get("description", ""),
+        window=data["window"],
+        max_processes=data["max_processes"],
+        steps=data["steps"],
+        weights=dict(data["weights"]),
+        prots=tuple(data["prots"]),
+        advices=tuple(data["advices"]),
+        mremap_flags=tuple(tuple(f for f in ops.MREMAP_FLAGS if f in flags) for flags in data["mremap_flags"]),
+        burst=data.get("burst", 4),
+        swarm=float(data.get("swarm", 0.25)),
         portfolio=_portfolio(data, name, where),
     )
-    if not any(strat.weights.get(op, 0) > 0 for op in START_OPS):
-        raise StrategyError(f"{where}: field 'weights' gives no op that can start a sequence a positive weight "
-                            f"({', '.join(START_OPS)}: the first process has no mappings until then)")  # fmt: skip
-    return strat
 
 
 def _portfolio(data: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
@@ -182,8 +100,6 @@ def _portfolio(data: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
         return ()
     values = data["portfolio"]
     known = available()
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise StrategyError(f"{where}: field 'portfolio' must be a list of strategy names, got {short(values)}")
     bad = [v for v in values if v not in known or v == name]
     if bad:
         raise StrategyError(f"{where}: field 'portfolio' names {short(bad[0])}, which is not another named strategy "

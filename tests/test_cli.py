@@ -507,3 +507,28 @@ def test_check_fails_a_stale_bug_label_and_relabel_rewrites_it(
         and again["steps"] == data["steps"]
         and again["found"]["seed"] == data["found"]["seed"]
     )
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["replay", "--trace"], 0), (["show"], 1)])
+def test_a_reader_that_stops_early_leaves_the_commands_own_exit_code(
+    tmp_path: Path, argv: list[str], code: int
+) -> None:
+    """``rmapfuzz show X | head -1``: the reader goes after one line of hundreds of KB; the command
+    ends as it would have (0 clean, 1 a violation shown), nothing on stderr."""
+    steps = [{"op": "mmap", "pid": 0, "start": 0, "pages": 3, "prot": "rw"}]
+    steps += [{"op": "read", "pid": 0, "addr": 7}] * 9000  # SEGV: an unmapped page, nothing changes
+    if code:  # bug A's last three steps
+        steps += [{"op": "mprotect", "pid": 0, "start": 1, "pages": 1, "prot": "rwx"},
+                  {"op": "write", "pid": 0, "addr": 2},
+                  {"op": "mprotect", "pid": 0, "start": 2, "pages": 1, "prot": "rwx"}]  # fmt: skip
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"kernel": "2.6.34-rc3", "window": 8, "steps": steps}))
+    command = [sys.executable, "-m", "rmapfuzz", *argv, str(path)]
+    assert len(subprocess.run(command, capture_output=True, check=False).stdout) > 256 * 1024  # past any pipe buffer
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"reproducer")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == code
+    assert err == b""

@@ -118,7 +118,7 @@ def test_show_and_replay_run_both_kernels(tmp_path: Path, capsys: pytest.Capture
     [
         (lambda d: d.pop("against"), "names the kernel it compares with"),
         (lambda d: d.update(kind="violation", violation=None), "no other does"),
-        (lambda d: d["violation"].update(level="smell"), "level 'smell'"),
+        (lambda d: d["violation"].update(level="smell"), "'smell'"),
         (lambda d: d.update(against="9.9"), "9.9"),
     ],
 )

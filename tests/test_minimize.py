@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 
 from rmapfuzz import corpus, ops
@@ -251,7 +252,7 @@ def test_every_simpler_step_is_a_valid_op() -> None:
 
 def test_save_refuses_a_reproducer_its_loader_would_reject(tmp_path: Path) -> None:
     bad = ops.Mremap(0, 1, 1, 0, 2, ())  # in place, but new_start != start
-    rep = corpus.Reproducer(RC3, 8, [ops.Mmap(0, 0, 3, "rw"), bad], violation={"invariant": "counters"})
+    rep = corpus.Reproducer(RC3, 8, [ops.Mmap(0, 0, 3, "rw"), bad], violation={"invariant": "counters", "step": 1})
     with pytest.raises(corpus.CorpusError, match="in-place"):
         corpus.save(tmp_path, rep)
     assert list(tmp_path.iterdir()) == []
@@ -273,3 +274,21 @@ def test_reduction_keeps_the_bug_it_was_classified_as() -> None:
     )
     kept = minimize_failure(kernel, window, raw, bugs=["D"])
     assert classify(kernel, kept, window) == ["D"] and len(kept) <= 5
+
+
+def test_the_budget_bounds_the_greedy_phase_too() -> None:
+    """--budget is the most a file's minimisation takes, greedy reduction included: out of time, the
+    reducer keeps the shortest sequence it has and the record says why it is not a fixpoint."""
+    import time
+
+    rep = corpus.load(Path(__file__).resolve().parent.parent / "corpus" / "2.6.34-rc3--merge-superset--mprotect.json")
+    assert rep.violation is not None
+    pad = [ops.Read(0, 7)] * 1500  # a fault on an unmapped page: SEGV, changes nothing
+    long = attrs.evolve(rep, steps=pad + rep.steps, violation={**rep.violation, "step": 1500 + rep.violation["step"]})
+    started = time.monotonic()
+    cut = minimize_reproducer(long, budget=0.01)
+    assert time.monotonic() - started < 3.0  # the budget, plus a replay or two on a loaded machine
+    assert cut.rep.minimal is not None and "budget (0.01 s) ran out" in cut.rep.minimal["reason"]
+    whole = minimize_reproducer(long, budget=300)
+    assert len(whole.rep.steps) == 4 < len(cut.rep.steps)
+    assert whole.rep.minimal is not None and "fixpoint" in whole.rep.minimal["reason"]

@@ -99,6 +99,7 @@ def minimize_reproducer(
     Raises ValueError when the file records no violation or no longer reproduces it, or when
     ``window`` is too small for the steps.
     """
+    budget_given = budget
     if rep.kind == "difference":
         why = "a difference entry is reduced by `rmapfuzz diff` when found; minimize proves violations"
         raise ValueError(f"{rep.name}: {why}")
@@ -111,8 +112,11 @@ def minimize_reproducer(
     if first is None or first[0] != index or invariant not in first[1]:
         raise ValueError(f"{rep.name}: no longer breaks {invariant} first at step {index} on {rep.kernel}")
     shape = step_shape(steps[-1])
-    best = minimize_more(steps, reproduces(rep.kernel, rep.window, invariant, shape))
+    started = time.monotonic()
+    best = minimize_more(steps, reproduces(rep.kernel, rep.window, invariant, shape), deadline=started + budget)
     greedy_len = len(best)
+    cut_short = time.monotonic() >= started + budget  # the budget bounds the greedy phase too
+    budget = max(budget - (time.monotonic() - started), 0.001)  # the search gets what is left
     fit = max(pages_used(best), 1)
     if window is not None and window < fit:
         raise ValueError(f"{rep.name}: a window of {window} pages is too small, the steps name page {fit - 1}")
@@ -159,13 +163,14 @@ def minimize_reproducer(
         bound = {"length": len(best), "window": new_window}
         if new_window != rep.window:
             bound["window_from"] = rep.window
-        record = minimal_record(
-            "not proved",
-            "greedy",
-            bound,
-            "greedy fixpoint: no chunk deletion, fork fold, argument lowering, merge of adjacent ops or "
-            "process swap keeps the failure; shorter sequences were not searched",
+        why = (
+            f"the budget ({budget_given:g} s) ran out during the greedy reduction: a shorter sequence may "
+            "be one deletion away"
+            if cut_short
+            else "greedy fixpoint: no chunk deletion, fork fold, argument lowering, merge of adjacent ops or "
+            "process swap keeps the failure; shorter sequences were not searched"
         )
+        record = minimal_record("not proved", "greedy", bound, why)
     violation = rep.violation if best == rep.steps else _violation(rep.kernel, new_window, best, invariant)
     new = Reproducer(
         kernel=rep.kernel,

@@ -9,6 +9,7 @@ A candidate is kept if it still breaks the same invariant at a step with the sam
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
@@ -106,16 +107,44 @@ def _simpler_args(op: ops.Op) -> Iterator[ops.Op]:
             yield attrs.evolve(op, new_start=op.new_start - 1)
 
 
-def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50) -> list[ops.Op]:
-    """Greedy reduction to a fixpoint: no single deletion or argument lowering keeps the failure."""
+class _OutOfTime(Exception):
+    """The deadline passed: the reduction stops where it is."""
+
+
+def _bounded(still_fails: Predicate, deadline: float | None) -> Predicate:
+    """``still_fails`` until ``deadline`` (time.monotonic), then :class:`_OutOfTime`, so that no
+    more candidates are even built (building one costs as much as the sequence is long)."""
+    if deadline is None:
+        return still_fails
+
+    def bounded(steps: list[ops.Op]) -> bool:
+        if time.monotonic() >= deadline:
+            raise _OutOfTime
+        return still_fails(steps)
+
+    return bounded
+
+
+def minimize(
+    steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50, deadline: float | None = None
+) -> list[ops.Op]:
+    """Greedy reduction to a fixpoint: no single deletion or argument lowering keeps the failure
+    (or, past ``deadline``, the shortest sequence found so far)."""
     best = list(steps)
+    try:
+        return _reduce(best, _bounded(still_fails, deadline), max_rounds)
+    except _OutOfTime as stop:
+        return stop.args[0] if stop.args else best
+
+
+def _reduce(best: list[ops.Op], still_fails: Predicate, max_rounds: int) -> list[ops.Op]:
     for _ in range(max_rounds):
         changed = False
         for drop in _deletions(len(best)):
             if max(drop) >= len(best):
                 continue
             candidate = without(best, drop)
-            if len(candidate) < len(best) and still_fails(candidate):
+            if len(candidate) < len(best) and _keeps(still_fails, candidate, best):
                 best, changed = candidate, True
                 break
         if changed:
@@ -123,7 +152,7 @@ def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 
         for i, op in enumerate(best):
             if isinstance(op, ops.Fork):
                 candidate = without(best, {i}, fold=True)
-                if still_fails(candidate):
+                if _keeps(still_fails, candidate, best):
                     best, changed = candidate, True
                     break
         if changed:
@@ -131,7 +160,7 @@ def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 
         for i, op in enumerate(best):
             for simpler in _simpler_args(op):
                 candidate = [*best[:i], simpler, *best[i + 1 :]]
-                if still_fails(candidate):
+                if _keeps(still_fails, candidate, best):
                     best, changed = candidate, True
                     break
             if changed:
@@ -139,6 +168,14 @@ def minimize(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 
         if not changed:
             return best
     return best
+
+
+def _keeps(still_fails: Predicate, candidate: list[ops.Op], best: list[ops.Op]) -> bool:
+    """``still_fails(candidate)``; out of time, the stop carries ``best``, the shortest so far."""
+    try:
+        return still_fails(candidate)
+    except _OutOfTime:
+        raise _OutOfTime(best) from None
 
 
 def minimize_failure(
@@ -257,14 +294,18 @@ def _extra_candidates(steps: list[ops.Op]) -> Iterator[list[ops.Op]]:
                 yield candidate
 
 
-def minimize_more(steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50) -> list[ops.Op]:
-    """:func:`minimize`, then merges and process swaps, repeated to a joint fixpoint."""
-    best = minimize(steps, still_fails, max_rounds)
+def minimize_more(
+    steps: Sequence[ops.Op], still_fails: Predicate, max_rounds: int = 50, deadline: float | None = None
+) -> list[ops.Op]:
+    """:func:`minimize`, then merges and process swaps, repeated to a joint fixpoint (or ``deadline``)."""
+    best = minimize(steps, still_fails, max_rounds, deadline)
+    bounded = _bounded(still_fails, deadline)
     for _ in range(max_rounds):
-        for candidate in _extra_candidates(best):
-            if still_fails(candidate):
-                best = minimize(candidate, still_fails, max_rounds)
-                break
-        else:
+        try:
+            better = next((c for c in _extra_candidates(best) if bounded(c)), None)
+        except _OutOfTime:
             return best
+        if better is None:
+            return best
+        best = minimize(better, still_fails, max_rounds, deadline)
     return best
