@@ -24,6 +24,7 @@ MAX_PROCESSES = 64
 MAX_BURST = 64
 MAX_WEIGHT = 1000  # a weight is relative: 1000 against 1 is already a 0.1 % share
 MAX_DESCRIPTION = 500  # characters
+ZERO_OLD_LEN = "mremap_zero_old_len"  # one mremap in N has an old length of 0 (default 0: none)
 MAX_FILE_BYTES = 64 * 1024  # a strategy file is a few lines; the shipped ones are under 2 KB
 START_OPS = ("mmap",)  # what can start a sequence: the first process has no mappings until one of these
 
@@ -47,6 +48,7 @@ class Strategy:
     swarm: float = 0.25  # share of test cases that draw their own mix (rmapfuzz.generate.Swarm)
     portfolio: tuple[str, ...] = ()  # strategies whose mixes a test case may draw (with swarm)
     without: tuple[str, ...] = ()  # ops left out of every mix, the portfolio's too (set by tools, not files)
+    mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
 
     def portfolio_strategies(self) -> list[Strategy]:
         """The portfolio's strategies (a portfolio strategy's own portfolio is not followed), each
@@ -123,6 +125,7 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         "burst",
         "swarm",
         "portfolio",
+        ZERO_OLD_LEN,
     }
     unknown = set(data) - known
     if unknown:
@@ -170,6 +173,7 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         burst=_positive(data, "burst", where, 1, MAX_BURST) if "burst" in data else 4,
         swarm=_share(data, "swarm", where) if "swarm" in data else 0.25,
         portfolio=_portfolio(data, name, where),
+        mremap_zero_old_len=_positive(data, ZERO_OLD_LEN, where, 0, 1000) if ZERO_OLD_LEN in data else 0,
     )
     if not any(strat.weights.get(op, 0) > 0 for op in START_OPS):
         raise StrategyError(f"{where}: field 'weights' gives no op that can start a sequence a positive weight "

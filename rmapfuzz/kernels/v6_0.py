@@ -5,8 +5,9 @@
 * Kirill Shutemov's 734537c9cb72 (4.8, :mod:`.fix_734537c9`): vma_adjust() case 6 picks its exporter
   on the first pass (bug L).
 * MADV_WIPEONFORK / MADV_KEEPONFORK (4.14).
-* dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (4.17): mremap() with
-  an old length of 0 on a private mapping is EINVAL.
+* dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (Mike Kravetz, 4.14):
+  mremap() with an old length of 0 on a private mapping is EINVAL, from vma_to_resize(), so a
+  MREMAP_FIXED call has already unmapped its target (until 6.17, :mod:`.v6_18`).
 * 550a7d60bd5e "mm, hugepages: add mremap() support for hugepage backed vma" (5.16): mremap() looks
   the VMA at the old address up before anything else, so a call on an unmapped address is EFAULT
   and changes nothing (its first version returned +EFAULT; the sign was fixed in 5.18, Niels
@@ -128,7 +129,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         return src.anon_vma is not None and super().may_reuse_anon_vma(dst, src, av)
 
     def vma_to_resize(self, mm: Mm, addr: int, old_len: int, new_len: int) -> tuple[Err, Vma | None]:
-        """vma_to_resize() (4.17+, dba58d3b8c50): an old length of 0 duplicates a mapping, which only
+        """vma_to_resize() (4.14+, dba58d3b8c50): an old length of 0 duplicates a mapping, which only
         a shared one may."""
         err, vma = super().vma_to_resize(mm, addr, old_len, new_len)
         if vma is not None and old_len == 0:  # every VMA of the model is private anonymous
