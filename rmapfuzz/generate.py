@@ -45,11 +45,12 @@ class Mix:
     prots: tuple[str, ...]
     advices: tuple[str, ...]
     mremap_flags: tuple[tuple[str, ...], ...]
+    mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
 
     @classmethod
     def of(cls, s: Strategy) -> Mix:
         weights = tuple((op, s.weights[op]) for op in RULE_ORDER if s.weights.get(op, 0) > 0)
-        return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags)
+        return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags, s.mremap_zero_old_len)
 
     @classmethod
     def for_kernel(cls, s: Strategy, kernel: type[SyscallMixin]) -> Mix:
@@ -115,7 +116,7 @@ def from_header(base: Mix, header: bytes) -> Mix:
     prots = tuple(base.prots[i] for i in _subset(base.prots, header[at]))
     advices = tuple(base.advices[i] for i in _subset(base.advices, header[at + 1]))
     flags = tuple(base.mremap_flags[i] for i in _subset(base.mremap_flags, header[at + 2]))
-    return Mix(window, procs, tuple(weights), prots, advices, flags)
+    return Mix(window, procs, tuple(weights), prots, advices, flags, base.mremap_zero_old_len)
 
 
 @attrs.frozen
@@ -271,11 +272,18 @@ class Decoder:
         value, new_start = divmod(value, 4 * self.window)
         value, new_pages = divmod(value, self.window)
         flag_sets = self.mix.mremap_flags
-        flags = flag_sets[value % len(flag_sets)]
+        value, flag_index = divmod(value, len(flag_sets))
+        flags = flag_sets[flag_index]
         start = self.mapped_page(k, pid, start)
         pages = self.span(start, pages)
         new_start = self.move_target(k, pid, start, pages, new_start) if "fixed" in flags else start
-        return ops.Mremap(pid, start, pages, new_start, self.abutting_pages(k, pid, new_start, new_pages + 1), flags)
+        new_pages = self.abutting_pages(k, pid, new_start, new_pages + 1)
+        # an old length of 0 asks to duplicate the mapping, EINVAL for a private one since dba58d3b8c50:
+        # drawn from the word's digits above all others, so a mix without it draws as before
+        one_in = self.mix.mremap_zero_old_len
+        if one_in and value % one_in == 0:
+            pages = 0
+        return ops.Mremap(pid, start, pages, new_start, new_pages, flags)
 
     def _fork(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
         return ops.Fork(live[value % self.procs % len(live)])

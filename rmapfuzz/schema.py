@@ -251,6 +251,9 @@ def strategy_schema() -> dict[str, Any]:
                 "items": {"type": "string", "maxLength": 100},
                 "description": "other named strategies whose mixes a test case may draw",
             },
+            "mremap_zero_old_len": _int(
+                0, MAX_WEIGHT, "one mremap in N has an old length of 0 (EINVAL on a private mapping); 0: none"
+            ),
         },
     }
 

@@ -27,6 +27,7 @@ MAX_WEIGHT = schema.MAX_WEIGHT
 MAX_DESCRIPTION = schema.MAX_DESCRIPTION
 MAX_FILE_BYTES = schema.STRATEGY_MAX_FILE_BYTES
 START_OPS = schema.START_OPS
+ZERO_OLD_LEN = "mremap_zero_old_len"  # one mremap in N has an old length of 0 (default 0: none)
 
 
 class StrategyError(ValueError):
@@ -48,6 +49,7 @@ class Strategy:
     swarm: float = 0.25  # share of test cases that draw their own mix (rmapfuzz.generate.Swarm)
     portfolio: tuple[str, ...] = ()  # strategies whose mixes a test case may draw (with swarm)
     without: tuple[str, ...] = ()  # ops left out of every mix, the portfolio's too (set by tools, not files)
+    mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
 
     def portfolio_strategies(self) -> list[Strategy]:
         """The portfolio's strategies (a portfolio strategy's own portfolio is not followed), each
@@ -92,6 +94,7 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         burst=data.get("burst", 4),
         swarm=float(data.get("swarm", 0.25)),
         portfolio=_portfolio(data, name, where),
+        mremap_zero_old_len=data.get(ZERO_OLD_LEN, 0),
     )
 
 

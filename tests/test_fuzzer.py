@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
@@ -44,6 +45,7 @@ def test_every_shipped_strategy_loads(name: str) -> None:
         ('prots = ["wr"]', "prots"),
         ('advices = ["hugepage"]', "advices"),
         ('mremap_flags = [["maymove"]]', "mremap_flags"),
+        ("mremap_zero_old_len = -1", "mremap_zero_old_len"),
         ("bogus = 1", "bogus"),
         ("[weights]\nwrite = -1", "weights.write"),
         ("[weights]\nteleport = 3", "weights.teleport"),
@@ -362,3 +364,19 @@ def test_the_live_oracles_sequences_never_inject_an_allocation_failure() -> None
     drawn = [op.op for seq in sample_sequences(default, 200, seed=3) for op in seq]
     assert len(drawn) > 2000 and "fail_alloc" not in drawn
     assert all("fail_alloc" not in s.weights or s.without for s in no_fail_alloc(default).portfolio_strategies())
+
+
+def test_only_a_strategy_that_asks_draws_mremaps_of_old_length_zero() -> None:
+    """mremap.toml's ``mremap_zero_old_len = 8``: about one mremap in 8 has an old length of 0 (a
+    duplication request, EINVAL for a private mapping); the default strategy's own mix draws none,
+    but its portfolio (which the CI oracle runs) includes the mremap mix."""
+    from rmapfuzz.oracle.oracle import sample_sequences
+
+    mremap = strategy.load("mremap")
+    assert mremap.mremap_zero_old_len == 8 and "mremap" in strategy.load("default").portfolio
+    drawn = [op for seq in sample_sequences(mremap, 30, seed=5) for op in seq if isinstance(op, ops.Mremap)]
+    zero = sum(op.pages == 0 for op in drawn)
+    assert len(drawn) > 300 and len(drawn) / 20 < zero < len(drawn) / 5
+    plain = attrs.evolve(mremap, mremap_zero_old_len=0)
+    drawn = [op for seq in sample_sequences(plain, 30, seed=5) for op in seq if isinstance(op, ops.Mremap)]
+    assert drawn and all(op.pages > 0 for op in drawn)

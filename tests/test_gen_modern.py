@@ -536,7 +536,7 @@ def test_6_17_mremap_rework(name: str, ts: tuple[StepTuple, ...], results: list[
 
 
 @pytest.mark.parametrize("kernel", ["6.0", "6.16", "6.18.8"])
-def test_mremap_of_zero_old_length_is_einval_since_4_17(kernel: str) -> None:
+def test_mremap_of_zero_old_length_is_einval_since_4_14(kernel: str) -> None:
     """dba58d3b8c50: duplicating a private mapping with old_len 0 fails (3.19 still allows it)."""
     steps = [
         {"op": "mmap", "pid": 0, "start": 0, "pages": 2, "prot": "rw"},
@@ -552,3 +552,16 @@ def test_mremap_of_zero_old_length_is_einval_since_4_17(kernel: str) -> None:
     ]
     assert replay(steps, kernel, 8).results == ["ok", "EINVAL"]
     assert replay(steps, "3.19", 8).results == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(("kernel", "diagram"), [("6.0", "A......."), ("6.18.8", "AA......")])
+def test_mremap_of_zero_old_length_unmaps_the_target_before_6_17(kernel: str, diagram: str) -> None:
+    """
+    AA......   mremap([0,0) -> [1,5), maymove|fixed): EINVAL either way, but 6.0's mremap_to()
+               unmaps the target [1,5) before vma_to_resize() refuses (A.......); 6.17's
+               check_prep_vma() refuses first and the target stays (AA......).  Found by the live
+               oracle once the mremap strategy drew an old length of 0.
+    """
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("mremap", 0, 0, 0, 1, 4, ("maymove", "fixed")))
+    assert v.results == ["ok", "EINVAL"] and v.violation is None
+    assert shape(v.final)[0] == diagram

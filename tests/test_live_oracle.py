@@ -238,3 +238,44 @@ def test_a_level_that_cannot_be_observed_is_never_dropped_silently(
     assert main(["oracle", "--levels", "L0,L3", "--strict", entry]) == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "infrastructure failure: level L3 is unavailable here" in err
+
+
+def test_a_step_reads_only_the_processes_it_can_change() -> None:
+    """After a partial step the other processes' L0/L2 are as last read; MADV_PAGEOUT, every
+    FULL_EVERY-th step and the end of the sequence read every live process again."""
+    from rmapfuzz.oracle.oracle import Oracle, SequenceRun
+
+    steps = [ops.parse_step(s, 8) for s in (mm(0, 0, 2), wr(0, 0), fork(0), fork(1), wr(2, 0), wr(1, 1))]
+    reads: list[list[int]] = []
+    with Oracle(levels=("L0", "L2"), own_swap=False) as oracle, oracle.sequence(8, 3) as run:
+        assert isinstance(run, SequenceRun)
+        vmas = run.session.vmas
+
+        def counting(pid: int) -> list[tuple[int, int, str]]:
+            reads[-1].append(pid)
+            return vmas(pid)
+
+        run.session.vmas = counting  # type: ignore[method-assign]
+        for op in steps:
+            reads.append([])
+            assert run.step(op) is None
+        assert reads == [[0], [0], [0, 1], [1, 2], [2], [1]]
+        assert not run.observed_all
+        reads.append([])
+        assert run.finish() is None
+        assert reads[-1] == [0, 1, 2] and run.observed_all
+        reads.append([])
+        out = run.step(ops.parse_step({"op": "madvise", "pid": 2, "start": 0, "pages": 2, "advice": "pageout"}, 8))
+        assert out is None and reads[-1] == [0, 1, 2]
+
+
+def test_a_deep_fork_chain_agrees_at_every_level() -> None:
+    """40 forks (past the L3 iterator's chain limit of 32, where L3 reads every process again) and a
+    write at the end, compared after every step at every level this machine has."""
+    from bench.oracle_fork_chain import chain
+    from rmapfuzz.oracle.oracle import Oracle
+
+    with Oracle(own_swap=False, levels=("L0", "L1", "L2", "L3", "L4")) as oracle:
+        out = oracle.run(chain(40), 2)
+    assert out.status == "agree", out.divergence
+    assert not any("differed once" in note for note in out.notes)

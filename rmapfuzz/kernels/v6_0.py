@@ -5,8 +5,9 @@
 * Kirill Shutemov's 734537c9cb72 (4.8, :mod:`.fix_734537c9`): vma_adjust() case 6 picks its exporter
   on the first pass (bug L).
 * MADV_WIPEONFORK / MADV_KEEPONFORK (4.14).
-* dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (4.17): mremap() with
-  an old length of 0 on a private mapping is EINVAL.
+* dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (Mike Kravetz, 4.14):
+  mremap() with an old length of 0 on a private mapping is EINVAL, from vma_to_resize(), so a
+  MREMAP_FIXED call has already unmapped its target (until 6.17, :mod:`.v6_18`).
 * 550a7d60bd5e "mm, hugepages: add mremap() support for hugepage backed vma" (5.16): mremap() looks
   the VMA at the old address up before anything else, so a call on an unmapped address is EFAULT
   and changes nothing (its first version returned +EFAULT; the sign was fixed in 5.18, Niels
@@ -16,23 +17,31 @@
 * Jann Horn's 2555283eb40d (6.0-rc4, :mod:`.fix_2555283e`): num_children / num_active_vmas (bug G).
 * David Hildenbrand's 1493a1913e34 "mm/swap: remember PG_anon_exclusive via a swp pte bit" (5.19),
   on a synchronous swap device (zram, ``SWP_SYNCHRONOUS_IO``; 0bcac06f27d7, 4.15, skips the swap
-  cache for such a device when the entry has one user): a swap-in of an entry with one user and
-  no swap-cache page reads into a fresh page, which is "certainly exclusive": mapped with
-  RMAP_EXCLUSIVE (the faulting VMA's own anon_vma, not the root) and writable if the VMA is,
-  even on a read fault.  Entries with several users go through the swap cache as before; their
-  swp pte's exclusive bit is always clear (fork clears it, and a shared page is never
-  exclusive), so they are not modelled further.  Found by the live oracle's L4.
-* A page that is already anonymous keeps its anon_vma when it is mapped again: 6.x's
-  ``__folio_add_anon_rmap()`` sets the mapping only when ``!folio_test_anon(folio)``, so a
-  swap-cache page unmapped (a COW copy of it was taken) and faulted in again by another process
-  stays on the anon_vma the first mapping chose (the model's older rule set it again at the
-  first mapping).  Found by the live oracle's L4.
-* c145e0b47c77 "mm: streamline COW logic in do_swap_page()" and the PageAnonExclusive rework of
-  do_wp_page() (David Hildenbrand, 5.19): a write to a write-protected page that is already
-  ``PageAnonExclusive`` reuses it without ``folio_move_anon_rmap()``: the page stays on its
-  anon_vma (only a page that wp_can_reuse_anon_folio() has to prove unshared is moved to the
-  VMA's own).  Found by the live oracle's L4 (a swap-cache page swapped in by a write, then
-  mprotect r / rw, then written).
+  cache for such a device when the entry has one user): in do_swap_page() a swap-in of an entry
+  with one user and no swap-cache page reads into a fresh page, which is "certainly exclusive"
+  (``page != swapcache``): mapped with RMAP_EXCLUSIVE, so __page_set_anon_rmap() gives it the
+  faulting VMA's own anon_vma, not the root.  Its pte is writable only on a write fault
+  (``maybe_mkwrite()`` under ``FAULT_FLAG_WRITE``); a read fault maps it read-only until
+  c18160dba5ff (6.11, from :mod:`.v6_15` on here).  Entries with several users go through the
+  swap cache as before; their swp pte's exclusive bit is always clear (fork clears it, and a
+  shared page is never exclusive), so they are not modelled further.  Found by the live oracle's
+  L4; ``tests/test_swap_exclusive.py``.
+* A page that is already anonymous keeps its anon_vma when it is mapped again: 6.0's
+  __page_set_anon_rmap() returns early (``if (PageAnon(page)) goto out``, only setting
+  PageAnonExclusive) -- the early return dates from 288468c334e9 (2.6.36), which the 2.6.36 to
+  3.19 models leave out -- and 6.x's ``__folio_add_anon_rmap()`` keeps it
+  (``!folio_test_anon(folio)``).  So a swap-cache page unmapped (a COW copy of it was taken) and
+  faulted in again by another process stays on the anon_vma the first mapping chose, even when
+  the new mapping is exclusive (the model's older rule set it again at the first mapping).
+  Found by the live oracle's L4.
+* 6c287605fd56 "mm: remember exclusively mapped anonymous pages with PG_anon_exclusive" and
+  c145e0b47c77 "mm: streamline COW logic in do_swap_page()" (David Hildenbrand, 5.19): 6.0's
+  do_wp_page() reuses a write-protected page that is already ``PageAnonExclusive`` at once
+  (``goto reuse``), without page_move_anon_rmap(): the page stays on its anon_vma; only a page
+  whose exclusivity the refcount has to prove is moved to the VMA's own anon_vma (6.5+:
+  wp_can_reuse_anon_folio() / folio_move_anon_rmap()).  Found by the live oracle's L4 (a
+  swap-cache page swapped in by a write, then mprotect r / rw, then written); on 6.15+ the
+  mprotect makes such a pte writable at once (64fe24a3e05e), so the write does not fault there.
 
 Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
 and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
@@ -54,6 +63,7 @@ WEI_YANG = ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a c
 DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for private mappings")
 C550A7D60 = ("550a7d60bd5e", "mm, hugepages: add mremap() support for hugepage backed vma")
 C1493A191 = ("1493a1913e34", "mm/swap: remember PG_anon_exclusive via a swp pte bit")
+C6C287605 = ("6c287605fd56", "mm: remember exclusively mapped anonymous pages with PG_anon_exclusive")
 
 
 class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With734537c9, Linux319):
@@ -68,16 +78,19 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         WEI_YANG,
         C2555283E,
         C1493A191,
+        C6C287605,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
     feature_changes = FeatureChanges(wipeonfork=True)
     # the swap device is synchronous (zram, as the live oracle sets up): see the module docstring
     swap_synchronous: ClassVar[bool] = True
+    # a read fault maps an exclusive swapped-in page writable (c18160dba5ff, 6.11): not yet in 6.0
+    swapin_read_maps_writable: ClassVar[bool] = False
 
     def wp_page_reuse(self, page: Page, vma: Vma, addr: int) -> None:
-        """do_wp_page()'s reuse (5.19+): an exclusive page is not moved; another is moved and
-        becomes exclusive."""
+        """do_wp_page()'s reuse (6c287605fd56, 5.19): an exclusive page is not moved (``goto
+        reuse``); another is moved by page_move_anon_rmap() and becomes exclusive."""
         if page.exclusive:
             self.trace.cover("do_wp_page: an exclusive page is reused where it is")
             return
@@ -85,8 +98,9 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         super().wp_page_reuse(page, vma, addr)
 
     def page_add_anon_rmap(self, page: Page, vma: Vma, addr: int, exclusive: bool = False) -> None:
-        """__folio_add_anon_rmap() (6.x): the mapping is set only on a page not yet anonymous;
-        RMAP_EXCLUSIVE marks it PageAnonExclusive."""
+        """page_add_anon_rmap() / __page_set_anon_rmap() (6.0; __folio_add_anon_rmap() in 6.7+): the
+        mapping is set only on a page not yet anonymous (288468c334e9's ``PageAnon`` early return);
+        RMAP_EXCLUSIVE marks it PageAnonExclusive either way."""
         page.mapcount += 1
         if exclusive:
             page.exclusive = True
@@ -96,7 +110,8 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
 
     def do_swap_page(self, vma: Vma, addr: int, pte: Pte, write: bool) -> str:
         """do_swap_page() (5.19+): a synchronous device's entry with one user and no swap-cache
-        page is read into a fresh, exclusive page (1493a1913e34); otherwise as before."""
+        page is read into a fresh, exclusive page (1493a1913e34), writable on a write fault (and,
+        from c18160dba5ff on, on a read fault of a writable VMA); otherwise as before."""
         slot = pte.swap
         assert slot is not None
         if not (self.swap_synchronous and slot.count == 1 and slot.page is None):
@@ -104,7 +119,8 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         self.trace.cover("do_swap_page: a sole entry is read into a fresh exclusive page")
         page = self.alloc_page(None, 0)
         self.page_add_new_anon_rmap(page, vma, addr)
-        vma.mm.ptes[addr] = Pte(page=page, writable=bool(vma.vm_flags & VM_WRITE))
+        writable = bool(vma.vm_flags & VM_WRITE) and (write or self.swapin_read_maps_writable)
+        vma.mm.ptes[addr] = Pte(page=page, writable=writable)
         self.swap_free(slot)
         return OK
 
@@ -113,7 +129,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         return src.anon_vma is not None and super().may_reuse_anon_vma(dst, src, av)
 
     def vma_to_resize(self, mm: Mm, addr: int, old_len: int, new_len: int) -> tuple[Err, Vma | None]:
-        """vma_to_resize() (4.17+, dba58d3b8c50): an old length of 0 duplicates a mapping, which only
+        """vma_to_resize() (4.14+, dba58d3b8c50): an old length of 0 duplicates a mapping, which only
         a shared one may."""
         err, vma = super().vma_to_resize(mm, addr, old_len, new_len)
         if vma is not None and old_len == 0:  # every VMA of the model is private anonymous

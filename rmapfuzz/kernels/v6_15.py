@@ -24,6 +24,11 @@ and 6.15 changed in the functions this model has:
   seen on the live kernel, docs/live-oracle.md); with MM_CP_TRY_CHANGE_WRITABLE (64fe24a3e05e,
   6.0) a pte of an exclusively owned anon page becomes writable at once when the VMA becomes
   writable.
+* c18160dba5ff "mm: swap: reuse exclusive folio directly instead of wp page faults" (Barry Song,
+  6.11): do_swap_page() maps a page it knows to be exclusive writable when the VMA is writable,
+  on a read fault too (the pte is made dirty only on a write fault), so the first write after a
+  swap-in no longer faults.  In the model this is the fresh page of a sole entry on zram
+  (:mod:`.v6_0`).
 
 Not modelled here: moving several VMAs in one mremap and mremap's refactored error order (both
 6.17, see :mod:`.v6_18`), per-VMA locks, THP,
@@ -50,6 +55,7 @@ C64FE24A3 = (
     "64fe24a3e05e",
     "mm/mprotect: try avoiding write faults for exclusive anonymous pages when changing protection",
 )
+CC18160DB = ("c18160dba5ff", "mm: swap: reuse exclusive folio directly instead of wp page faults")
 CUNACCT = ("9b9143298585", "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()")
 
 
@@ -96,10 +102,12 @@ class Linux615(Linux60):
         C1A4E58CC,
         C64FE24A3,
         CUNACCT,
+        CC18160DB,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
     feature_changes = FeatureChanges(dontunmap=True, pageout_skips_shared=True)
+    swapin_read_maps_writable: ClassVar[bool] = True  # c18160dba5ff (6.11)
 
     # ---- merge compatibility (mm/vma.c) ----
 

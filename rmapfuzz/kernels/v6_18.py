@@ -7,7 +7,9 @@ and the January 2026 fixes for bug J backported to 6.18.8.  Alias ``current``.
   when there is no middle VMA, so a forked source is not merged into an unfaulted target.
 * Lorenzo Stoakes' 6.17 mremap series (``MREMAP_6_17`` below), as far as the live oracle showed
   it: every parameter and the source VMA are checked before anything is unmapped
-  (3215eaceca87, a85dc37186a5, f256a7a4ca1a, 9b2301bf8d65), and a same-size MREMAP_FIXED move may
+  (3215eaceca87, a85dc37186a5, f256a7a4ca1a, 9b2301bf8d65; so is dba58d3b8c50's old length of 0 on
+  a private mapping, EINVAL with the target left mapped, found by the oracle's ``mremap`` strategy
+  once it drew that length), and a same-size MREMAP_FIXED move may
   span several VMAs and the gaps between them (d23cb648e365).
 """
 
@@ -60,6 +62,11 @@ class Linux6188(Linux616With61f67c23):
         vma = self.find_vma(mm, addr)
         if vma is None or vma.vm_start > addr:
             return self.remap_move(mm, addr, old_len, new_addr, flags) if multi else EFAULT
+        if old_len == 0:
+            # check_prep_vma() (f256a7a4ca1a): dba58d3b8c50's EINVAL for duplicating a private
+            # mapping now comes before mremap_to() unmaps the target (every VMA here is private)
+            self.trace.cover("do_mremap: an old length of 0 on a private mapping (EINVAL before anything changes)")
+            return EINVAL
         # A fixed move that shrinks unmaps the tail first: what is left must lie in one VMA.
         if fixed and min(old_len, new_len) > vma.vm_end - addr:
             return self.remap_move(mm, addr, old_len, new_addr, flags) if multi else EFAULT
