@@ -279,3 +279,28 @@ def test_a_deep_fork_chain_agrees_at_every_level() -> None:
         out = oracle.run(chain(40), 2)
     assert out.status == "agree", out.divergence
     assert not any("differed once" in note for note in out.notes)
+
+
+def test_a_divergence_is_reported_only_if_a_replay_shows_it_again() -> None:
+    """A difference seen once in a campaign and never on replay is the kernel's timing (a page still
+    in a per-CPU batch when MADV_PAGEOUT ran): unconfirmed, shown, not a find."""
+    from types import SimpleNamespace
+
+    from rmapfuzz.oracle.oracle import REPLAYS, confirm
+
+    shrunk: list[ops.Op] = [ops.Mmap(0, 0, 2, "rw")]
+    found: list[ops.Op] = [ops.Mmap(0, 0, 2, "rw"), ops.Write(0, 0)]
+    calls: list[list[ops.Op]] = []
+
+    class Flaky:
+        def __init__(self, diverges_on: int | None) -> None:
+            self.diverges_on = diverges_on
+
+        def run(self, steps: list[ops.Op], window: int) -> SimpleNamespace:
+            calls.append(steps)
+            return SimpleNamespace(divergence="seen" if len(calls) == self.diverges_on else None)
+
+    assert confirm(Flaky(None), [shrunk, found], 8) is None  # type: ignore[arg-type]
+    assert calls == [shrunk] * REPLAYS + [found] * REPLAYS
+    calls.clear()
+    assert confirm(Flaky(REPLAYS + 1), [shrunk, found], 8) == (found, "seen")  # type: ignore[arg-type,comparison-overlap]

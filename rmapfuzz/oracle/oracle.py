@@ -555,6 +555,16 @@ def oracle_machine(oracle: Oracle, strategy: Strategy, stats: dict[str, int]) ->
     return cls
 
 
+@attrs.frozen
+class Unconfirmed:
+    """A divergence the campaign saw that did not happen again when its steps were replayed on a
+    fresh worker tree (the kernel's timing: a page still in a per-CPU batch when it was paged out,
+    a /proc file read mid-change): shown, not reported as found."""
+
+    steps: list[ops.Op]
+    divergence: Divergence
+
+
 @attrs.define
 class FuzzResult:
     seconds: float
@@ -564,6 +574,20 @@ class FuzzResult:
     steps_list: list[ops.Op] = attrs.field(factory=list)
     path: str | None = None
     status: str | None = None
+    unconfirmed: list[Unconfirmed] = attrs.field(factory=list)
+
+
+REPLAYS = 3  # a divergence is confirmed when one of this many replays of its steps shows it again
+
+
+def confirm(oracle: Oracle, candidates: list[list[ops.Op]], window: int) -> tuple[list[ops.Op], Divergence] | None:
+    """The first of ``candidates`` (shrunk steps, then the steps as found) whose replay diverges."""
+    for steps in candidates:
+        for _ in range(REPLAYS):
+            div = oracle.run(steps, window).divergence
+            if div is not None:
+                return steps, div
+    return None
 
 
 def fuzz(
@@ -577,8 +601,10 @@ def fuzz(
 ) -> FuzzResult:
     """Run the differential campaign until ``budget`` seconds pass, ``sequences`` sequences ran, or a
     divergence is found; a divergence is shrunk by Hypothesis, replayed to confirm it, and saved
-    (kind ``divergence``)."""
+    (kind ``divergence``).  One that no replay shows again is kept as unconfirmed and the campaign
+    goes on."""
     stats = {"sequences": 0, "steps": 0}
+    unconfirmed: list[Unconfirmed] = []
     started = time.monotonic()
     run_chunk = 0
     machine = oracle_machine(oracle, strategy, stats)
@@ -611,18 +637,19 @@ def fuzz(
             # deletion in what is left of the shrink budget
             left_s = max(1.0, started + budget + shrink_budget(budget) - time.monotonic())
             steps = minimize_divergence(oracle, found.steps, strategy.window, budget=left_s)
-            outcome = oracle.run(steps, strategy.window)
-            if outcome.divergence is None:  # did not replay: keep Hypothesis' own result
-                steps = found.steps
-                outcome = oracle.run(steps, strategy.window)
-            div = outcome.divergence or found.divergence
-            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, steps)
+            confirmed = confirm(oracle, [steps, found.steps], strategy.window)
+            if confirmed is None:
+                unconfirmed.append(Unconfirmed(found.steps, found.divergence))
+                continue
+            steps, div = confirmed
+            result = FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], div, steps,
+                                unconfirmed=unconfirmed)  # fmt: skip
             if corpus_dir is not None:
                 rep = divergence_reproducer(oracle, strategy, steps, div, seed)
                 path, status = corpus.save(corpus_dir, rep)
                 result.path, result.status = str(path), status
             return result
-    return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"])
+    return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], unconfirmed=unconfirmed)
 
 
 def shrink_budget(budget: float) -> float:
