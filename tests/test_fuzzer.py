@@ -380,3 +380,24 @@ def test_only_a_strategy_that_asks_draws_mremaps_of_old_length_zero() -> None:
     plain = attrs.evolve(mremap, mremap_zero_old_len=0)
     drawn = [op for seq in sample_sequences(plain, 30, seed=5) for op in seq if isinstance(op, ops.Mremap)]
     assert drawn and all(op.pages > 0 for op in drawn)
+
+
+def test_portfolio_mixes_hold_fail_alloc_in_one_slot() -> None:
+    """The search inserts allocation failures into any kept case (search.Pool.fail_before), so every
+    portfolio mix can decode fail_alloc; one without it of its own gets one slot of 256, so fresh
+    cases seldom draw it (more often, it broke the fork trees fork-tree's mix builds: bug G took
+    1.8x the steps).  The other ops keep their shares."""
+    from rmapfuzz.generate import Mix, Swarm, slot_table
+    from rmapfuzz.kernels import resolve
+
+    default = strategy.load("default")
+    swarm = Swarm.of(default, resolve("current"))
+    for own, mix in zip(default.portfolio_strategies(), swarm.portfolio, strict=True):
+        table = slot_table(mix.weights)
+        if own.weights.get("fail_alloc", 0) == 0:
+            assert table.count("fail_alloc") == 1
+            plain = slot_table(Mix.for_kernel(own, resolve("current")).weights)
+            for op in set(plain):
+                assert abs(table.count(op) - plain.count(op)) <= 2, op
+        else:
+            assert table.count("fail_alloc") > 1
