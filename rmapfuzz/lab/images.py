@@ -51,7 +51,8 @@ class LabKernel:
 
 _KASAN_NOTE = (
     "6.0 has 6.1's anon_vma rules (2555283eb40d's reuse rule, 3fe89b3e2a7b's clone error path); "
-    "it lacks 5.4's MADV_PAGEOUT and 5.7's MREMAP_DONTUNMAP, which real 6.1 has"
+    "it has 5.7's MREMAP_DONTUNMAP; it lacks 5.4's MADV_PAGEOUT skipping shared pages and 6.1's "
+    "mmap_region() rewrite, which real 6.1 has"
 )
 KERNELS: dict[str, LabKernel] = {
     k.name: k
