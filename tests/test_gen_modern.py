@@ -440,7 +440,9 @@ def test_dontunmap_einval(kernel: str, t: StepTuple) -> None:
 # ---- madvise and mprotect details ----
 
 
-@pytest.mark.parametrize(("kernel", "ptes"), [("6.0", "0:<swap1>"), ("6.15", "0:page1->AV1@0(ro)")])
+@pytest.mark.parametrize(
+    ("kernel", "ptes"), [("3.19", "0:<swap1>"), ("6.0", "0:page1->AV1@0(ro)"), ("6.15", "0:page1->AV1@0(ro)")]
+)
 def test_pageout_skips_shared_pages(kernel: str, ptes: str) -> None:
     """P0 faults page 0 and forks; MADV_PAGEOUT in P0: 5.4+ skips the page mapped twice."""
     ts = (("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), ("madvise", 0, 0, 1, "pageout"))

@@ -4,6 +4,10 @@
   ``dst->anon_vma`` before unlinking (bug E).
 * Kirill Shutemov's 734537c9cb72 (4.8, :mod:`.fix_734537c9`): vma_adjust() case 6 picks its exporter
   on the first pass (bug L).
+* 1a4e58cce84e "mm: introduce MADV_PAGEOUT" (Minchan Kim, 5.4): the advice reclaims only pages
+  mapped once; a page mapped in two processes is skipped (before 5.4 the op stands for reclaim
+  reaching the range, which takes shared pages too).  Found missing by the lab: Debian's 6.1
+  keeps a forked page that the 6.0 model swapped out (docs/lab.md).
 * MADV_WIPEONFORK / MADV_KEEPONFORK (4.14).
 * Brian Geffon's e346b3813067 "mm/mremap: add MREMAP_DONTUNMAP to mremap()" (5.7): a move that
   leaves the old range mapped.  It needs MREMAP_MAYMOVE and old_len == new_len (else EINVAL).
@@ -46,8 +50,7 @@
 
 Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
 and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
-the new one); per-VMA locking; MADV_PAGEOUT's skipping of pages mapped twice (1a4e58cce84e, 5.4;
-from 6.15 on here).  Not in 6.0, so not here: the 2026 stable fixes of MREMAP_DONTUNMAP that
+the new one); per-VMA locking.  Not in 6.0, so not here: the 2026 stable fixes of MREMAP_DONTUNMAP that
 Debian's 6.1.192 carries (docs/lab.md).
 """
 
@@ -66,6 +69,7 @@ WEI_YANG = ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a c
 DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for private mappings")
 C550A7D60 = ("550a7d60bd5e", "mm, hugepages: add mremap() support for hugepage backed vma")
 C1493A191 = ("1493a1913e34", "mm/swap: remember PG_anon_exclusive via a swp pte bit")
+C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
 CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
 C1583AA27 = ("1583aa278f5f", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
 
@@ -75,12 +79,13 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     base = "3.19"
     summary = (
         "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma; "
-        "MREMAP_DONTUNMAP (a wholly moved old VMA is unlinked)"
+        "MREMAP_DONTUNMAP (a wholly moved old VMA is unlinked), PAGEOUT skips shared pages"
     )
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C3FE89B3E,
         C734537C9,
         DBA58D3B,
+        C1A4E58CC,
         C550A7D60,
         WEI_YANG,
         CE346B381,
@@ -90,7 +95,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
-    feature_changes = FeatureChanges(wipeonfork=True, dontunmap=True)
+    feature_changes = FeatureChanges(wipeonfork=True, dontunmap=True, pageout_skips_shared=True)
     # the swap device is synchronous (zram, as the live oracle sets up): see the module docstring
     swap_synchronous: ClassVar[bool] = True
 

@@ -15,8 +15,8 @@ and 6.15 changed in the functions this model has:
   e86f15ee64d8 (4.9); the model's 2.6.34 vma_merge() kept the old orientation.  The anon_vma rule
   is still Shaohua Li's (3.0): an unfaulted side merges only next to a single-entry chain, so a
   faulted range never merges into an unfaulted neighbour.
-* (MREMAP_DONTUNMAP, 5.7 and 5.12, comes with 6.0: :mod:`.v6_0`.)
-* MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped more than once.
+* (MREMAP_DONTUNMAP, 5.7 and 5.12, and MADV_PAGEOUT's skipping of shared pages, 5.4, come with
+  6.0: :mod:`.v6_0`.)
 * mprotect: an unfaulted private VMA that loses write also loses VM_ACCOUNT (9b9143298585, 6.7;
   seen on the live kernel, docs/live-oracle.md); with MM_CP_TRY_CHANGE_WRITABLE (64fe24a3e05e,
   6.0) a pte of an exclusively owned anon page becomes writable at once when the VMA becomes
@@ -34,13 +34,12 @@ from typing import ClassVar
 import attrs
 
 from rmapfuzz.kernels.v6_0 import Linux60
-from rmapfuzz.model.core import ENOMEM, Err, FeatureChanges
+from rmapfuzz.model.core import ENOMEM, Err
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, AnonVma, Mm, Vma
 
 C0503EA8F = ("0503ea8f5ba7", "mm/mmap: remove __vma_adjust()")
 CNEWRANGE = ("cacded5e42b9", "mm: avoid using vma_merge() for new VMAs")
 CEXISTING = ("cc8cb3697a8d", "mm: refactor vma_merge() into modify-only vma_merge_existing_range()")
-C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
 C64FE24A3 = (
     "64fe24a3e05e",
     "mm/mprotect: try avoiding write faults for exclusive anonymous pages when changing protection",
@@ -80,19 +79,16 @@ class Linux615(Linux60):
     base = "6.0"
     summary = (
         "vma_merge_existing_range/vma_merge_new_range/vma_expand with dup_anon_vma (case 8: next grows down), "
-        "3.0's anon_vma rule; in-place mremap growth merges, PAGEOUT skips shared pages"
+        "3.0's anon_vma rule; in-place mremap growth merges"
     )
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C0503EA8F,
         CNEWRANGE,
         CEXISTING,
-        C1A4E58CC,
         C64FE24A3,
         CUNACCT,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
-
-    feature_changes = FeatureChanges(pageout_skips_shared=True)
 
     # ---- merge compatibility (mm/vma.c) ----
 
