@@ -22,6 +22,9 @@ and mremap's in-place growth merges.
   vma_merge() of the extension after the VMA, with the VMA's anon_vma and pgoff, so it also merges
   with the next VMA when it reaches it (before: vma_adjust() of the VMA alone).
 
+6.15 stays an overlay on 6.0, not on 6.1: its vma_merge_new_range() and vma_merge_extend()
+replace both paths (and its vma_expand() is another function of the same name).
+
 Read in Debian's linux-source-6.1 (6.1.192): mm/mmap.c __mmap_region() and vma_expand(),
 mm/mremap.c's grow-in-place branch.  6.1.192's stable fixes to MREMAP_DONTUNMAP (2026) are not
 here (docs/lab.md).
