@@ -166,6 +166,7 @@ def _points(kernel: type[KernelCore]) -> tuple[Point, ...]:
 def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     """The points ``kernel``'s code has but the op language cannot drive it to, and why: branches
     behind a feature the generation does not have, or callers that never pass what the branch needs."""
+    from rmapfuzz.kernels.v6_1 import Linux61
     from rmapfuzz.kernels.v6_16 import Linux616
     from rmapfuzz.kernels.v6_18 import Linux6188
 
@@ -183,6 +184,13 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
         out["madvise_pageout: a shared page is skipped"] = (
             "before 5.4 the language's reclaim (shrink_page_list() reaching the range) takes shared pages too"
         )
+    if issubclass(kernel, Linux61):
+        why = (
+            "6.1's mmap_region() lets prev grow over next only if prev accepts next's anon_vma; an "
+            "unfaulted prev's chain is empty, so 3.0's rule refuses a faulted next and vma_expand() never imports"
+        )
+        out["vma_expand: an unfaulted VMA takes next's anon_vma"] = why
+        out["vma_expand: ENOMEM from anon_vma_clone"] = why
     if issubclass(kernel, Linux616):
         out["is_mergeable_anon_vma: an unfaulted side next to a fork child is refused"] = (
             "from 6.16 (879bca0a2c4f) merges use the three-way rule; the old check is left only in "
