@@ -12,8 +12,9 @@
 * Brian Geffon's e346b3813067 "mm/mremap: add MREMAP_DONTUNMAP to mremap()" (5.7): a move that
   leaves the old range mapped.  It needs MREMAP_MAYMOVE and old_len == new_len (else EINVAL).
   move_vma() moves the ptes as for any move, then returns before the unmap: the old VMA keeps its
-  range, its flags (VM_ACCOUNT is hidden around the move and put back, VM_LOCKED is cleared, which
-  the model has no use for) and, in 5.7, its anon_vma chain, with no pte left under it.
+  range, its flags (it keeps VM_ACCOUNT: 6.1.192's move_vma(), read here, does not hide it for
+  DONTUNMAP, and 5.7's hid it only around the move, as recalled, not re-read; VM_LOCKED is cleared,
+  which the model has no use for) and, in 5.7, its anon_vma chain, with no pte left under it.
 * Li Xinhai's 1583aa278f5f "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP
   success" (5.12): when the move took the whole old VMA, unlink_anon_vmas() drops its chain, so it
   is unfaulted again; a part of a VMA keeps it (the rest of the VMA may still map pages).  An
