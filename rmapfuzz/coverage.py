@@ -173,6 +173,8 @@ def _points(kernel: type[KernelCore]) -> tuple[Point, ...]:
 def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     """The points ``kernel``'s code has but the op language cannot drive it to, and why: branches
     behind a feature the generation does not have, or callers that never pass what the branch needs."""
+    from rmapfuzz.kernels.v6_1 import Linux61
+    from rmapfuzz.kernels.v6_15 import Linux615
     from rmapfuzz.kernels.v6_16 import Linux616
     from rmapfuzz.kernels.v6_18 import Linux6188
 
@@ -189,6 +191,19 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     else:
         out["madvise_pageout: a shared page is skipped"] = (
             "before 5.4 the language's reclaim (shrink_page_list() reaching the range) takes shared pages too"
+        )
+    if issubclass(kernel, Linux61):
+        why = (
+            "6.1's mmap_region() lets prev grow over next only if prev accepts next's anon_vma; an "
+            "unfaulted prev's chain is empty, so 3.0's rule refuses a faulted next and vma_expand() never imports"
+        )
+        out["vma_expand: an unfaulted VMA takes next's anon_vma"] = why
+        out["vma_expand: ENOMEM from anon_vma_clone"] = why
+    if issubclass(kernel, Linux615):
+        out["do_wp_page: an exclusive page is reused where it is"] = (
+            "from 6.15 in the model mprotect makes an exclusive page's pte writable at once (64fe24a3e05e) and a "
+            "read fault maps a swapped-in exclusive page writable (c18160dba5ff): the op language has no other way "
+            "to write-protect an exclusive page (KSM, userfaultfd and soft-dirty are outside it)"
         )
     if issubclass(kernel, Linux616):
         out["is_mergeable_anon_vma: an unfaulted side next to a fork child is refused"] = (

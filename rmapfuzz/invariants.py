@@ -397,7 +397,7 @@ def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma], where: str) ->
 def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], where: str) -> Iterator[Finding]:
     """madvise that returned 0: the flag advices set or clear their flag on the whole range,
     DONTNEED leaves no pte in it, PAGEOUT no present page it may reclaim (every page, or with
-    pageout_skips_shared (from the model's 6.15), every page mapped once)."""
+    pageout_skips_shared (from the model's 6.0), every page mapped once)."""
     if op.advice in _ADVICE_FLAGS:
         flag, on = _ADVICE_FLAGS[op.advice]
         wrong = [v for v in vmas if bool(v.vm_flags & flag) != on]

@@ -89,3 +89,17 @@ def test_the_report_lists_reached_and_unreached_points() -> None:
     text = report.markdown()
     assert "| `vma_merge` | case 1, prev and next close the hole | 1 |" in text
     assert "| `vma_merge` | case 6, prev and next absorb the middle | **never** |" in text
+
+
+def test_exclusive_reuse_in_place_is_beyond_the_language_from_6_15() -> None:
+    """do_wp_page()'s in-place reuse of an exclusive page needs a write-protected pte on one
+    (tests/test_swap_exclusive.py reaches it on 6.0); from 6.15 the model's mprotect makes such a
+    pte writable and a read swap-in maps it writable, so a campaign can never reach it there."""
+    from rmapfuzz import coverage
+    from rmapfuzz.kernels import resolve
+
+    point = "do_wp_page: an exclusive page is reused where it is"
+    for name in ("6.0", "6.1"):
+        assert point in {p.name for p in coverage.reachable(resolve(name))}, name
+    for name in ("6.15", "6.16", "current", "7.0-rc"):
+        assert "64fe24a3e05e" in coverage.beyond_the_language(resolve(name))[point], name

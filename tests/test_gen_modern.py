@@ -386,7 +386,7 @@ def test_mremap_grow_in_place_merges_with_next(kernel: str, diagram: str) -> Non
 # ---- MREMAP_DONTUNMAP ----
 
 
-@pytest.mark.parametrize("kernel", MODERN)
+@pytest.mark.parametrize("kernel", ("6.0", *MODERN))
 def test_dontunmap_whole_vma_becomes_unfaulted(kernel: str) -> None:
     """
     AA......   [0,2) faulted, pages 0 and 1 (AV1)
@@ -406,7 +406,7 @@ def test_dontunmap_whole_vma_becomes_unfaulted(kernel: str) -> None:
     assert shape(k)[1][0] == "[0,2) rw- ac pgoff=0 anon=AV2 chain=[AV2]"
 
 
-@pytest.mark.parametrize("kernel", MODERN)
+@pytest.mark.parametrize("kernel", ("6.0", *MODERN))
 def test_dontunmap_part_of_a_vma_keeps_its_anon_vma(kernel: str) -> None:
     """
     AAAA....   [0,4) faulted at 0 and 3 (AV1)
@@ -425,7 +425,7 @@ def test_dontunmap_part_of_a_vma_keeps_its_anon_vma(kernel: str) -> None:
 @pytest.mark.parametrize(
     ("kernel", "t"),
     [
-        ("6.0", ("mremap", 0, 0, 2, 4, 2, DONTUNMAP)),
+        ("3.19", ("mremap", 0, 0, 2, 4, 2, DONTUNMAP)),
         ("6.18.8", ("mremap", 0, 0, 2, 4, 3, DONTUNMAP)),
         ("6.18.8", ("mremap", 0, 0, 2, 0, 2, ("dontunmap",))),
     ],
@@ -440,7 +440,9 @@ def test_dontunmap_einval(kernel: str, t: StepTuple) -> None:
 # ---- madvise and mprotect details ----
 
 
-@pytest.mark.parametrize(("kernel", "ptes"), [("6.0", "0:<swap1>"), ("6.15", "0:page1->AV1@0(ro)")])
+@pytest.mark.parametrize(
+    ("kernel", "ptes"), [("3.19", "0:<swap1>"), ("6.0", "0:page1->AV1@0(ro)"), ("6.15", "0:page1->AV1@0(ro)")]
+)
 def test_pageout_skips_shared_pages(kernel: str, ptes: str) -> None:
     """P0 faults page 0 and forks; MADV_PAGEOUT in P0: 5.4+ skips the page mapped twice."""
     ts = (("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), ("madvise", 0, 0, 1, "pageout"))

@@ -174,3 +174,92 @@ def test_fixed_move_from_a_hole_keeps_its_target_from_5_16(kernel: str, after: s
     v = run(kernel, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 4, 2, "r"), ("mremap", 0, 2, 1, 4, 1, MOVE))
     assert v.results == ["ok", "ok", "EFAULT"]
     assert shape(v.final)[0] == after
+
+
+# ---- MREMAP_DONTUNMAP from 5.7 (e346b3813067) and 5.12 (1583aa278f5f): the 6.0 generation ----
+
+DONTUNMAP = ("maymove", "fixed", "dontunmap")
+
+
+def test_dontunmap_is_einval_before_5_7() -> None:
+    v = run("3.19", ("mmap", 0, 0, 1, "rw"), ("mremap", 0, 0, 1, 3, 1, DONTUNMAP))
+    assert v.results == ["ok", "EINVAL"]
+    assert shape(v.final) == ("A.......", ["[0,1) rw- ac pgoff=0 anon=- chain=[]"])
+
+
+def test_dontunmap_leaves_the_old_vma_mapped_on_6_0() -> None:
+    """
+    A.......   [0,1) rw, never touched (the lab's 2-step case, debian-6.1)
+    A..B....   mremap [0,1) -> [3,4) DONTUNMAP: the old VMA stays, the copy is re-based (pgoff 3)
+    """
+    k = run_clean("6.0", ("mmap", 0, 0, 1, "rw"), ("mremap", 0, 0, 1, 3, 1, DONTUNMAP))
+    assert shape(k) == ("A..B....", ["[0,1) rw- ac pgoff=0 anon=- chain=[]", "[3,4) rw- ac pgoff=3 anon=- chain=[]"])
+
+
+def test_dontunmap_of_a_whole_faulted_vma_unlinks_it_on_6_0() -> None:
+    """
+    AA......   [0,2) faulted at 0 and 1 (AV1)
+    AA..BB..   mremap [0,2) -> [4,6) DONTUNMAP: the pages move to B (pgoff 0, AV1); A keeps its
+               range and VM_ACCOUNT, loses its ptes and (5.12+) its chain: unfaulted again, and a
+               write to it faults a fresh page on a new anon_vma
+    """
+    k = run_clean(
+        "6.0", ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("write", 0, 1), ("mremap", 0, 0, 2, 4, 2, DONTUNMAP)
+    )
+    assert shape(k) == (
+        "AA..BB..",
+        ["[0,2) rw- ac pgoff=0 anon=- chain=[]", "[4,6) rw- ac pgoff=0 anon=AV1 chain=[AV1]"],
+    )
+    assert ptes_line(k.mms[0]) == "4:page1->AV1@0(w) 5:page2->AV1@1(w)"
+    assert walk(k, page_at(k, 0, 5)) == [("P0:[4,6)", 5)]
+    k = run_clean(
+        "6.0",
+        ("mmap", 0, 0, 2, "rw"),
+        ("write", 0, 0),
+        ("write", 0, 1),
+        ("mremap", 0, 0, 2, 4, 2, DONTUNMAP),
+        ("write", 0, 0),
+    )
+    assert shape(k)[1][0] == "[0,2) rw- ac pgoff=0 anon=AV2 chain=[AV2]"
+
+
+def test_dontunmap_of_part_of_a_vma_keeps_its_chain_on_6_0() -> None:
+    """
+    AAA.....   [0,3) faulted at 0 and 2 (AV1)
+    AAA..B..   mremap [2,3) -> [5,6) DONTUNMAP: A (not wholly moved) keeps [0,3) and AV1, page 0
+               stays at 0; page 2 moves to B (pgoff 2), nothing left under A's [2,3)
+    """
+    k = run_clean(
+        "6.0", ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 2), ("mremap", 0, 2, 1, 5, 1, DONTUNMAP)
+    )
+    assert shape(k) == (
+        "AAA..B..",
+        ["[0,3) rw- ac pgoff=0 anon=AV1 chain=[AV1]", "[5,6) rw- ac pgoff=2 anon=AV1 chain=[AV1]"],
+    )
+    assert ptes_line(k.mms[0]) == "0:page1->AV1@0(w) 5:page2->AV1@2(w)"
+
+
+def test_dontunmap_of_an_unfaulted_vma_next_to_its_target_merges_with_itself_on_6_0() -> None:
+    """
+    ...A....   [3,4) r, never touched (pgoff 3)
+    ..AA....   mremap [3,4) -> [2,3) DONTUNMAP: copy_vma() re-bases the target to pgoff 2, so
+               vma_merge() grows the source itself down over it; the "old VMA" is the merged one,
+               not wholly the old range, so nothing is unlinked: one VMA, as in mainline 6.0
+               (Debian's 6.1.192 carries a 2026 stable fix that refuses this merge: docs/lab.md)
+    """
+    k = run_clean("6.0", ("mmap", 0, 3, 1, "r"), ("mremap", 0, 3, 1, 2, 1, DONTUNMAP))
+    assert shape(k) == ("..AA....", ["[2,4) r-- pgoff=2 anon=- chain=[]"])
+
+
+@pytest.mark.parametrize(
+    "t",
+    [
+        ("mremap", 0, 0, 2, 4, 3, DONTUNMAP),  # a resize
+        ("mremap", 0, 0, 2, 4, 2, ("fixed", "dontunmap")),  # no MREMAP_MAYMOVE
+        ("mremap", 0, 0, 2, 0, 2, ("dontunmap",)),
+    ],
+)
+def test_dontunmap_needs_maymove_and_the_same_length_on_6_0(t: tuple[object, ...]) -> None:
+    v = run("6.0", ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), t)
+    assert v.results == ["ok", "ok", "EINVAL"] and v.violation is None
+    assert shape(v.final) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])

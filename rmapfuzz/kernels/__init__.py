@@ -41,6 +41,7 @@ from rmapfuzz.kernels.v3_12 import Linux312
 from rmapfuzz.kernels.v3_19 import Linux319
 from rmapfuzz.kernels.v3_19_rc4 import Linux319rc4
 from rmapfuzz.kernels.v6_0 import Linux60
+from rmapfuzz.kernels.v6_1 import Linux61
 from rmapfuzz.kernels.v6_15 import Linux615
 from rmapfuzz.kernels.v6_16 import Linux616
 from rmapfuzz.kernels.v6_18 import Linux6188
@@ -137,6 +138,7 @@ GENERATIONS: tuple[Kernel, ...] = (
     Linux319rc4With2555283e,
     Linux319,
     Linux60,
+    Linux61,
     Linux615,
     Linux616,
     Linux616With61f67c23,

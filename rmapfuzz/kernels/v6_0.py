@@ -4,7 +4,22 @@
   ``dst->anon_vma`` before unlinking (bug E).
 * Kirill Shutemov's 734537c9cb72 (4.8, :mod:`.fix_734537c9`): vma_adjust() case 6 picks its exporter
   on the first pass (bug L).
+* 1a4e58cce84e "mm: introduce MADV_PAGEOUT" (Minchan Kim, 5.4): the advice reclaims only pages
+  mapped once; a page mapped in two processes is skipped (before 5.4 the op stands for reclaim
+  reaching the range, which takes shared pages too).  Found missing by the lab: Debian's 6.1
+  keeps a forked page that the 6.0 model swapped out (docs/lab.md).
 * MADV_WIPEONFORK / MADV_KEEPONFORK (4.14).
+* Brian Geffon's e346b3813067 "mm/mremap: add MREMAP_DONTUNMAP to mremap()" (5.7): a move that
+  leaves the old range mapped.  It needs MREMAP_MAYMOVE and old_len == new_len (else EINVAL).
+  move_vma() moves the ptes as for any move, then returns before the unmap: the old VMA keeps its
+  range, its flags (it keeps VM_ACCOUNT: 6.1.192's move_vma(), read here, does not hide it for
+  DONTUNMAP, and 5.7's hid it only around the move, as recalled, not re-read; VM_LOCKED is cleared,
+  which the model has no use for) and, in 5.7, its anon_vma chain, with no pte left under it.
+* Li Xinhai's 1583aa278f5f "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP
+  success" (5.12): when the move took the whole old VMA, unlink_anon_vmas() drops its chain, so it
+  is unfaulted again; a part of a VMA keeps it (the rest of the VMA may still map pages).  An
+  unfaulted source re-based next to its own range can merge into the new VMA in copy_vma(); then
+  the "old VMA" is the merged one, which is not wholly the old range, and keeps everything.
 * dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (Mike Kravetz, 4.14):
   mremap() with an old length of 0 on a private mapping is EINVAL, from vma_to_resize(), so a
   MREMAP_FIXED call has already unmapped its target (until 6.17, :mod:`.v6_18`).
@@ -45,7 +60,8 @@
 
 Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
 and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
-the new one); MREMAP_DONTUNMAP (5.7, from 6.15 on here); per-VMA locking.
+the new one); per-VMA locking.  Not in 6.0, so not here: the 2026 stable fixes of MREMAP_DONTUNMAP that
+Debian's 6.1.192 carries (docs/lab.md).
 """
 
 from __future__ import annotations
@@ -64,25 +80,34 @@ DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for privat
 C550A7D60 = ("550a7d60bd5e", "mm, hugepages: add mremap() support for hugepage backed vma")
 C1493A191 = ("1493a1913e34", "mm/swap: remember PG_anon_exclusive via a swp pte bit")
 C6C287605 = ("6c287605fd56", "mm: remember exclusively mapped anonymous pages with PG_anon_exclusive")
+C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
+CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
+C1583AA27 = ("1583aa278f5f", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
 
 
 class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With734537c9, Linux319):
     name = "6.0"
     base = "3.19"
-    summary = "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma"
+    summary = (
+        "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma; "
+        "MREMAP_DONTUNMAP (a wholly moved old VMA is unlinked), PAGEOUT skips shared pages"
+    )
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C3FE89B3E,
         C734537C9,
         DBA58D3B,
+        C1A4E58CC,
         C550A7D60,
         WEI_YANG,
+        CE346B381,
+        C1583AA27,
         C2555283E,
         C1493A191,
         C6C287605,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
-    feature_changes = FeatureChanges(wipeonfork=True)
+    feature_changes = FeatureChanges(wipeonfork=True, dontunmap=True, pageout_skips_shared=True)
     # the swap device is synchronous (zram, as the live oracle sets up): see the module docstring
     swap_synchronous: ClassVar[bool] = True
     # a read fault maps an exclusive swapped-in page writable (c18160dba5ff, 6.11): not yet in 6.0
@@ -137,9 +162,12 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         return err, vma
 
     def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
-        """mremap() (5.16+, 550a7d60bd5e): after the argument checks, the VMA at ``addr`` is looked
+        """mremap() (5.16+, 550a7d60bd5e): after the argument checks (5.7+, e346b3813067:
+        MREMAP_DONTUNMAP needs MREMAP_MAYMOVE and old_len == new_len), the VMA at ``addr`` is looked
         up first: none there is EFAULT before an in-place shrink unmaps the tail of the range or a
         fixed move unmaps its target."""
+        if "dontunmap" in flags and ("maymove" not in flags or old_len != new_len):
+            return EINVAL
         if not self.mremap_flags_valid(flags) or new_len <= 0 or ("fixed" in flags and "maymove" not in flags):
             return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)  # EINVAL, as before
         vma = self.find_vma(mm, addr)
@@ -147,3 +175,16 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
             self.trace.cover("do_mremap: no VMA at the old address (EFAULT before anything changes)")
             return EFAULT
         return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
+
+    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
+        """The end of move_vma() (mm/mremap.c): with MREMAP_DONTUNMAP (5.7, e346b3813067) the old
+        range stays mapped, its ptes gone; since 1583aa278f5f (5.12) the old VMA's anon_vmas are
+        unlinked if the move took all of it (it was not merged into the new VMA, and spans exactly
+        the old range)."""
+        if not dontunmap:
+            super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
+        elif new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP of a whole VMA unlinks its anon_vmas")
+            self.unlink_anon_vmas(vma)
+        else:
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP of part of a VMA keeps its anon_vmas")

@@ -15,11 +15,8 @@ and 6.15 changed in the functions this model has:
   e86f15ee64d8 (4.9); the model's 2.6.34 vma_merge() kept the old orientation.  The anon_vma rule
   is still Shaohua Li's (3.0): an unfaulted side merges only next to a single-entry chain, so a
   faulted range never merges into an unfaulted neighbour.
-* MREMAP_DONTUNMAP (e346b3813067, 5.7): MAYMOVE required, old_len == new_len; the old VMA stays.
-  Since 1583aa278f5f "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success"
-  (5.12) the old VMA's anon_vmas are unlinked when the whole VMA moved, so it is unfaulted again
-  (its page tables are gone).
-* MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped more than once.
+* (MREMAP_DONTUNMAP, 5.7 and 5.12, and MADV_PAGEOUT's skipping of shared pages, 5.4, come with
+  6.0: :mod:`.v6_0`.)
 * mprotect: an unfaulted private VMA that loses write also loses VM_ACCOUNT (9b9143298585, 6.7;
   seen on the live kernel, docs/live-oracle.md); with MM_CP_TRY_CHANGE_WRITABLE (64fe24a3e05e,
   6.0) a pte of an exclusively owned anon page becomes writable at once when the VMA becomes
@@ -42,15 +39,12 @@ from typing import ClassVar
 import attrs
 
 from rmapfuzz.kernels.v6_0 import Linux60
-from rmapfuzz.model.core import EINVAL, ENOMEM, Err, FeatureChanges
+from rmapfuzz.model.core import ENOMEM, Err
 from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, AnonVma, Mm, Vma
 
 C0503EA8F = ("0503ea8f5ba7", "mm/mmap: remove __vma_adjust()")
 CNEWRANGE = ("cacded5e42b9", "mm: avoid using vma_merge() for new VMAs")
 CEXISTING = ("cc8cb3697a8d", "mm: refactor vma_merge() into modify-only vma_merge_existing_range()")
-CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
-C1583AA27 = ("1583aa278f5f", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
-C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
 C64FE24A3 = (
     "64fe24a3e05e",
     "mm/mprotect: try avoiding write faults for exclusive anonymous pages when changing protection",
@@ -91,22 +85,18 @@ class Linux615(Linux60):
     base = "6.0"
     summary = (
         "vma_merge_existing_range/vma_merge_new_range/vma_expand with dup_anon_vma (case 8: next grows down), "
-        "3.0's anon_vma rule; MREMAP_DONTUNMAP, in-place mremap growth merges, PAGEOUT skips shared pages"
+        "3.0's anon_vma rule; in-place mremap growth merges"
     )
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C0503EA8F,
         CNEWRANGE,
         CEXISTING,
-        CE346B381,
-        C1583AA27,
-        C1A4E58CC,
         C64FE24A3,
         CUNACCT,
         CC18160DB,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
-    feature_changes = FeatureChanges(dontunmap=True, pageout_skips_shared=True)
     swapin_read_maps_writable: ClassVar[bool] = True  # c18160dba5ff (6.11)
 
     # ---- merge compatibility (mm/vma.c) ----
@@ -432,23 +422,6 @@ class Linux615(Linux60):
             anon_vma=vma.anon_vma,
         )
         return None if self.vma_merge_new_range(vmg) is not None else ENOMEM
-
-    def do_mremap(self, mm: Mm, addr: int, old_len: int, new_len: int, flags: frozenset[str], new_addr: int) -> str:
-        """do_mremap() (5.7+): MREMAP_DONTUNMAP needs MREMAP_MAYMOVE and old_len == new_len."""
-        if "dontunmap" in flags and ("maymove" not in flags or old_len != new_len):
-            return EINVAL
-        return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
-
-    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma() (mm/mremap.c, 5.12+, 1583aa278f5f): with MREMAP_DONTUNMAP the old range stays mapped (its ptes
-        are gone) and, if the whole old VMA moved, unlink_anon_vmas() makes it unfaulted again."""
-        if not dontunmap:
-            super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
-        elif new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
-            self.trace.cover("move_vma: MREMAP_DONTUNMAP of a whole VMA unlinks its anon_vmas")
-            self.unlink_anon_vmas(vma)
-        else:
-            self.trace.cover("move_vma: MREMAP_DONTUNMAP of part of a VMA keeps its anon_vmas")
 
     # ---- mprotect ----
 
