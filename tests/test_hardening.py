@@ -54,12 +54,18 @@ def test_a_campaign_leaves_nothing_but_finds(tmp_path: Path, capsys: pytest.Capt
     assert {p.suffix for p in tmp_path.iterdir()} == {".json"}
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("delay", [0.05, 0.3, 1.0, 2.5])
 def test_ctrl_c_at_any_instant_is_one_line_and_130(tmp_path: Path, delay: float) -> None:
     """From the interpreter's first instant (the imports), through the start, into the campaign."""
     argv = [sys.executable, "-m", "rmapfuzz", "fuzz", "--kernel", "current", "--budget", "60", "--no-database",
             "--corpus", str(tmp_path / "c")]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell running this in the background starts it with SIGINT ignored, which Python (rightly)
+    # keeps: the user's Ctrl-C reaches a command run from a terminal, so start it as one would
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
