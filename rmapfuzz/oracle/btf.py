@@ -279,6 +279,13 @@ class Btf:
             raise BtfError(f"BTF: enum {enum_name} has no {value_name}")
         return values[value_name]
 
+    def enum_value_or(self, enum_name: str, value_name: str, default: int) -> int:
+        """The enum value, or ``default`` (its value in the uapi headers) where BTF lacks it."""
+        try:
+            return self.enum_value(enum_name, value_name)
+        except BtfError:
+            return default
+
 
 # ---- what the L3 iterator needs ----
 
@@ -311,13 +318,6 @@ class KernelLayout:
     attach_trace_iter: int
 
 
-def _enum(btf: Btf, enum_name: str, value_name: str, default: int) -> int:
-    try:
-        return btf.enum_value(enum_name, value_name)
-    except BtfError:
-        return default
-
-
 def layout_from(btf: Btf) -> KernelLayout:
     """The iterator's facts from ``btf``; :class:`BtfError` names what is missing (e.g.
     ``num_children``, which kernels before 6.2 do not have)."""
@@ -340,10 +340,10 @@ def layout_from(btf: Btf) -> KernelLayout:
         list_next=btf.field("list_head", "next"),
         task_tgid=btf.field("task_struct", "tgid"),
         iter_func_id=btf.find("bpf_iter_task_vma", FUNC),
-        helper_probe_read_kernel=_enum(btf, "bpf_func_id", "BPF_FUNC_probe_read_kernel", 113),
-        helper_seq_write=_enum(btf, "bpf_func_id", "BPF_FUNC_seq_write", 127),
-        prog_type_tracing=_enum(btf, "bpf_prog_type", "BPF_PROG_TYPE_TRACING", 26),
-        attach_trace_iter=_enum(btf, "bpf_attach_type", "BPF_TRACE_ITER", 28),
+        helper_probe_read_kernel=btf.enum_value_or("bpf_func_id", "BPF_FUNC_probe_read_kernel", 113),
+        helper_seq_write=btf.enum_value_or("bpf_func_id", "BPF_FUNC_seq_write", 127),
+        prog_type_tracing=btf.enum_value_or("bpf_prog_type", "BPF_PROG_TYPE_TRACING", 26),
+        attach_trace_iter=btf.enum_value_or("bpf_attach_type", "BPF_TRACE_ITER", 28),
     )
 
 

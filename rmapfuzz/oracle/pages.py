@@ -91,21 +91,15 @@ class PageLayout:
 
 
 def layout_from(b: btf.Btf) -> PageLayout:
-    def enum(name: str, value: str, default: int) -> int:
-        try:
-            return b.enum_value(name, value)
-        except btf.BtfError:
-            return default
-
     return PageLayout(
         page_size=b.struct_size("page"),
         mapping=b.field("folio", "mapping"),
         index=b.field("folio", "index"),
         task_stack_vm_area=b.field("task_struct", "stack_vm_area"),
         vm_struct_pages=b.field("vm_struct", "pages"),
-        prog_type_syscall=enum("bpf_prog_type", "BPF_PROG_TYPE_SYSCALL", 31),
-        helper_probe_read_kernel=enum("bpf_func_id", "BPF_FUNC_probe_read_kernel", 113),
-        helper_get_current_task=enum("bpf_func_id", "BPF_FUNC_get_current_task", 35),
+        prog_type_syscall=b.enum_value_or("bpf_prog_type", "BPF_PROG_TYPE_SYSCALL", 31),
+        helper_probe_read_kernel=b.enum_value_or("bpf_func_id", "BPF_FUNC_probe_read_kernel", 113),
+        helper_get_current_task=b.enum_value_or("bpf_func_id", "BPF_FUNC_get_current_task", 35),
     )
 
 
