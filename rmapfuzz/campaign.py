@@ -46,7 +46,7 @@ from rmapfuzz.generate import Swarm
 from rmapfuzz.invariants import CATALOGUE, Violation
 from rmapfuzz.kernels import Kernel, resolve, with_fix
 from rmapfuzz.machine import Observer, RmapMachine, machine_settings, make_machine, run_machine
-from rmapfuzz.minimize import minimize_failure
+from rmapfuzz.minimize import minimize_failure, shows_bugs
 from rmapfuzz.replay import replay
 from rmapfuzz.search import ARMS, DEFAULT_ARMS, Arms, Case, Pool, execute
 from rmapfuzz.strategy import Strategy
@@ -286,7 +286,7 @@ class Hunt:
     def _shows(self, kernel: Kernel, steps: list[ops.Op], bugs: list[str]) -> bool:
         """Whether a shorter failure of a pending signature shows the bugs it was classified as
         (another bug can fail with the same signature: it must not replace the find)."""
-        return not bugs or set(bugs) <= set(classify(kernel, steps, self.config.strategy.window))
+        return not bugs or shows_bugs(kernel.name, self.config.strategy.window, bugs)(steps)
 
     def harvest(self) -> list[_Pending]:
         out = list(self.pending.values())

@@ -31,12 +31,6 @@ import attrs
 from rmapfuzz.model.core import KernelCore
 
 ENTRY = "apply"
-# One ast.parse at a time: CPython 3.11 keeps the AST converter's recursion depth in the
-# interpreter's state, shared by its threads, so two threads parsing at once (a campaign's progress
-# timer asking for coverage while the main thread does) can fail with "SystemError: AST constructor
-# recursion depth mismatch" (seen in the test suite on 3.11.7; python/cpython gh-106905 is about
-# the same check).
-_PARSE = threading.Lock()
 
 
 @attrs.frozen
@@ -66,8 +60,7 @@ def _source(fn: Callable[..., Any]) -> tuple[ast.FunctionDef, str, int] | None:
         path = inspect.getsourcefile(fn)
     except (OSError, TypeError):
         return None
-    with _PARSE:
-        tree = ast.parse(textwrap.dedent("".join(lines)))
+    tree = ast.parse(textwrap.dedent("".join(lines)))
     node = tree.body[0]
     if not isinstance(node, ast.FunctionDef):
         return None
@@ -134,7 +127,12 @@ def _package_relative(path: str) -> str:
     return str(Path(*parts[parts.index("rmapfuzz") :])) if "rmapfuzz" in parts else str(p)
 
 
-_READING = threading.Lock()  # a campaign's progress thread reports coverage while the search runs
+# One reading at a time (and one per kernel class): a campaign's progress thread reports coverage
+# while the search runs, and CPython 3.11 keeps the AST converter's recursion depth in interpreter
+# state shared by its threads, so two threads in ast.parse at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (seen in the test suite on 3.11.7; python/cpython
+# gh-106905 is about the same check).  _source(), this module's only ast.parse, runs under it.
+_READING = threading.Lock()
 
 
 def points(kernel: type[KernelCore]) -> tuple[Point, ...]:

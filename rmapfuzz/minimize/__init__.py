@@ -12,6 +12,7 @@ from rmapfuzz.minimize.greedy import (
     minimize_more,
     reproduces,
     same_failure,
+    shows_bugs,
     without,
 )
 from rmapfuzz.minimize.proof import (
@@ -50,6 +51,7 @@ __all__ = [
     "processes_used",
     "reproduces",
     "same_failure",
+    "shows_bugs",
     "span_search",
     "without",
     "write_reproducer",
