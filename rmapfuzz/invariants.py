@@ -78,6 +78,9 @@ class Invariant:
     assumption: str
     check: Check
     kind: Kind = Kind.STATE
+    # A transition invariant that can only find something in steps of some sort says which: the
+    # incremental runner skips the rest (the full judge still runs it on every step it judges)
+    judges: Callable[[StepRecord], bool] | None = None
 
 
 def _chain_str(vma: Vma) -> str:
@@ -523,6 +526,7 @@ LATER_GENERATIONS: tuple[Invariant, ...] = (
         "most one child (2555283eb40d's rule, judged on the structure, not on the counters).",
         check_reuse_safe,
         Kind.TRANSITION,
+        lambda step: bool(step.reuses),
     ),
     Invariant(
         "bounded-chain",
@@ -543,6 +547,7 @@ CATALOGUE: tuple[Invariant, ...] = (
         "the other chain.",
         check_merge_superset,
         Kind.TRANSITION,
+        lambda step: bool(step.takeovers),
     ),
     Invariant(
         "chain-consistency",
@@ -651,9 +656,14 @@ def select(names: Iterable[str] | None) -> tuple[Invariant, ...]:
 def breaks(k: KernelCore, invariants: Sequence[Invariant], step: StepRecord) -> bool:
     """Whether any of the (transition) invariants finds something after ``step`` (no report)."""
     try:
-        return any(next(iter(inv.check(k, step, _NO_SCOPE)), None) is not None for inv in invariants)
+        for inv in invariants:
+            if inv.judges is not None and not inv.judges(step):
+                continue
+            for _ in inv.check(k, step, _NO_SCOPE):
+                return True
     except UseAfterFree:
         return True
+    return False
 
 
 _NO_SCOPE: Any = None  # the transition invariants never read the scope
