@@ -304,3 +304,44 @@ def test_a_divergence_is_reported_only_if_a_replay_shows_it_again() -> None:
     assert calls == [shrunk] * REPLAYS + [found] * REPLAYS
     calls.clear()
     assert confirm(Flaky(REPLAYS + 1), [shrunk, found], 8) == (found, "seen")  # type: ignore[arg-type,comparison-overlap]
+
+
+@pytest.mark.parametrize(
+    "name", ["shared-entry-read-ahead", "sole-entry-never-read-ahead", "exclusive-entry-read-ahead", "bit-cleared"]
+)
+def test_swap_readahead_cases_agree_at_l4(name: str) -> None:
+    """The swap-in cases of tests/test_swap_readahead.py on the live kernel, with the oracle's own
+    swap (zram) and the readahead settings the model assumes, compared at every level after every
+    step: the default strategy's former L4 divergence (a page read ahead into the swap cache,
+    mapped later on the root), the case a first fix broke (a sole entry nothing read ahead: a fresh
+    page on the VMA's own anon_vma), and a read-ahead page whose swap pte is exclusive (the VMA's
+    own anon_vma).  The last one also runs with the exclusive-bit rule taken out, which L4 must
+    catch."""
+    from rmapfuzz.kernels import resolve
+    from rmapfuzz.model.memory import MemoryMixin
+    from rmapfuzz.oracle import oracle as orc
+    from tests import test_swap_readahead as cases
+    from tests.helpers import steps
+
+    table = {
+        "shared-entry-read-ahead": cases.SHARED_ENTRY_READ_AHEAD,
+        "sole-entry-never-read-ahead": cases.SOLE_ENTRY_NEVER_READ_AHEAD,
+        "exclusive-entry-read-ahead": cases.EXCLUSIVE_ENTRY_READ_AHEAD,
+        "bit-cleared": cases.EXCLUSIVE_ENTRY_READ_AHEAD,
+    }
+    with orc.Oracle(levels=("L0", "L1", "L2", "L3", "L4")) as oracle:
+        if not oracle.swap.active or "L4" not in oracle.used:
+            pytest.skip(f"needs swap and L4 here: {oracle.swap.how}; levels {', '.join(oracle.used)}")
+        if name != "bit-cleared":
+            out = oracle.run(steps(*table[name]), 8)
+            assert out.status == "agree", out.divergence
+            return
+        cls = resolve(orc.MODEL)
+        saved = cls.swapin_exclusive
+        try:
+            cls.swapin_exclusive = MemoryMixin.swapin_exclusive  # type: ignore[method-assign]
+            out = oracle.run(steps(*table[name]), 8)
+        finally:
+            cls.swapin_exclusive = saved  # type: ignore[method-assign]
+        assert out.divergence is not None and out.divergence.level == "L4"
+        assert "P1 page 1" in out.divergence.message

@@ -124,6 +124,10 @@ class Vma:
     anon_vma: AnonVma | None = None
     anon_vma_chain: list[AnonVmaChain] = attrs.field(factory=list)
     freed: bool = False
+    # swap_readahead_info (4.14+, VMA-based swap readahead): the page of the last swap-in fault in
+    # this VMA, the readahead window it got and the readahead hits since; None is the kernel's 0
+    # ("never set"), which reads as 4 hits at address 0.  Copied with the struct (vm_area_dup).
+    swap_readahead_info: tuple[int, int, int] | None = None
 
     @property
     def pages(self) -> int:
@@ -169,6 +173,7 @@ class Page:
     swapcache: SwapSlot | None = None
     freed: bool = False
     exclusive: bool = False
+    readahead: bool = False  # PG_readahead: read into the swap cache by readahead, not yet faulted on
 
     @property
     def name(self) -> str:
@@ -180,11 +185,16 @@ class Page:
 
 @attrs.define(eq=False, repr=False)
 class Pte:
-    """A page table entry: present (``page``; None is the shared zero page) or a swap entry."""
+    """A page table entry: present (``page``; None is the shared zero page) or a swap entry.
+
+    ``swap_exclusive`` is a swap pte's exclusive bit (1493a1913e34, 5.19): set when an exclusive
+    page is unmapped to swap, cleared in both processes when fork shares the entry.
+    """
 
     page: Page | None = None
     swap: SwapSlot | None = None
     writable: bool = False
+    swap_exclusive: bool = False
 
     @property
     def present(self) -> bool:
