@@ -47,15 +47,16 @@
   swap cache, marked PG_readahead.  The window (swap_vma_ra_win(), __swapin_nr_pages(); the shape
   read in 6.12's mm/swap_state.c, unchanged by 6.18's swap-table series, which only moved the hit
   accounting into swap_update_readahead()) is 2**page-cluster = 8 pages at a VMA's first swap-in
-  (an unset ``swap_readahead_info`` reads as 4 hits), then hits + 2 rounded up to a power of two,
-  1 without hits unless the fault is next to the last one, and never less than half the last
-  window; it is centred on the fault, or runs ahead of it in the direction of the last fault.  A
-  page read ahead is mapped later from the swap cache like any other: its first mapping is
-  exclusive only if the swap pte's exclusive bit (1493a1913e34) says so, or on a write fault by its
-  sole user, so a read puts it on the root anon_vma -- not the fresh exclusive page a sole entry
-  outside the swap cache gets.  Found by the live oracle's L4 (docs/live-oracle.md, "L4 and swap
-  readahead"); ``tests/test_swap_readahead.py``.  Older generations have no readahead in the model
-  (2.6.34's was by swap offset, swapin_readahead(); its pages would go to the root there too).
+  (an unset ``swap_readahead_info`` reads as 4 hits: ``Vma.swap_ra_hits`` starts at 4), then
+  hits + 2 rounded up to a power of two, 1 without hits unless the fault is next to the last one,
+  and never less than half the last window; it is centred on the fault, or runs ahead of it in the
+  direction of the last fault.  A page read ahead is mapped later from the swap cache like any
+  other: its first mapping is exclusive only if the swap pte's exclusive bit (1493a1913e34) says
+  so, or on a write fault by its sole user, so a read puts it on the root anon_vma -- not the
+  fresh exclusive page a sole entry outside the swap cache gets.  Found by the live oracle's L4
+  (docs/live-oracle.md, "L4 and swap readahead"); ``tests/test_swap_readahead.py``.  Older
+  generations have no readahead in the model (2.6.34's was by swap offset, swapin_readahead();
+  its pages would go to the root there too).
 * A page that is already anonymous keeps its anon_vma when it is mapped again: 6.0's
   __page_set_anon_rmap() returns early (``if (PageAnon(page)) goto out``, only setting
   PageAnonExclusive) -- the early return dates from 288468c334e9 (2.6.36), which the 2.6.36 to
@@ -103,7 +104,6 @@ CEC560175 = ("ec560175c0b6", "mm, swap: VMA based swap readahead")
 
 SWAP_RA_ORDER_CEILING = 5
 SWAP_RA_HITS_MAX = 63  # the hits field of swap_readahead_info: PAGE_SHIFT / 2 bits
-SWAP_RA_INITIAL_HITS = 4  # GET_SWAP_RA_VAL(): an unset swap_readahead_info reads as 4 hits
 PTRS_PER_PMD = 512  # x86-64: readahead stays within one page table
 
 
@@ -217,13 +217,11 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         swap_update_readahead() since): the fault address is remembered with the window, and a
         page that readahead brought in (PG_readahead, cleared now) counts as a hit."""
         self.trace.cover("do_swap_page: the page is in the swap cache")
-        prev = vma.swap_readahead_info
-        win, hits = (0, SWAP_RA_INITIAL_HITS) if prev is None else (prev[1], prev[2])
         if page.readahead:
             self.trace.cover("swap_update_readahead: a readahead hit")
             page.readahead = False
-            hits = min(hits + 1, SWAP_RA_HITS_MAX)
-        vma.swap_readahead_info = (addr, win, hits)
+            vma.swap_ra_hits = min(vma.swap_ra_hits + 1, SWAP_RA_HITS_MAX)
+        vma.swap_ra_addr = addr
 
     def swapin_readahead(self, vma: Vma, addr: int) -> None:
         """swap_vma_readahead(): every swap pte of the window around ``addr`` whose entry is not in
@@ -260,11 +258,10 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         max_win = 1 << min(self.swap_page_cluster, SWAP_RA_ORDER_CEILING)
         if max_win == 1:
             return addr, addr + 1
-        prev = vma.swap_readahead_info
-        prev_addr, prev_win, hits = (None, 0, SWAP_RA_INITIAL_HITS) if prev is None else prev
+        prev_addr = vma.swap_ra_addr
         adjacent = prev_addr is not None and abs(addr - prev_addr) == 1
-        win = swapin_nr_pages(adjacent, hits, max_win, prev_win)
-        vma.swap_readahead_info = (addr, win, 0)
+        win = swapin_nr_pages(adjacent, vma.swap_ra_hits, max_win, vma.swap_ra_win)
+        vma.swap_ra_addr, vma.swap_ra_win, vma.swap_ra_hits = addr, win, 0
         if win == 1:
             return addr, addr + 1
         if prev_addr is not None and addr == prev_addr + 1:

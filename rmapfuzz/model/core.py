@@ -148,7 +148,7 @@ class KernelCore(ABC):
         state) but not the chain."""
         new = self.vm_area_alloc(orig.mm, orig.vm_start, orig.vm_end, orig.vm_pgoff, orig.vm_flags)
         new.anon_vma = orig.anon_vma
-        new.swap_readahead_info = orig.swap_readahead_info
+        new.swap_ra_addr, new.swap_ra_win, new.swap_ra_hits = orig.swap_ra_addr, orig.swap_ra_win, orig.swap_ra_hits
         return new
 
     def remove_vma(self, vma: Vma) -> None:

@@ -125,9 +125,12 @@ class Vma:
     anon_vma_chain: list[AnonVmaChain] = attrs.field(factory=list)
     freed: bool = False
     # swap_readahead_info (4.14+, VMA-based swap readahead): the page of the last swap-in fault in
-    # this VMA, the readahead window it got and the readahead hits since; None is the kernel's 0
-    # ("never set"), which reads as 4 hits at address 0.  Copied with the struct (vm_area_dup).
-    swap_readahead_info: tuple[int, int, int] | None = None
+    # this VMA, the readahead window it got and the readahead hits since.  The kernel packs them in
+    # one word whose unset value 0 reads as 4 hits at address 0 (no page of the window: None).
+    # Copied with the struct (vm_area_dup).
+    swap_ra_addr: int | None = None
+    swap_ra_win: int = 0
+    swap_ra_hits: int = 4
 
     @property
     def pages(self) -> int:
