@@ -14,6 +14,8 @@ hole; ``AVn`` the anon_vmas in allocation order, ``<sN>`` a swap entry (``!`` it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rmapfuzz.kernels.v6_0 import Linux60, swapin_nr_pages
@@ -297,3 +299,25 @@ def test_mremap_of_old_length_0_onto_its_own_address_is_efault_on_an_empty_windo
     assert replay([step], "6.18.8", 8).results == ["EFAULT"]
     assert replay([step], "6.0", 8).results == ["EFAULT"]
     assert replay([step], "3.19", 8).results == ["EINVAL"]
+
+
+# ---- the oracle runs the kernel with the readahead the model assumes ----
+
+
+def test_the_oracle_sets_the_readahead_settings_for_its_run_and_puts_them_back(tmp_path: Path) -> None:
+    """swap.modelled_readahead on stand-in files: a setting that differs is set and restored, one
+    that matches is left alone, a missing one is skipped, one that cannot be written is a note."""
+    from rmapfuzz.oracle import swap
+
+    cluster, ra, missing = (tmp_path / n for n in ("page-cluster", "vma_ra_enabled", "gone"))
+    cluster.write_text("0\n")
+    ra.write_text("true\n")
+    readonly = Path("/proc/version")  # readable, and not writable even by root
+    if not readonly.exists():
+        pytest.skip("no /proc/version to stand for a setting that cannot be written")
+    settings = ((cluster, "3"), (ra, "true"), (missing, "1"), (readonly, "1"))
+    with swap.modelled_readahead(settings) as note:
+        assert cluster.read_text().strip() == "3" and ra.read_text().strip() == "true"
+        assert f"{cluster} set to 3 for the run (was 0)" in note
+        assert "the model assumes 1" in note and str(missing) not in note
+    assert cluster.read_text().strip() == "0" and ra.read_text() == "true\n"
