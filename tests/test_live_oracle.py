@@ -304,3 +304,84 @@ def test_a_divergence_is_reported_only_if_a_replay_shows_it_again() -> None:
     assert calls == [shrunk] * REPLAYS + [found] * REPLAYS
     calls.clear()
     assert confirm(Flaky(REPLAYS + 1), [shrunk, found], 8) == (found, "seen")  # type: ignore[arg-type,comparison-overlap]
+
+
+@pytest.mark.parametrize(
+    "name", ["shared-entry-read-ahead", "sole-entry-never-read-ahead", "exclusive-entry-read-ahead", "bit-cleared"]
+)
+def test_swap_readahead_cases_agree_at_l4(name: str) -> None:
+    """The swap-in cases of tests/test_swap_readahead.py on the live kernel, with the oracle's own
+    swap (zram) and the readahead settings the model assumes, compared at every level after every
+    step: the default strategy's former L4 divergence (a page read ahead into the swap cache,
+    mapped later on the root), the case a first fix broke (a sole entry nothing read ahead: a fresh
+    page on the VMA's own anon_vma), and a read-ahead page whose swap pte is exclusive (the VMA's
+    own anon_vma).  The last one also runs with the exclusive-bit rule taken out, which L4 must
+    catch."""
+    from rmapfuzz.kernels import resolve
+    from rmapfuzz.model.memory import MemoryMixin
+    from rmapfuzz.oracle import oracle as orc
+    from tests import test_swap_readahead as cases
+    from tests.helpers import steps
+
+    table = {
+        "shared-entry-read-ahead": cases.SHARED_ENTRY_READ_AHEAD,
+        "sole-entry-never-read-ahead": cases.SOLE_ENTRY_NEVER_READ_AHEAD,
+        "exclusive-entry-read-ahead": cases.EXCLUSIVE_ENTRY_READ_AHEAD,
+        "bit-cleared": cases.EXCLUSIVE_ENTRY_READ_AHEAD,
+    }
+    with orc.Oracle(levels=("L0", "L1", "L2", "L3", "L4")) as oracle:
+        if not oracle.swap.active or "L4" not in oracle.used:
+            pytest.skip(f"needs swap and L4 here: {oracle.swap.how}; levels {', '.join(oracle.used)}")
+        if name != "bit-cleared":
+            out = oracle.run(steps(*table[name]), 8)
+            assert out.status == "agree", out.divergence
+            return
+        cls = resolve(orc.MODEL)
+        saved = cls.swapin_exclusive
+        try:
+            cls.swapin_exclusive = MemoryMixin.swapin_exclusive  # type: ignore[method-assign]
+            out = oracle.run(steps(*table[name]), 8)
+        finally:
+            cls.swapin_exclusive = saved  # type: ignore[method-assign]
+        assert out.divergence is not None and out.divergence.level == "L4"
+        assert "P1 page 1" in out.divergence.message
+
+
+def test_minimize_divergence_deletes_processes_and_chunks() -> None:
+    """The replay-based reducer (no kernel needed: a stand-in oracle) takes a 24-step sequence whose
+    divergence needs only a written page, a fork and the child's write down to those 4 steps; a
+    fork whose process never matters goes with all its steps, and later pids are renumbered."""
+    from types import SimpleNamespace
+
+    from rmapfuzz.oracle.oracle import minimize_divergence
+
+    def diverges(steps: list[ops.Op]) -> int | None:
+        """L4 at the first write by a forked child to page 1 after its parent wrote page 1."""
+        mapped, written, forked = False, False, 0
+        for i, op in enumerate(steps):
+            if isinstance(op, ops.Mmap) and op.pid == 0 and op.start <= 1 < op.start + op.pages:
+                mapped, written = True, False
+            elif isinstance(op, ops.Write) and op.addr == 1 and op.pid == 0 and mapped:
+                written = True
+            elif isinstance(op, ops.Fork) and op.pid == 0 and written:
+                forked += 1
+            elif isinstance(op, ops.Write) and op.addr == 1 and op.pid >= 1 and forked:
+                return i
+        return None
+
+    class StandIn:
+        runs = 0
+
+        def run(self, steps: list[ops.Op], window: int) -> SimpleNamespace:
+            StandIn.runs += 1
+            at = diverges(steps)
+            return SimpleNamespace(divergence=None if at is None else SimpleNamespace(level="L4", step=at))
+
+    long = [ops.parse_step(s, 8) for s in (mm(0, 0, 4), wr(0, 0), fork(0), wr(1, 2), mp(1, 0, 2, "r"), ex(1))]
+    long += [ops.parse_step(s, 8) for s in (wr(0, 3), rd(0, 2), mm(0, 6, 2), wr(0, 1), fork(0), wr(2, 3))]
+    long += [ops.parse_step(s, 8) for s in (fork(2), rd(3, 0), fork(0), mp(0, 6, 1, "r"), wr(4, 0), rd(2, 1))]
+    long += [ops.parse_step(s, 8) for s in (wr(4, 1), wr(3, 3), mm(0, 6, 1), ex(3), wr(2, 1), wr(0, 0))]
+    assert diverges(long) == 18
+    best = minimize_divergence(StandIn(), long, 8, budget=30.0)  # type: ignore[arg-type]
+    assert [ops.describe(op) for op in best] == ["mmap(P0, [0,2), rw)", "write(P0, 1)", "fork(P0)", "write(P1, 1)"]
+    assert diverges(best) == 3 and StandIn.runs < 2000

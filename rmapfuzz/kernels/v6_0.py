@@ -41,6 +41,22 @@
   swap cache as before; their swp pte's exclusive bit is always clear (fork clears it, and a
   shared page is never exclusive), so they are not modelled further.  Found by the live oracle's
   L4; ``tests/test_swap_exclusive.py``.
+* Huang Ying's ec560175c0b6 "mm, swap: VMA based swap readahead" (4.14): a swap-in that goes through
+  the swap cache (an entry with several users, or any entry of a non-synchronous device) first
+  reads the entries of the swap ptes around the fault, in the same VMA and page table, into the
+  swap cache, marked PG_readahead.  The window (swap_vma_ra_win(), __swapin_nr_pages(); the shape
+  read in 6.12's mm/swap_state.c, unchanged by 6.18's swap-table series, which only moved the hit
+  accounting into swap_update_readahead()) is 2**page-cluster = 8 pages at a VMA's first swap-in
+  (an unset ``swap_readahead_info`` reads as 4 hits: ``Vma.swap_ra_hits`` starts at 4), then
+  hits + 2 rounded up to a power of two, 1 without hits unless the fault is next to the last one,
+  and never less than half the last window; it is centred on the fault, or runs ahead of it in the
+  direction of the last fault.  A page read ahead is mapped later from the swap cache like any
+  other: its first mapping is exclusive only if the swap pte's exclusive bit (1493a1913e34) says
+  so, or on a write fault by its sole user, so a read puts it on the root anon_vma -- not the
+  fresh exclusive page a sole entry outside the swap cache gets.  Found by the live oracle's L4
+  (docs/live-oracle.md, "L4 and swap readahead"); ``tests/test_swap_readahead.py``.  Older
+  generations have no readahead in the model (2.6.34's was by swap offset, swapin_readahead();
+  its pages would go to the root there too).
 * A page that is already anonymous keeps its anon_vma when it is mapped again: 6.0's
   __page_set_anon_rmap() returns early (``if (PageAnon(page)) goto out``, only setting
   PageAnonExclusive) -- the early return dates from 288468c334e9 (2.6.36), which the 2.6.36 to
@@ -73,7 +89,7 @@ from rmapfuzz.kernels.fix_734537c9 import C734537C9, Linux2634rc3With734537c9
 from rmapfuzz.kernels.fix_2555283e import C2555283E, Linux319rc4With2555283e
 from rmapfuzz.kernels.v3_19 import Linux319
 from rmapfuzz.model.core import EFAULT, EINVAL, OK, Err, FeatureChanges
-from rmapfuzz.model.objects import VM_WRITE, AnonVma, Mm, Page, Pte, Vma
+from rmapfuzz.model.objects import VM_WRITE, AnonVma, Mm, Page, Pte, SwapSlot, Vma
 
 WEI_YANG = ("(unverified)", "mm/rmap.c: don't reuse anon_vma if we just want a copy")
 DBA58D3B = ("dba58d3b8c50", "mm/mremap: fail map duplication attempts for private mappings")
@@ -83,6 +99,28 @@ C6C287605 = ("6c287605fd56", "mm: remember exclusively mapped anonymous pages wi
 C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
 CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
 C1583AA27 = ("1583aa278f5f", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
+CEC560175 = ("ec560175c0b6", "mm, swap: VMA based swap readahead")
+
+
+SWAP_RA_ORDER_CEILING = 5
+SWAP_RA_HITS_MAX = 63  # the hits field of swap_readahead_info: PAGE_SHIFT / 2 bits
+PTRS_PER_PMD = 512  # x86-64: readahead stays within one page table
+
+
+def swapin_nr_pages(adjacent: bool, hits: int, max_pages: int, prev_win: int) -> int:
+    """__swapin_nr_pages() (mm/swap_state.c): hits + 2 rounded up to a power of two from 4; with no
+    hits, 2 pages for a fault next to the last one and 1 otherwise; at most ``max_pages``, at least
+    half the last window."""
+    pages = hits + 2
+    if pages == 2:
+        if not adjacent:
+            pages = 1
+    else:
+        roundup = 4
+        while roundup < pages:
+            roundup <<= 1
+        pages = roundup
+    return max(min(pages, max_pages), prev_win // 2)
 
 
 class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With734537c9, Linux319):
@@ -90,7 +128,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     base = "3.19"
     summary = (
         "num_children/num_active_vmas reuse rule, clone's ENOMEM path clears dst->anon_vma; "
-        "MREMAP_DONTUNMAP (a wholly moved old VMA is unlinked), PAGEOUT skips shared pages"
+        "MREMAP_DONTUNMAP (a wholly moved old VMA is unlinked), PAGEOUT skips shared pages, swap readahead"
     )
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C3FE89B3E,
@@ -104,6 +142,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
         C2555283E,
         C1493A191,
         C6C287605,
+        CEC560175,
     )
     bugs: ClassVar[tuple[str, ...]] = ()
 
@@ -112,6 +151,9 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     swap_synchronous: ClassVar[bool] = True
     # a read fault maps an exclusive swapped-in page writable (c18160dba5ff, 6.11): not yet in 6.0
     swapin_read_maps_writable: ClassVar[bool] = False
+    # /proc/sys/vm/page-cluster, the kernel's default (the live oracle sets it for its run): a
+    # readahead window of at most 2**3 pages
+    swap_page_cluster: ClassVar[int] = 3
 
     def wp_page_reuse(self, page: Page, vma: Vma, addr: int) -> None:
         """do_wp_page()'s reuse (6c287605fd56, 5.19): an exclusive page is not moved (``goto
@@ -134,20 +176,102 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
             self.page_set_anon_rmap(page, vma, addr, exclusive)
 
     def do_swap_page(self, vma: Vma, addr: int, pte: Pte, write: bool) -> str:
-        """do_swap_page() (5.19+): a synchronous device's entry with one user and no swap-cache
-        page is read into a fresh, exclusive page (1493a1913e34), writable on a write fault (and,
-        from c18160dba5ff on, on a read fault of a writable VMA); otherwise as before."""
+        """do_swap_page() (5.19+): the swap cache is looked up first (a hit updates the VMA's
+        readahead state); a miss on a synchronous device's entry with one user is read into a
+        fresh, exclusive page (1493a1913e34), writable on a write fault (and, from c18160dba5ff
+        on, on a read fault of a writable VMA); any other miss goes through the VMA-based swap
+        readahead (ec560175c0b6), which reads the entry and its swapped-out neighbours into the
+        swap cache.  The swap-cache page is then mapped as before, exclusively if the swap pte
+        says so (:meth:`swapin_exclusive`)."""
         slot = pte.swap
         assert slot is not None
-        if not (self.swap_synchronous and slot.count == 1 and slot.page is None):
-            return super().do_swap_page(vma, addr, pte, write)
-        self.trace.cover("do_swap_page: a sole entry is read into a fresh exclusive page")
+        if slot.page is not None:
+            self.swap_update_readahead(slot.page, vma, addr)
+        elif self.swap_synchronous and slot.count == 1:
+            self.trace.cover("do_swap_page: a sole entry is read into a fresh exclusive page")
+            page = self.alloc_page(None, 0)
+            self.page_add_new_anon_rmap(page, vma, addr)
+            vma.mm.ptes[addr] = Pte(page=page, writable=self.swapin_maps_writable(vma, True, write))
+            self.swap_free(slot)
+            return OK
+        else:
+            self.swapin_readahead(vma, addr)
+        return super().do_swap_page(vma, addr, pte, write)
+
+    def swapin_exclusive(self, vma: Vma, pte: Pte, page: Page, write: bool) -> bool:
+        """do_swap_page() (5.19+, 1493a1913e34): a swap-cache page is mapped exclusively if the swap
+        pte's exclusive bit says so (a read fault leaves the page in the swap cache), or, as
+        before, on a write fault by its sole user."""
+        reused = super().swapin_exclusive(vma, pte, page, write)
+        return reused or pte.swap_exclusive
+
+    def swapin_maps_writable(self, vma: Vma, exclusive: bool, write: bool) -> bool:
+        """maybe_mkwrite() under FAULT_FLAG_WRITE; from c18160dba5ff (6.11) also a read fault of a
+        writable VMA."""
+        return exclusive and bool(vma.vm_flags & VM_WRITE) and (write or self.swapin_read_maps_writable)
+
+    # ---- VMA-based swap readahead (mm/swap_state.c, ec560175c0b6, 4.14) ----
+
+    def swap_update_readahead(self, page: Page, vma: Vma, addr: int) -> None:
+        """The VMA part of a swap-cache hit (swap_cache_get_folio() before 6.18,
+        swap_update_readahead() since): the fault address is remembered with the window, and a
+        page that readahead brought in (PG_readahead, cleared now) counts as a hit."""
+        self.trace.cover("do_swap_page: the page is in the swap cache")
+        if page.readahead:
+            self.trace.cover("swap_update_readahead: a readahead hit")
+            page.readahead = False
+            vma.swap_ra_hits = min(vma.swap_ra_hits + 1, SWAP_RA_HITS_MAX)
+        vma.swap_ra_addr = addr
+
+    def swapin_readahead(self, vma: Vma, addr: int) -> None:
+        """swap_vma_readahead(): every swap pte of the window around ``addr`` whose entry is not in
+        the swap cache is read into it, the ones other than ``addr`` marked PG_readahead."""
+        start, end = self.swap_vma_ra_win(vma, addr)
+        if end - start > 1:
+            self.trace.cover("swapin_readahead: a window of several pages")
+        for a in range(start, end):
+            pte = vma.mm.ptes.get(a)
+            if pte is None or pte.swap is None or pte.swap.page is not None:
+                continue
+            page = self.read_swap_cache(pte.swap)
+            if a != addr:
+                self.trace.cover("swapin_readahead: a neighbour is read into the swap cache")
+                page.readahead = True
+        slot = vma.mm.ptes[addr].swap
+        assert slot is not None
+        if slot.page is None:
+            self.read_swap_cache(slot)
+
+    def read_swap_cache(self, slot: SwapSlot) -> Page:
+        """__read_swap_cache_async(): a new page for the entry, in the swap cache, not yet mapped."""
         page = self.alloc_page(None, 0)
-        self.page_add_new_anon_rmap(page, vma, addr)
-        writable = bool(vma.vm_flags & VM_WRITE) and (write or self.swapin_read_maps_writable)
-        vma.mm.ptes[addr] = Pte(page=page, writable=writable)
-        self.swap_free(slot)
-        return OK
+        page.swapcache = slot
+        slot.page = page
+        return page
+
+    def swap_vma_ra_win(self, vma: Vma, addr: int) -> tuple[int, int]:
+        """swap_vma_ra_win(): the readahead window, ``[start, end)`` in pages, and the VMA's new
+        readahead state.  The window's size comes from __swapin_nr_pages() (the hits since the
+        last fault, or an adjacent fault; shrinking at most by half each time), its place from
+        the direction of the last fault; it is clamped to the VMA and to the page table (the
+        window's PMD; the oracle's window starts on a PMD boundary)."""
+        max_win = 1 << min(self.swap_page_cluster, SWAP_RA_ORDER_CEILING)
+        if max_win == 1:
+            return addr, addr + 1
+        prev_addr = vma.swap_ra_addr
+        adjacent = prev_addr is not None and abs(addr - prev_addr) == 1
+        win = swapin_nr_pages(adjacent, vma.swap_ra_hits, max_win, vma.swap_ra_win)
+        vma.swap_ra_addr, vma.swap_ra_win, vma.swap_ra_hits = addr, win, 0
+        if win == 1:
+            return addr, addr + 1
+        if prev_addr is not None and addr == prev_addr + 1:
+            left = addr
+        elif prev_addr is not None and prev_addr == addr + 1:
+            left = addr - win + 1
+        else:
+            left = addr - (win - 1) // 2
+        pmd = addr - addr % PTRS_PER_PMD
+        return max(left, vma.vm_start, pmd), min(left + win, vma.vm_end, pmd + PTRS_PER_PMD)
 
     def may_reuse_anon_vma(self, dst: Vma, src: Vma, av: AnonVma) -> bool:
         """The reuse test (6.0): also only when src has an anon_vma (Wei Yang, 2019)."""

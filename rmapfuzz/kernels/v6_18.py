@@ -10,7 +10,10 @@ and the January 2026 fixes for bug J backported to 6.18.8.  Alias ``current``.
   (3215eaceca87, a85dc37186a5, f256a7a4ca1a, 9b2301bf8d65; so is dba58d3b8c50's old length of 0 on
   a private mapping, EINVAL with the target left mapped, found by the oracle's ``mremap`` strategy
   once it drew that length), and a same-size MREMAP_FIXED move may
-  span several VMAs and the gaps between them (d23cb648e365).
+  span several VMAs and the gaps between them (d23cb648e365).  The overlap test of a fixed move is
+  check_mremap_params()'s vrm_overlaps() (3215eaceca87): two ranges overlap only if they share a
+  page, so an old length of 0 at the target's own address passes on to the source lookup (the
+  oracle found the model's older two-sided test calling it EINVAL where the kernel said EFAULT).
 """
 
 from __future__ import annotations
@@ -30,6 +33,13 @@ MREMAP_6_17: tuple[tuple[str, str], ...] = (
     ("9b2301bf8d65", "mm/mremap: move remap_is_valid() into check_prep_vma()"),
     ("d23cb648e365", "mm/mremap: permit mremap() move of multiple VMAs"),
 )
+
+
+def vrm_overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
+    """vrm_overlaps() (6.17+, check_mremap_params()): the two ranges share a page.  An old length of
+    0 overlaps nothing, so ``[4,4) -> [4,5)`` passes on to the source lookup (EFAULT on an empty
+    window; the 2.6.34 test the older models keep called it EINVAL, found by the oracle)."""
+    return addr + old_len > new_addr and new_addr + new_len > addr
 
 
 class Linux6188(Linux616With61f67c23):
@@ -54,9 +64,7 @@ class Linux6188(Linux616With61f67c23):
         if "dontunmap" in flags and ("maymove" not in flags or old_len != new_len):
             return EINVAL
         fixed = "fixed" in flags
-        if fixed and (
-            "maymove" not in flags or new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len
-        ):
+        if fixed and ("maymove" not in flags or vrm_overlaps(addr, old_len, new_addr, new_len)):
             return EINVAL
         multi = fixed and old_len == new_len
         vma = self.find_vma(mm, addr)

@@ -144,9 +144,11 @@ class KernelCore(ABC):
         return vma
 
     def vm_area_dup(self, orig: Vma) -> Vma:
-        """``*new = *vma``: a struct copy, which copies the anon_vma pointer but not the chain."""
+        """``*new = *vma``: a struct copy, which copies the anon_vma pointer (and the swap readahead
+        state) but not the chain."""
         new = self.vm_area_alloc(orig.mm, orig.vm_start, orig.vm_end, orig.vm_pgoff, orig.vm_flags)
         new.anon_vma = orig.anon_vma
+        new.swap_ra_addr, new.swap_ra_win, new.swap_ra_hits = orig.swap_ra_addr, orig.swap_ra_win, orig.swap_ra_hits
         return new
 
     def remove_vma(self, vma: Vma) -> None:

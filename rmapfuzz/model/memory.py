@@ -119,21 +119,30 @@ class MemoryMixin(RmapMixin):
             page = self.alloc_page(None, 0)
             page.swapcache = slot
             slot.page = page
-        exclusive = write and self.reuse_swap_page(page)
+        exclusive = self.swapin_exclusive(vma, pte, page, write)
         self.trace.cover(
             "do_swap_page: write fault, page reused exclusively"
-            if exclusive
+            if write and exclusive
             else "do_swap_page: write fault, page still shared"
             if write
             else "do_swap_page: read fault"
         )
-        new_pte = Pte(page=page, writable=exclusive)
+        new_pte = Pte(page=page, writable=self.swapin_maps_writable(vma, exclusive, write))
         vma.mm.ptes[addr] = new_pte
         self.page_add_anon_rmap(page, vma, addr, exclusive)
         self.swap_free(slot)
         if write and not exclusive:
             return self.do_wp_page(vma, addr, new_pte)
         return OK
+
+    def swapin_exclusive(self, vma: Vma, pte: Pte, page: Page, write: bool) -> bool:
+        """Whether do_swap_page() maps the page exclusively: on a write fault by its sole user
+        (reuse_swap_page(), which drops it from the swap cache then)."""
+        return write and self.reuse_swap_page(page)
+
+    def swapin_maps_writable(self, vma: Vma, exclusive: bool, write: bool) -> bool:
+        """Whether the swapped-in pte is writable: an exclusive mapping is one only on a write."""
+        return exclusive
 
     # ---- swap bookkeeping (mm/swapfile.c, mm/swap_state.c) ----
 
@@ -172,6 +181,7 @@ class MemoryMixin(RmapMixin):
             if pte.swap is not None:
                 self.trace.cover("copy_page_range: swap entry shared")
                 pte.swap.count += 1
+                pte.swap_exclusive = False  # shared now: neither pte is exclusive (5.19+)
                 dst_mm.ptes[addr] = Pte(swap=pte.swap)
                 continue
             pte.writable = False

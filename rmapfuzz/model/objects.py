@@ -124,6 +124,13 @@ class Vma:
     anon_vma: AnonVma | None = None
     anon_vma_chain: list[AnonVmaChain] = attrs.field(factory=list)
     freed: bool = False
+    # swap_readahead_info (4.14+, VMA-based swap readahead): the page of the last swap-in fault in
+    # this VMA, the readahead window it got and the readahead hits since.  The kernel packs them in
+    # one word whose unset value 0 reads as 4 hits at address 0 (no page of the window: None).
+    # Copied with the struct (vm_area_dup).
+    swap_ra_addr: int | None = None
+    swap_ra_win: int = 0
+    swap_ra_hits: int = 4
 
     @property
     def pages(self) -> int:
@@ -169,6 +176,7 @@ class Page:
     swapcache: SwapSlot | None = None
     freed: bool = False
     exclusive: bool = False
+    readahead: bool = False  # PG_readahead: read into the swap cache by readahead, not yet faulted on
 
     @property
     def name(self) -> str:
@@ -180,11 +188,16 @@ class Page:
 
 @attrs.define(eq=False, repr=False)
 class Pte:
-    """A page table entry: present (``page``; None is the shared zero page) or a swap entry."""
+    """A page table entry: present (``page``; None is the shared zero page) or a swap entry.
+
+    ``swap_exclusive`` is a swap pte's exclusive bit (1493a1913e34, 5.19): set when an exclusive
+    page is unmapped to swap, cleared in both processes when fork shares the entry.
+    """
 
     page: Page | None = None
     swap: SwapSlot | None = None
     writable: bool = False
+    swap_exclusive: bool = False
 
     @property
     def present(self) -> bool:

@@ -222,7 +222,9 @@ class RmapMixin(KernelCore):
         slot = page.swapcache
         assert slot is not None
         self.trace.cover("try_to_unmap: page mapped once" if page.mapcount == 1 else "try_to_unmap: page shared")
+        exclusive = page.exclusive
         for vma, addr in self.rmap_walk_anon(page):
-            vma.mm.ptes[addr] = Pte(swap=slot)
+            vma.mm.ptes[addr] = Pte(swap=slot, swap_exclusive=exclusive)
             slot.count += 1
             page.mapcount -= 1
+            page.exclusive = False  # the swap pte carries it now (5.19+; unused before)

@@ -29,6 +29,7 @@ from rmapfuzz import __version__, corpus, ops
 from rmapfuzz.campaign import Stop
 from rmapfuzz.invariants import Violation
 from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine, run_machine
+from rmapfuzz.minimize.greedy import minimize_more
 from rmapfuzz.oracle import bpf, compare, observe, pages, swap
 from rmapfuzz.oracle.compare import Divergence
 from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
@@ -513,18 +514,22 @@ class OracleMachine(RmapMachine):
 
     def _fail(self, div: Divergence) -> None:
         self.failed = True
+        if not self.failed_at:
+            self.failed_at.append(time.monotonic())
         found = DivergenceFound(div, list(self.steps))
         if not self.last_failure or len(found.steps) <= len(self.last_failure[0].steps):
             self.last_failure[:] = [found]  # the shortest failure seen (shrinking makes them shorter)
         raise found
 
     shrink_deadline: ClassVar[float | None] = None
+    hypothesis_shrink: ClassVar[float | None] = None  # seconds Hypothesis may shrink after the first failure
+    failed_at: ClassVar[list[float]]  # when the first failure of this run was seen
 
     def do(self, op: ops.Op) -> None:
         now = time.monotonic()
         if self.deadline is not None and not self.last_failure and now > self.deadline:
             raise Stop("budget spent")
-        if self.shrink_deadline is not None and self.last_failure and now > self.shrink_deadline:
+        if self.last_failure and self._shrinking_done(now):
             raise ShrinkBudgetSpent()  # the shortest failure so far is the result
         self.steps.append(op)
         div = self.run.step(op)
@@ -536,6 +541,15 @@ class OracleMachine(RmapMachine):
                 self.live.append(self.runner.kernel.next_pid - 1)
             elif isinstance(op, ops.Exit):
                 self.live.remove(op.pid)
+
+    def _shrinking_done(self, now: float) -> bool:
+        if self.shrink_deadline is not None and now > self.shrink_deadline:
+            return True
+        return (
+            self.hypothesis_shrink is not None
+            and bool(self.failed_at)
+            and now > self.failed_at[0] + self.hypothesis_shrink
+        )
 
     def teardown(self) -> None:
         try:
@@ -549,7 +563,7 @@ class OracleMachine(RmapMachine):
 
 def oracle_machine(oracle: Oracle, strategy: Strategy, stats: dict[str, int]) -> type[OracleMachine]:
     base = make_machine(oracle.kernel, no_fail_alloc(strategy), invariants=())
-    namespace: dict[str, Any] = {"oracle": oracle, "stats": stats, "last_failure": []}
+    namespace: dict[str, Any] = {"oracle": oracle, "stats": stats, "last_failure": [], "failed_at": []}
     cls: type[OracleMachine] = type("OracleMachine_" + base.__name__, (OracleMachine, base), namespace)
     cls.TestCase.settings = machine_settings(strategy)
     return cls
@@ -617,8 +631,10 @@ def fuzz(
         # nothing of Hypothesis' own on stdout (its slow-shrink warning broke --json)
         settings = hypothesis.settings(settings, verbosity=hypothesis.Verbosity.quiet)
         machine.last_failure[:] = []
+        machine.failed_at[:] = []
         machine.deadline = started + budget
         machine.shrink_deadline = started + budget + shrink_budget(budget)
+        machine.hypothesis_shrink = shrink_budget(budget) * HYPOTHESIS_SHARE
         try:
             run_machine(machine, seed * 1_000_003 + run_chunk, settings, b"rmapfuzz/oracle")
         except (DivergenceFound, ShrinkBudgetSpent):
@@ -633,8 +649,8 @@ def fuzz(
         run_chunk += 1
         if machine.last_failure:
             found = machine.last_failure[0]
-            # Hypothesis shrinks slowly here (every candidate runs live); finish with greedy step
-            # deletion in what is left of the shrink budget
+            # Hypothesis shrinks slowly here (every candidate runs live, and its choices are not
+            # the steps): it had a third of the shrink budget; the replay-based reducer has the rest
             left_s = max(1.0, started + budget + shrink_budget(budget) - time.monotonic())
             steps = minimize_divergence(oracle, found.steps, strategy.window, budget=left_s)
             confirmed = confirm(oracle, [steps, found.steps], strategy.window)
@@ -650,6 +666,11 @@ def fuzz(
                 result.path, result.status = str(path), status
             return result
     return FuzzResult(time.monotonic() - started, stats["sequences"], stats["steps"], unconfirmed=unconfirmed)
+
+
+# The share of the shrink budget Hypothesis gets once a divergence is found; the replay-based
+# reducer (minimize_divergence), which works on the steps themselves, has the rest.
+HYPOTHESIS_SHARE = 1 / 3
 
 
 def shrink_budget(budget: float) -> float:
@@ -700,25 +721,21 @@ def sample_sequences(strategy: Strategy, count: int, seed: int = 0) -> list[list
 
 
 def minimize_divergence(oracle: Oracle, steps: Sequence[ops.Op], window: int, budget: float = 30.0) -> list[ops.Op]:
-    """Greedy reduction of a diverging sequence: drop single steps (and truncate after the
-    divergence) while the replay still diverges at the same level; stops at a fixpoint or when
-    ``budget`` seconds pass."""
+    """Replay-based reduction of a diverging sequence (:func:`rmapfuzz.minimize.greedy.minimize_more`,
+    the model minimiser's reducer, with a live replay as the test): chunks and single steps
+    deleted (a fork with its child's steps, later pids renumbered), forks folded into their parent,
+    arguments lowered, adjacent range ops merged and processes swapped, while the replay still
+    diverges at the same level; truncated after the divergence.  Stops at a fixpoint or when
+    ``budget`` seconds pass, with the shortest sequence found."""
     first = oracle.run(steps, window)
     if first.divergence is None:
         return list(steps)
     level = first.divergence.level
-    best = list(steps[: first.divergence.step + 1])
-    deadline = time.monotonic() + budget
-    changed = True
-    while changed and time.monotonic() < deadline:
-        changed = False
-        for i in reversed(range(len(best))):
-            candidate = best[:i] + best[i + 1 :]
-            out = oracle.run(candidate, window)
-            if out.divergence is not None and out.divergence.level == level:
-                best = candidate[: out.divergence.step + 1]
-                changed = True
-                break
-            if time.monotonic() > deadline:
-                break
-    return best
+
+    def still_diverges(candidate: list[ops.Op]) -> bool:
+        div = oracle.run(candidate, window).divergence
+        return div is not None and div.level == level
+
+    best = minimize_more(steps[: first.divergence.step + 1], still_diverges, deadline=time.monotonic() + budget)
+    last = oracle.run(best, window).divergence
+    return best if last is None else best[: last.step + 1]

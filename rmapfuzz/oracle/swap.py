@@ -12,6 +12,12 @@ out, Ctrl-C and SIGTERM included, ``swapoff``, ``reset`` and (if it added the de
 zram is a synchronous block device (``SWP_SYNCHRONOUS_IO``): a page written out is freed at once
 by the same reclaim pass, and a swap-in of an entry with one user skips the swap cache, so what
 the oracle sees after a step does not wait on I/O.
+
+Any other swap-in reads ahead: the entries of the neighbouring swap ptes go into the swap cache,
+and a later fault on one of them maps that page as it is (on the root anon_vma unless its swap pte
+is exclusive).  The model does this with the kernel's defaults (``vm.page-cluster`` 3, VMA-based
+readahead on, ``kernels/v6_0.py``), so :func:`modelled_readahead` sets them for the run when the
+machine has others and puts them back afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from types import FrameType
 import attrs
 
 SIZE = 64 << 20  # bytes: far more than a window of pages across a fork tree
+# The swap readahead the model implements: (setting, the value it needs).
+READAHEAD = ((Path("/proc/sys/vm/page-cluster"), "3"), (Path("/sys/kernel/mm/swap/vma_ra_enabled"), "true"))
 SYS_BLOCK = Path("/sys/block")
 ZRAM_CONTROL = Path("/sys/class/zram-control")
 
@@ -103,9 +111,45 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
+def modelled_readahead(settings: tuple[tuple[Path, str], ...] = READAHEAD) -> Iterator[str]:
+    """The swap readahead settings the model assumes, for the block's duration: each one that
+    differs is set and restored on the way out.  Yields a note on what was changed, or why a
+    setting could not be (empty when nothing had to change)."""
+    changed: list[tuple[Path, str]] = []
+    notes: list[str] = []
+    try:
+        for path, wanted in settings:
+            try:
+                old = path.read_text().strip()
+            except OSError:
+                continue  # no such setting on this kernel: nothing to match
+            if old == wanted:
+                continue
+            try:
+                path.write_text(wanted)
+            except OSError as exc:
+                notes.append(f"{path} is {old}, the model assumes {wanted} ({exc.strerror}): swap-ins may differ")
+                continue
+            changed.append((path, old))
+            notes.append(f"{path} set to {wanted} for the run (was {old})")
+        yield "; ".join(notes)
+    finally:
+        for path, old in reversed(changed):
+            with contextlib.suppress(OSError):
+                path.write_text(old)
+
+
+@contextlib.contextmanager
 def own_swap(size: int = SIZE) -> Iterator[SwapState]:
-    """Swap on for the block's duration (see the module's docstring).  Yields what there is; when
-    no device can be had, ``active`` is False and ``how`` says why."""
+    """Swap on for the block's duration (see the module's docstring), with the swap readahead the
+    model assumes (:func:`modelled_readahead`).  Yields what there is; when no device can be had,
+    ``active`` is False and ``how`` says why."""
+    with modelled_readahead() as note, _swap_device(size) as state:
+        yield state if not note else attrs.evolve(state, how=f"{state.how}; {note}")
+
+
+@contextlib.contextmanager
+def _swap_device(size: int) -> Iterator[SwapState]:
     if swap_total_kb() > 0:
         yield SwapState(True, f"the machine's own swap ({swap_total_kb()} kB; left as it is)")
         return
