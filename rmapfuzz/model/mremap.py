@@ -55,7 +55,7 @@ class MremapMixin(MadviseMixin):
         new_pgoff = vma.vm_pgoff + (old_addr - vma.vm_start)
         self.trace.moving(vma)
         moving = vma
-        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
+        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff, keep_source=dontunmap)
         if new_vma is None:
             self.trace.cover("move_vma: ENOMEM from copy_vma")
             return ENOMEM
