@@ -47,13 +47,10 @@ PGOFF_RESET = ("(stable 2026)", "mm/mremap: reset unfaulted VMA page offset for 
 STABLE_DONTUNMAP = (SELF_MERGE, PGOFF_RESET)
 
 
-def reset_unlinked_pgoff(kernel: Linux60, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-    """The pgoff reset, the same in both trees: at move_vma()'s MREMAP_DONTUNMAP end, a whole old
-    VMA whose anon_vmas were unlinked gets ``vm_pgoff = vm_start`` (every VMA of the model is
-    anonymous)."""
-    if dontunmap and new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len:
-        kernel.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
-        vma.vm_pgoff = vma.vm_start
+def unlinked_whole(vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> bool:
+    """Whether move_vma()'s MREMAP_DONTUNMAP end unlinked the whole old VMA (1583aa278f5f), which
+    the pgoff reset then re-bases to its address (every VMA of the model is anonymous)."""
+    return dontunmap and new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
 
 
 class Linux60WithStableDontunmap(Linux60):
@@ -72,9 +69,11 @@ class Linux60WithStableDontunmap(Linux60):
         return super().copy_vma_merge(vma, addr, length, pgoff, keep_source)
 
     def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma()'s end, then the pgoff reset (:func:`reset_unlinked_pgoff`)."""
+        """move_vma()'s end, then the pgoff reset: an unlinked whole old VMA gets its address as pgoff."""
         super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
-        reset_unlinked_pgoff(self, vma, new_vma, old_addr, old_len, dontunmap)
+        if unlinked_whole(vma, new_vma, old_addr, old_len, dontunmap):
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
+            vma.vm_pgoff = vma.vm_start
 
 
 class Linux612WithStableDontunmap(Linux612):
@@ -95,6 +94,8 @@ class Linux612WithStableDontunmap(Linux612):
         return self.vma_merge_new_range(vmg)
 
     def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma()'s end, then the pgoff reset (:func:`reset_unlinked_pgoff`)."""
+        """move_vma()'s end, then the pgoff reset: an unlinked whole old VMA gets its address as pgoff."""
         super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
-        reset_unlinked_pgoff(self, vma, new_vma, old_addr, old_len, dontunmap)
+        if unlinked_whole(vma, new_vma, old_addr, old_len, dontunmap):
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
+            vma.vm_pgoff = vma.vm_start
