@@ -19,12 +19,12 @@ Debian's changelogs name them); no mainline generation of this model has them (t
 The self-merge fix has one shape in each tree, so there are two overlays, each composable on the
 generations that have that code (the tags name the file whose copy_vma() each patches):
 
-* :class:`Linux60WithStableDontunmap`, ``+stable-dontunmap-mmap`` (6.1's backport, mm/mmap.c copy_vma() over vma_merge()):
-  when the new range touches the source on either side, copy_vma() skips the merge altogether,
-  so the new range merges with no neighbour at all, not even the one on its other side;
-* :class:`Linux612WithStableDontunmap`, ``+stable-dontunmap-vma`` (6.12's backport, mm/vma.c copy_vma() over
-  vma_merge_new_range()): the source is taken out as the new range's ``prev`` or ``next``; the
-  neighbour on the other side may still merge.
+* :class:`Linux60WithStableDontunmap`, ``+stable-dontunmap-mmap`` (6.1's backport, mm/mmap.c
+  copy_vma() over vma_merge()): when the new range touches the source on either side, copy_vma()
+  skips the merge altogether, so the new range merges with no neighbour, not even the other one;
+* :class:`Linux612WithStableDontunmap`, ``+stable-dontunmap-vma`` (6.12's backport, mm/vma.c
+  copy_vma() over vma_merge_new_range()): the source is taken out as the new range's ``prev`` or
+  ``next``; the neighbour on the other side may still merge.
 
 Read in Debian's linux-source-6.1 (6.1.192: mm/mmap.c copy_vma(), mm/mremap.c move_vma()) and
 linux-source-6.12 (6.12.118: mm/vma.c copy_vma(), mm/mremap.c move_vma()).  Their mainline commit
