@@ -332,6 +332,7 @@ def test_guest_console_parsing():
         "rmapfuzz-lab: start\n"
         "kernel 6.1.0-57-cloud-amd64 vs model 6.0; levels L0,L2\n"
         "[    3.2] random: crng init done\n"
+        "[    3.3] python3.11 (96): attempted to duplicate a private mapping with mremap.  This is not supported.\n"
         "DIVERGE  /x.json  step 6 result: the step returned ok on the kernel, EINVAL in the model\n"
         "rmapfuzz-lab: exit 1\n"
         "rmapfuzz-lab: file 6.0--divergence--mremap.json\n"
