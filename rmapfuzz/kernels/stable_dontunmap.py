@@ -87,7 +87,7 @@ class Linux612WithStableDontunmap(Linux612):
         """copy_vma() (6.12.118): with ``keep_source``, an unfaulted source is dropped as the new
         range's prev or next before vma_merge_new_range()."""
         vmg = self.copy_vma_vmg(vma, addr, length, pgoff)
-        if keep_source and vma.anon_vma is None and vma in (vmg.prev, vmg.next):
+        if keep_source and vma.anon_vma is None and (vmg.prev is vma or vmg.next is vma):
             self.trace.cover("copy_vma: an unfaulted source kept by MREMAP_DONTUNMAP is no merge neighbour")
             vmg.prev = None if vmg.prev is vma else vmg.prev
             vmg.next = None if vmg.next is vma else vmg.next
