@@ -26,9 +26,9 @@ def test_registry_has_6_1_between_6_0_and_6_15() -> None:
     assert names.index("6.0") < names.index("6.1") < names.index("6.15")
 
 
-def test_the_6_1_lab_kernels_are_compared_with_6_1() -> None:
-    assert images.get("debian-6.1").model == images.get("kasan-6.1").model == "6.1"
-    assert images.get("debian-6.12").model == "6.15"
+def test_the_6_1_lab_kernels_are_compared_with_6_1_and_its_stable_fixes() -> None:
+    assert images.get("debian-6.1").model == images.get("kasan-6.1").model == "6.1.192"
+    assert resolve("6.1.192").base == "6.1"
 
 
 @pytest.mark.parametrize(

@@ -280,7 +280,7 @@ def test_lab_kernels_lists_cached_and_missing(tmp_path, monkeypatch, capsys):
     assert set(rows) == {"kasan-6.1", "kasan-6.1-g", "kasan-6.1-e", "debian-6.1", "debian-6.12"}
     assert rows["debian-6.1"]["cached"] and rows["debian-6.1"]["provenance"].startswith("linux-image-6.1.0-57")
     assert not rows["kasan-6.1-g"]["cached"] and rows["kasan-6.1-g"]["get"] == "lab/build-kernel kasan-6.1-g"
-    assert rows["debian-6.1"]["model"] == "6.1" and rows["kasan-6.1-g"]["model"] == "3.19"
+    assert rows["debian-6.1"]["model"] == "6.1.192" and rows["kasan-6.1-g"]["model"] == "3.19"
 
 
 def test_lab_repro_unavailable_says_what_fixes_it(tmp_path, monkeypatch, capsys):
@@ -332,6 +332,7 @@ def test_guest_console_parsing():
         "rmapfuzz-lab: start\n"
         "kernel 6.1.0-57-cloud-amd64 vs model 6.0; levels L0,L2\n"
         "[    3.2] random: crng init done\n"
+        "[    3.3] python3.11 (96): attempted to duplicate a private mapping with mremap.  This is not supported.\n"
         "DIVERGE  /x.json  step 6 result: the step returned ok on the kernel, EINVAL in the model\n"
         "rmapfuzz-lab: exit 1\n"
         "rmapfuzz-lab: file 6.0--divergence--mremap.json\n"
@@ -356,7 +357,7 @@ def test_guest_oracle_arguments():
     )
     argv = guest.oracle_argv(args, images.KERNELS["debian-6.1"])
     assert argv[:3] == ["-m", "rmapfuzz", "oracle"] and "--vm" not in argv
-    assert argv[argv.index("--kernel") + 1] == "6.1"  # the lab kernel's model generation
+    assert argv[argv.index("--kernel") + 1] == "6.1.192"  # the lab kernel's model generation
     assert argv[argv.index("--corpus") + 1] == guest.GUEST_OUT and argv[argv.index("--seed") + 1] == "3"
     args = build_parser().parse_args(["oracle", "--vm", "debian-6.12", "--kernel", "6.16", str(CVE)])
     argv = guest.oracle_argv(args, images.KERNELS["debian-6.12"])
@@ -376,23 +377,39 @@ def test_oracle_in_a_guest(capsys):
     code = main(["oracle", "--vm", "debian-6.1", "--levels", "L0,L2", str(CVE)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "vs model 6.1" in out and "agree" in out
+    assert "vs model 6.1.192;" in out and "agree" in out
 
 
-def test_the_6_1_model_agrees_with_debian_6_1_where_6_0_did_not(capsys):
-    """MREMAP_DONTUNMAP (6.0 model from 5.7/5.12) and 6.1's mmap_region() (6.1 model): the lab's
-    2-step cases and the corpus entries that diverged from the 6.0 model (docs/lab.md), L0-L3."""
-    _lab_kernel("debian-6.1")
-    files = [
-        ROOT / "lab" / "cases" / "dontunmap-untouched.json",
-        ROOT / "lab" / "cases" / "dontunmap-whole-faulted.json",
-        ROOT / "corpus" / "6.16--merge-superset--mremap-maymove-fixed-dontunmap.json",
-        ROOT / "corpus" / "2.6.34-rc3--merge-superset--mmap.json",
-    ]
-    code = main(["oracle", "--vm", "debian-6.1", "--levels", "L0,L1,L2,L3", *map(str, files)])
+CASES = sorted((ROOT / "lab" / "cases").glob("*.json"))
+# Beside lab/cases: the corpus entries that diverged from the 6.0 model on debian-6.1 (docs/lab.md)
+DIVERGED_FROM_6_0 = [
+    ROOT / "corpus" / "6.16--merge-superset--mremap-maymove-fixed-dontunmap.json",
+    ROOT / "corpus" / "2.6.34-rc3--merge-superset--mmap.json",
+]
+
+
+@pytest.mark.parametrize(("vm", "model"), [("debian-6.1", "6.1.192"), ("debian-6.12", "6.12.118")])
+def test_the_stable_generations_agree_with_the_debian_kernels(vm, model, capsys):
+    """Every lab case (MREMAP_DONTUNMAP as 5.7, 5.12 and the 2026 stable fixes have it; 6.1's
+    mmap_region()) agrees with the lab kernel's own generation at L0-L4 (docs/lab.md)."""
+    _lab_kernel(vm)
+    files = [*CASES, *DIVERGED_FROM_6_0]
+    code = main(["oracle", "--vm", vm, "--levels", "L0,L1,L2,L3,L4", *map(str, files)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "vs model 6.1" in out and out.count("agree ") == len(files)
+    assert f"vs model {model};" in out and out.count("agree ") == len(files)
+
+
+def test_mainline_6_12_diverges_from_debian_6_12_at_the_stable_fixes(capsys):
+    """Without the stable fixes the same kernel diverges: the self-merge at L0 (two VMAs on the
+    kernel, one in the model), the pgoff reset at L3 (pgoff +4 on the kernel, +0 in the model)."""
+    _lab_kernel("debian-6.12")
+    files = [ROOT / "lab" / "cases" / name for name in ("dontunmap-self-merge.json", "dontunmap-pgoff-reset.json")]
+    code = main(["oracle", "--vm", "debian-6.12", "--kernel", "6.12", "--levels", "L0,L1,L2,L3", *map(str, files)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    lines = [ln for ln in out.splitlines() if ln.startswith("DIVERGE")]
+    assert len(lines) == 2 and "step 1 L0" in lines[0] and "step 3 L3" in lines[1], out
 
 
 @pytest.mark.parametrize(("vm", "verdict"), [("kasan-6.1-e", "crashed"), ("kasan-6.1", "clean")])

@@ -1,5 +1,6 @@
 """Unit tests of the live oracle's parsers and comparisons (no live kernel needed)."""
 
+import os
 import struct
 
 import pytest
@@ -17,13 +18,15 @@ def line(start, end, perms="rw-p"):
     return f"{BASE + start * PG:x}-{BASE + end * PG:x} {perms} 00000000 00:00 0 "
 
 
+# in address order, as the kernel lists them (the parsers stop past the window)
 MAPS = "\n".join(
     [
-        "55d0c0000000-55d0c0001000 r--p 00000000 fd:00 123   /usr/bin/python3",
+        "1000000000-1000001000 r--p 00000000 fd:00 124   /usr/lib/low.so",
         line(0, 4),
         line(4, 5, "r--p"),
         line(6, 8, "---p"),
         line(8, 9, "rwxp"),
+        "55d0c0000000-55d0c0001000 r--p 00000000 fd:00 123   /usr/bin/python3",
         "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0   [stack]",
     ]
 )
@@ -53,6 +56,21 @@ def test_parse_maps_stray_at_the_edge():
         observe.parse_maps(line(6, 9), BASE, 8)
     with pytest.raises(observe.StrayMapping):
         observe.parse_maps(line(-1, 0), BASE, 8)
+
+
+def test_maps_is_read_only_up_to_the_window(tmp_path):
+    """read_maps_to() stops at the first complete line past the window; what it returns parses to
+    the same window VMAs as the whole file."""
+    maps = tmp_path / "maps"
+    maps.write_text(MAPS + "\n" + "\n".join(f"7f{i:010x}-7f{i + 1:010x} r--p 00000000 00:00 0" for i in range(400)))
+    fd = os.open(maps, os.O_RDONLY)
+    try:
+        text = observe.read_maps_to(fd, BASE + 17 * PG)
+        assert len(text) < len(maps.read_text()) and "/usr/bin/python3" in text
+        assert observe.parse_maps(text, BASE, 16) == observe.parse_maps(maps.read_text(), BASE, 16)
+        assert observe.read_maps_to(fd, 1 << 62) == maps.read_text()  # nothing past: all of it
+    finally:
+        os.close(fd)
 
 
 def test_window_is_free():

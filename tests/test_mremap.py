@@ -263,3 +263,28 @@ def test_dontunmap_needs_maymove_and_the_same_length_on_6_0(t: tuple[object, ...
     v = run("6.0", ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), t)
     assert v.results == ["ok", "ok", "EINVAL"] and v.violation is None
     assert shape(v.final) == ("AA......", ["[0,2) rw- ac pgoff=0 anon=AV1 chain=[AV1]"])
+
+
+@pytest.mark.parametrize(
+    ("kernel", "result", "after"),
+    [
+        ("3.19", "EINVAL", "AA......"),
+        ("6.0", "EFAULT", "........"),
+        ("6.12.118", "EFAULT", "........"),
+        ("6.18.8", "EINVAL", "AA......"),
+    ],
+)
+def test_a_fixed_move_of_an_empty_range_onto_its_own_address(kernel: str, result: str, after: str) -> None:
+    """
+    AA......   [0,2) rw; mremap(old [0,0), new [0,2), maymove|fixed)
+    AA......   2.6.34 to 3.19: the two-sided overlap test takes the empty old range at the new
+               range's start as overlapping: EINVAL, nothing changes
+    ........   6.0+ (one interval test): no overlap, the target [0,2) is unmapped, then no VMA at
+               the old address: EFAULT (found by the lab on Debian's 6.12.118,
+               lab/cases/mremap-zero-old-len-onto-itself.json)
+    AA......   6.17+ (6.18.8): the old length of 0 on a private mapping is EINVAL before anything
+               is unmapped (the host's 6.18.44 agrees)
+    """
+    v = run(kernel, ("mmap", 0, 0, 2, "rw"), ("mremap", 0, 0, 0, 0, 2, ("maymove", "fixed")))
+    assert v.results == ["ok", result] and v.violation is None
+    assert shape(v.final)[0] == after

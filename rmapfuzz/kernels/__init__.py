@@ -30,6 +30,7 @@ from rmapfuzz.kernels.fix_d0e9fe17 import Linux2634rc3WithD0e9fe17
 from rmapfuzz.kernels.fix_ea90002b import Linux2634rc3WithEa90002b
 from rmapfuzz.kernels.fix_fork_unlink import Linux2634rc3WithForkUnlink
 from rmapfuzz.kernels.hannes_v2 import HannesV2
+from rmapfuzz.kernels.stable_dontunmap import Linux60WithStableDontunmap, Linux612WithStableDontunmap
 from rmapfuzz.kernels.v2_6_34 import Linux2634
 from rmapfuzz.kernels.v2_6_34_rc3 import Linux2634rc3
 from rmapfuzz.kernels.v2_6_34_rc4 import Linux2634rc4
@@ -42,6 +43,9 @@ from rmapfuzz.kernels.v3_19 import Linux319
 from rmapfuzz.kernels.v3_19_rc4 import Linux319rc4
 from rmapfuzz.kernels.v6_0 import Linux60
 from rmapfuzz.kernels.v6_1 import Linux61
+from rmapfuzz.kernels.v6_1_192 import Linux61192
+from rmapfuzz.kernels.v6_12 import Linux612
+from rmapfuzz.kernels.v6_12_118 import Linux612118
 from rmapfuzz.kernels.v6_15 import Linux615
 from rmapfuzz.kernels.v6_16 import Linux616
 from rmapfuzz.kernels.v6_18 import Linux6188
@@ -138,7 +142,12 @@ GENERATIONS: tuple[Kernel, ...] = (
     Linux319rc4With2555283e,
     Linux319,
     Linux60,
+    Linux60WithStableDontunmap,
     Linux61,
+    Linux61192,
+    Linux612,
+    Linux612WithStableDontunmap,
+    Linux612118,
     Linux615,
     Linux616,
     Linux616With61f67c23,
@@ -154,7 +163,10 @@ def fix_tag(fix: Kernel) -> str:
     return fix.name[len(prefix) :] if fix.name.startswith(prefix) else fix.commits[0][0][:8]
 
 
-FIX_TAGS: dict[str, Kernel] = {fix_tag(fix): fix for fix in FIXES.values()}
+# Overlays of stable-tree fixes that close no catalogued bug, composable as the fixes are
+# (``6.1+stable-dontunmap-mmap``); the lab's stable-release generations are built from them.
+STABLE_FIXES: tuple[Kernel, ...] = (Linux60WithStableDontunmap, Linux612WithStableDontunmap)
+FIX_TAGS: dict[str, Kernel] = {fix_tag(fix): fix for fix in (*FIXES.values(), *STABLE_FIXES)}
 
 
 class UnknownKernel(KeyError):

@@ -23,6 +23,13 @@
 * dba58d3b8c50 "mm/mremap: fail map duplication attempts for private mappings" (Mike Kravetz, 4.14):
   mremap() with an old length of 0 on a private mapping is EINVAL, from vma_to_resize(), so a
   MREMAP_FIXED call has already unmapped its target (until 6.17, :mod:`.v6_18`).
+* mremap_to()'s overlap test is one interval test (``addr + old_len > new_addr && new_addr + new_len
+  > addr``; 2.6.34 tested the two orders apart, and an old length of 0 at the new range's start
+  overlapped there): an old range of length 0 overlaps nothing.  Read in 6.1.192 and 6.12.118, and
+  the same test is in the 4.x mremap_to() of the linux-mm archive's copies; the commit that made
+  it one test was not identified.  Found by the lab (docs/lab.md): ``mremap(P0, [0,0) -> [0,2),
+  maymove|fixed)`` over a mapped [0,2) is EFAULT on Debian's 6.12.118 (the target unmapped, then
+  no VMA at the old address), EINVAL in the model before.
 * 550a7d60bd5e "mm, hugepages: add mremap() support for hugepage backed vma" (5.16): mremap() looks
   the VMA at the old address up before anything else, so a call on an unmapped address is EFAULT
   and changes nothing (its first version returned +EFAULT; the sign was fixed in 5.18, Niels
@@ -299,6 +306,13 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
             self.trace.cover("do_mremap: no VMA at the old address (EFAULT before anything changes)")
             return EFAULT
         return super().do_mremap(mm, addr, old_len, new_len, flags, new_addr)
+
+    @staticmethod
+    def mremap_overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
+        """mremap_to()'s overlap test as one interval test (``addr + old_len > new_addr && new_addr +
+        new_len > addr``, 6.1.192 and 6.12.118 as read): an old range of length 0 overlaps nothing,
+        so a fixed move of it to its own address unmaps the target, and then finds no VMA (EFAULT)."""
+        return addr + old_len > new_addr and new_addr + new_len > addr
 
     def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
         """The end of move_vma() (mm/mremap.c): with MREMAP_DONTUNMAP (5.7, e346b3813067) the old

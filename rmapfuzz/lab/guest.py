@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rmapfuzz.lab import initramfs, qemu
 from rmapfuzz.lab.images import LabKernel, lab_cache
-from rmapfuzz.lab.report import START, clean_line
+from rmapfuzz.lab.report import START, clean_line, is_printk
 from rmapfuzz.lab.repro import INIT_SOURCE, compile_static
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # .../rmapfuzz
@@ -156,7 +156,9 @@ def oracle_argv(args: argparse.Namespace, kernel: LabKernel) -> list[str]:
 
 def parse_guest(console: str) -> tuple[list[str], int | None, dict[str, str]]:
     """The command's output lines, its exit code (None if it never ended) and the files it left."""
-    lines = [clean_line(raw) for raw in console.splitlines()]
+    # the kernel's own messages (a printk such as mremap's "attempted to duplicate a private
+    # mapping" warning) interleave with the command's lines: they carry a timestamp, its lines do not
+    lines = [clean_line(raw) for raw in console.splitlines() if not is_printk(raw)]
     out: list[str] = []
     files: dict[str, str] = {}
     code: int | None = None
@@ -186,8 +188,8 @@ def parse_guest(console: str) -> tuple[list[str], int | None, dict[str, str]]:
 
 
 def _kernel_line(line: str) -> bool:
-    """A kernel message that lost its timestamp (clean_line strips it), e.g. from a printk: these
-    begin with a subsystem tag; the oracle's own lines never do."""
+    """A kernel message without a timestamp (a console printed without one): these begin with a
+    subsystem tag; the oracle's own lines never do."""
     return line.startswith(("audit:", "reboot:", "random:", "clocksource:", "tsc:"))
 
 

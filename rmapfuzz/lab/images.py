@@ -50,8 +50,8 @@ class LabKernel:
 
 
 _KASAN_NOTE = (
-    "the 6.1 model follows 6.1's mmap_region() and mremap growth; Debian's 6.1.192 also carries 2026 stable "
-    "fixes of MREMAP_DONTUNMAP the model does not have (docs/lab.md)"
+    "6.1 (mmap_region() and mremap growth as 6.1's) with the 2026 stable fixes of MREMAP_DONTUNMAP that 6.1.192 "
+    "carries (docs/lab.md)"
 )
 KERNELS: dict[str, LabKernel] = {
     k.name: k
@@ -59,7 +59,7 @@ KERNELS: dict[str, LabKernel] = {
         LabKernel(
             "kasan-6.1",
             "Debian's linux-source-6.1 as shipped (with 2555283eb40d), KASAN + failslab, built here",
-            "6.1",
+            "6.1.192",
             _KASAN_NOTE,
             "build",
             append=f"{COMMON_APPEND} {FAILSLAB_APPEND}",
@@ -83,7 +83,7 @@ KERNELS: dict[str, LabKernel] = {
         LabKernel(
             "debian-6.1",
             "Debian 12's 6.1 cloud kernel, as packaged",
-            "6.1",
+            "6.1.192",
             _KASAN_NOTE,
             "debian",
             package=r"^linux-image-6\.1\.0-(\d+)-cloud-amd64-unsigned$",
@@ -91,9 +91,9 @@ KERNELS: dict[str, LabKernel] = {
         LabKernel(
             "debian-6.12",
             "Debian 12's backported 6.12 cloud kernel, as packaged",
-            "6.15",
-            "6.12 is between 6.3's VMA rework and 6.16's three-way merge rule (879bca0a2c4f), which it "
-            "lacks; 6.15 is the nearest generation",
+            "6.12.118",
+            "6.12's mm/vma.c merge code (before 6.16's three-way merge rule, 879bca0a2c4f) with the 2026 stable "
+            "fixes of MREMAP_DONTUNMAP that 6.12.118 carries (docs/lab.md)",
             "debian",
             package=r"^linux-image-6\.12\.(\d+)\+deb12-cloud-amd64-unsigned$",
         ),

@@ -41,6 +41,11 @@ class Console:
         return self.report[0] if self.report else ""
 
 
+def is_printk(line: str) -> bool:
+    """Whether a raw console line is a kernel message (it starts with a printk timestamp)."""
+    return _STAMP.match(line.replace("\r", "")) is not None
+
+
 def clean_line(line: str) -> str:
     """A console line without its printk timestamp and carriage return."""
     return _STAMP.sub("", line.replace("\r", "").rstrip())

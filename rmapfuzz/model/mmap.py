@@ -362,20 +362,23 @@ class MmapMixin(MemoryMixin):
 
     # ---- copy_vma (mremap's move) ----
 
-    def copy_vma(self, vma: Vma, addr: int, length: int, pgoff: int) -> tuple[Vma | None, Vma]:
+    def copy_vma(
+        self, vma: Vma, addr: int, length: int, pgoff: int, keep_source: bool = False
+    ) -> tuple[Vma | None, Vma]:
         """copy_vma() (mm/mmap.c, 2.6.34): the target VMA of an mremap move.
 
         An unfaulted source is re-based (pgoff = new address).  The target range merges with its
         neighbours if it can (vma_merge with the source's anon_vma); otherwise a struct copy with
         a cloned chain.  Returns (new VMA or None on ENOMEM, the source, which may have been
-        merged into the new VMA).
+        merged into the new VMA).  ``keep_source`` (MREMAP_DONTUNMAP) is passed on to the merge
+        attempt; only the 2026 stable fixes look at it (:mod:`rmapfuzz.kernels.stable_dontunmap`).
         """
         mm = vma.mm
         if vma.anon_vma is None:
             pgoff = addr
         source_start = vma.vm_start
         faulted = vma.anon_vma is not None
-        new = self.copy_vma_merge(vma, addr, length, pgoff)
+        new = self.copy_vma_merge(vma, addr, length, pgoff, keep_source)
         if new is not None:
             self.trace.cover(
                 "copy_vma: a faulted source merges into the target's neighbours"
@@ -400,8 +403,8 @@ class MmapMixin(MemoryMixin):
         self.vma_link(mm, new)
         return new, vma
 
-    def copy_vma_merge(self, vma: Vma, addr: int, length: int, pgoff: int) -> Vma | None:
+    def copy_vma_merge(self, vma: Vma, addr: int, length: int, pgoff: int, keep_source: bool = False) -> Vma | None:
         """The merge attempt of copy_vma() (2.6.34): vma_merge() of the target range with the
-        source's flags and anon_vma."""
+        source's flags and anon_vma (``keep_source`` changes nothing here)."""
         _v, prev = self.find_vma_prev(vma.mm, addr)
         return self.vma_merge(vma.mm, prev, addr, addr + length, vma.vm_flags, vma.anon_vma, pgoff)

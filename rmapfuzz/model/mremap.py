@@ -55,7 +55,7 @@ class MremapMixin(MadviseMixin):
         new_pgoff = vma.vm_pgoff + (old_addr - vma.vm_start)
         self.trace.moving(vma)
         moving = vma
-        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff)
+        new_vma, vma = self.copy_vma(vma, new_addr, new_len, new_pgoff, keep_source=dontunmap)
         if new_vma is None:
             self.trace.cover("move_vma: ENOMEM from copy_vma")
             return ENOMEM
@@ -70,7 +70,7 @@ class MremapMixin(MadviseMixin):
 
     def mremap_to(self, mm: Mm, addr: int, old_len: int, new_addr: int, new_len: int, flags: frozenset[str]) -> str:
         """mremap_to() (mm/mremap.c, 2.6.34): the target is unmapped before the source is checked."""
-        if new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len:
+        if self.mremap_overlaps(addr, old_len, new_addr, new_len):
             return EINVAL
         self.trace.cover("mremap_to: MREMAP_FIXED move")
         err = self.do_munmap(mm, new_addr, new_len)
@@ -85,6 +85,13 @@ class MremapMixin(MadviseMixin):
         if err or vma is None:
             return err or EFAULT
         return self.move_vma(vma, addr, old_len, new_len, new_addr, dontunmap="dontunmap" in flags)
+
+    @staticmethod
+    def mremap_overlaps(addr: int, old_len: int, new_addr: int, new_len: int) -> bool:
+        """mremap_to()'s overlap test (2.6.34): the new range starts at or below the old address and
+        reaches past it, or starts inside the old range (so an old length of 0 at the new
+        range's start overlaps)."""
+        return new_addr <= addr < new_addr + new_len or addr <= new_addr < addr + old_len
 
     def mremap_flags_valid(self, flags: frozenset[str]) -> bool:
         """2.6.34 knows MREMAP_MAYMOVE and MREMAP_FIXED only."""

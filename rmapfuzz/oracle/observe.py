@@ -23,7 +23,7 @@ import errno
 import functools
 import os
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import NamedTuple
 
 import attrs
@@ -77,8 +77,37 @@ def window_vmas(lines: Iterable[MapsLine], base: int, pages: int, page: int = sc
     return out
 
 
+def maps_lines_to(text: str, stop: int) -> Iterator[MapsLine]:
+    """The maps lines of ``text`` that start below ``stop``: maps lists VMAs by address, so the
+    rest is not parsed (the window sits below the program's own ~135 mappings)."""
+    for ln in text.splitlines():
+        if not ln.strip():
+            continue
+        m = parse_maps_line(ln)
+        if m.start >= stop:
+            return
+        yield m
+
+
 def parse_maps(text: str, base: int, pages: int, page: int = sc.PAGE) -> list[KVma]:
-    return window_vmas((parse_maps_line(ln) for ln in text.splitlines() if ln.strip()), base, pages, page)
+    return window_vmas(maps_lines_to(text, base + (pages + 1) * page), base, pages, page)
+
+
+def read_maps_to(fd: int, stop: int) -> str:
+    """The text of an open ``/proc/<pid>/maps`` from its start up to the first complete line
+    that starts at or above ``stop`` (or all of it): the kernel formats it a read at a time, so
+    what lies past the window is neither formatted nor parsed."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return text.decode()
+        text += chunk
+        complete = text.rfind(b"\n")
+        last = text[:complete].rsplit(b"\n", 1)[-1] if complete > 0 else b""
+        if last and int(last.split(b"-", 1)[0], 16) >= stop:
+            return text.decode()
 
 
 def window_is_free(base: int, pages: int, maps_text: str | None = None, page: int = sc.PAGE) -> str | None:
@@ -88,11 +117,8 @@ def window_is_free(base: int, pages: int, maps_text: str | None = None, page: in
         with open("/proc/self/maps") as fh:
             maps_text = fh.read()
     end = base + pages * page
-    for ln in maps_text.splitlines():
-        if not ln.strip():
-            continue
-        m = parse_maps_line(ln)
-        if m.start < end + page and m.end > base - page:
+    for m in maps_lines_to(maps_text, end + page):
+        if m.end > base - page:
             return f"{m.start:#x}-{m.end:#x} {m.perms} {m.path}".rstrip()
     return None
 
@@ -355,14 +381,7 @@ class ProcView:
     def vmas(self, base: int, pages: int) -> list[KVma]:
         if self.use_query:
             return procmap_query_vmas(self.maps_fd, base, pages)
-        chunks = []
-        os.lseek(self.maps_fd, 0, os.SEEK_SET)
-        while True:
-            chunk = os.read(self.maps_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return parse_maps(b"".join(chunks).decode(), base, pages)
+        return parse_maps(read_maps_to(self.maps_fd, base + (pages + 1) * sc.PAGE), base, pages)
 
     def pagemap(self, base: int, pages: int) -> list[PagemapEntry]:
         if self.pagemap_fd is None:
