@@ -478,6 +478,20 @@ def test_the_guest_swaps(vm, tmp_path, capsys):
     assert result["status"] == "agree" and result["levels_used"] == ["L0", "L1", "L2", "L3", "L4"]
 
 
+def test_a_module_that_does_not_load_leaves_the_guest_without_swap(tmp_path, monkeypatch, capsys):
+    """A module the guest kernel refuses is one line of output, and the oracle runs on without
+    swap (L4 then observed in part)."""
+    from rmapfuzz.lab import guest
+
+    _lab_kernel("debian-6.12")
+    (tmp_path / "zram.ko").write_bytes(b"not an ELF module")
+    monkeypatch.setattr(guest, "guest_modules", lambda kernel: [tmp_path / "zram.ko"])
+    assert main(["oracle", "--vm", "debian-6.12", "--levels", "L0,L4", str(CVE)]) == 0
+    out = capsys.readouterr().out
+    assert "rmapfuzz-lab: module zram.ko not loaded (" in out and "the guest has no swap" in out, out
+    assert "warning: level L4 observed in part: no swap" in out and "agree" in out
+
+
 CASES = sorted((ROOT / "lab" / "cases").glob("*.json"))
 # Beside lab/cases: the corpus entries that diverged from the 6.0 model on debian-6.1 (docs/lab.md)
 DIVERGED_FROM_6_0 = [
