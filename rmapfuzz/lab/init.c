@@ -5,10 +5,10 @@
  * fail-nth on the anon_vma caches (the kernel command line marks them:
  * slub_debug=A,anon_vma,anon_vma_chain), loads the modules /modules/order lists (zram and what it
  * needs, for the oracle's swap; a module that fails to load is reported in one line and the rest
- * are skipped: the run goes on without swap), runs /repro (or the command in /cmdline: environment lines, a line "--", one argument a line),
- * prints its exit status between markers the host looks for, then every file the command left in
- * /out (an oracle's saved divergences), and restarts the machine (QEMU runs with -no-reboot, so
- * that ends it).
+ * are skipped: the run goes on without swap), runs /repro (or the command in /cmdline:
+ * environment lines, a line "--", one argument a line), prints its exit status between markers
+ * the host looks for, then every file the command left in /out (an oracle's saved divergences),
+ * and restarts the machine (QEMU runs with -no-reboot, so that ends it).
  */
 #include <dirent.h>
 #include <fcntl.h>
