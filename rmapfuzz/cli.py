@@ -1045,9 +1045,16 @@ def cmd_oracle(args: argparse.Namespace) -> int:
             console.print(Text(f"warning: level {name} left out: {why} (--strict makes this an error)", style="yellow"))
     try:
         with oracle:
+            if oracle.partial and not args.json:
+                for name, why in oracle.partial.items():
+                    console.print(Text(f"warning: level {name} observed in part: {why} (--strict makes this an error)",
+                                       style="yellow"))  # fmt: skip
             if strat is not None:
                 return _oracle_fuzz(args, oracle, strat, console)
             return batch.status(_oracle_files(args, oracle, reps, console))
+    except orc.LevelUnavailable as exc:  # --strict: no swap, so L4 could not be fully observed
+        _error(f"infrastructure failure: {exc}")
+        return 3
     except (orc.OracleError, ExecutorError) as exc:
         raise CliError(str(exc)) from None
 

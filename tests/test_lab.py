@@ -275,12 +275,88 @@ def test_lab_kernels_lists_cached_and_missing(tmp_path, monkeypatch, capsys):
     (tmp_path / "kernels" / "debian-6.1").mkdir(parents=True)
     (tmp_path / "kernels" / "debian-6.1" / "vmlinuz").write_bytes(b"image")
     (tmp_path / "kernels" / "debian-6.1" / "package").write_text("linux-image-6.1.0-57-cloud-amd64-unsigned\n")
+    (tmp_path / "kernels" / "debian-6.1" / "modules").mkdir()
+    (tmp_path / "kernels" / "debian-6.1" / "modules" / "order").write_text("zsmalloc.ko\nzram.ko\n")
+    (tmp_path / "kernels" / "debian-6.12").mkdir(parents=True)  # fetched before the lab kept zram's modules
+    (tmp_path / "kernels" / "debian-6.12" / "vmlinuz").write_bytes(b"image")
     assert main(["lab", "kernels", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows) == {"kasan-6.1", "kasan-6.1-g", "kasan-6.1-e", "debian-6.1", "debian-6.12"}
     assert rows["debian-6.1"]["cached"] and rows["debian-6.1"]["provenance"].startswith("linux-image-6.1.0-57")
+    assert not rows["debian-6.12"]["cached"]  # lab/ci-oracle fetch fetches it again
+    assert main(["lab", "kernels"]) == 0
+    assert "cached without the zram modules the guest's swap needs: rmapfuzz lab fetch debian-6.12" in (
+        capsys.readouterr().out
+    )
     assert not rows["kasan-6.1-g"]["cached"] and rows["kasan-6.1-g"]["get"] == "lab/build-kernel kasan-6.1-g"
     assert rows["debian-6.1"]["model"] == "6.1.192" and rows["kasan-6.1-g"]["model"] == "3.19"
+
+
+def _module_tree(root: Path, files: dict[str, list[str]], aliases: str = "") -> Path:
+    """A lib/modules/VERSION tree: each module file (xz-compressed if so named, its name as its
+    bytes) and modules.dep listing ``files``' dependencies."""
+    import lzma
+
+    tree = root / "lib" / "modules" / "6.x"
+    for name in files:
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        data = f"module {name}".encode()
+        (tree / name).write_bytes(lzma.compress(data) if name.endswith(".xz") else data)
+    (tree / "modules.dep").write_text("".join(f"{f}: {' '.join(d)}\n" for f, d in files.items()))
+    (tree / "modules.alias").write_text(aliases)
+    return tree
+
+
+def test_zram_modules_as_6_1_has_them(tmp_path):
+    """6.1: zram needs zsmalloc (modules.dep) and, through the crypto API, the module that
+    provides crypto-lzo-rle (modules.alias), which the guest has no modprobe to load on demand."""
+    tree = _module_tree(tmp_path, {
+        "kernel/drivers/block/zram/zram.ko": ["kernel/mm/zsmalloc.ko"],
+        "kernel/mm/zsmalloc.ko": [], "kernel/crypto/lzo-rle.ko": [], "kernel/crypto/zstd.ko": [],
+        "kernel/fs/other.ko": ["kernel/mm/zsmalloc.ko"],
+    }, "alias crypto-lzo-rle lzo_rle\nalias crypto-zstd zstd\n")  # fmt: skip
+    found = images.zram_modules(tree, {"CONFIG_ZRAM_DEF_COMP": "lzo-rle"})
+    assert [str(f.relative_to(tree)) for f in found] == [
+        "kernel/crypto/lzo-rle.ko", "kernel/mm/zsmalloc.ko", "kernel/drivers/block/zram/zram.ko"
+    ]  # fmt: skip
+    zstd = images.zram_modules(tree, {"CONFIG_ZRAM_DEF_COMP": "zstd"})
+    assert zstd[0].name == "zstd.ko"
+
+
+def test_zram_modules_as_6_12_has_them(tmp_path):
+    """6.12: zram's own backends (CONFIG_ZRAM_BACKEND_*) are in zram.ko and its dependencies, so no
+    crypto module; the closure is in dependency order and comes out decompressed, with its order."""
+    tree = _module_tree(tmp_path, {
+        "kernel/drivers/block/zram/zram.ko.xz": [
+            "kernel/mm/zsmalloc.ko.xz", "kernel/lib/lz4/lz4hc_compress.ko.xz", "kernel/lib/lz4/lz4_compress.ko.xz"
+        ],
+        "kernel/lib/lz4/lz4hc_compress.ko.xz": ["kernel/lib/lz4/lz4_compress.ko.xz"],
+        "kernel/lib/lz4/lz4_compress.ko.xz": [], "kernel/mm/zsmalloc.ko.xz": [],
+        "kernel/crypto/lz4.ko.xz": ["kernel/lib/lz4/lz4_compress.ko.xz"],
+    }, "alias crypto-lz4 lz4\n")  # fmt: skip
+    found = images.zram_modules(tree, {"CONFIG_ZRAM_DEF_COMP": "lz4", "CONFIG_ZRAM_BACKEND_LZ4": "y"})
+    names = [images.module_name(f.name) for f in found]
+    assert names == ["lz4_compress", "lz4hc_compress", "zsmalloc", "zram"]
+    images.keep_modules(found, tmp_path / "kept")
+    assert (tmp_path / "kept" / "order").read_text().split() == [f"{n}.ko" for n in names]
+    assert (tmp_path / "kept" / "zram.ko").read_bytes() == b"module kernel/drivers/block/zram/zram.ko.xz"
+    built_in = _module_tree(tmp_path / "built-in", {"kernel/mm/zsmalloc.ko": []})
+    assert images.zram_modules(built_in, {"CONFIG_ZRAM_DEF_COMP": "lz4"}) == []  # CONFIG_ZRAM=y: nothing to load
+
+
+def test_the_guest_carries_the_modules_and_the_swap_tools(tmp_path):
+    from rmapfuzz.lab import guest
+
+    (tmp_path / "zram.ko").write_bytes(b"zram")
+    (tmp_path / "zsmalloc.ko").write_bytes(b"zsmalloc")
+    entries = guest.module_entries([tmp_path / "zsmalloc.ko", tmp_path / "zram.ko"])
+    by_name = {e.name: e.data for e in entries}
+    assert by_name["modules/order"] == b"zsmalloc.ko\nzram.ko\n" and by_name["modules/zram.ko"] == b"zram"
+    assert guest.module_entries([]) == []
+    tools = {p.name for p in guest.swap_tool_files()}
+    for tool in guest.SWAP_TOOLS:
+        if shutil.which(tool, path=guest.GUEST_PATH):
+            assert tool in tools and "libc.so.6" in tools
 
 
 def test_lab_repro_unavailable_says_what_fixes_it(tmp_path, monkeypatch, capsys):
@@ -378,6 +454,42 @@ def test_oracle_in_a_guest(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "vs model 6.1.192;" in out and "agree" in out
+
+
+@pytest.mark.parametrize("vm", ["debian-6.1", "debian-6.12"])
+def test_the_guest_swaps(vm, tmp_path, capsys):
+    """The guest loads zram and swaps on it: a pageout, a fork, a swap-in by the child and a write
+    by the parent compared at every level, --strict (without swap, L4 would refuse: exit 3)."""
+    kernel = _lab_kernel(vm)
+    if not kernel.cached():
+        pytest.skip(f"the cached {vm} has no zram modules: {kernel.how_to_get()}")
+    steps = [
+        {"op": "mmap", "pid": 0, "start": 0, "pages": 2, "prot": "rw"}, {"op": "write", "pid": 0, "addr": 0},
+        {"op": "madvise", "pid": 0, "start": 0, "pages": 1, "advice": "pageout"}, {"op": "fork", "pid": 0},
+        {"op": "read", "pid": 1, "addr": 0}, {"op": "write", "pid": 0, "addr": 0},
+    ]  # fmt: skip
+    entry = tmp_path / "pageout.json"
+    entry.write_text(json.dumps({"kernel": "current", "window": 8, "steps": steps}))
+    code = main(["oracle", "--vm", vm, "--strict", "--json", "--levels", "L0,L1,L2,L3,L4", str(entry)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    result = json.loads(out.splitlines()[-1])
+    assert result["swap"]["active"] and result["swap"]["how"].startswith("/dev/zram0"), result
+    assert result["status"] == "agree" and result["levels_used"] == ["L0", "L1", "L2", "L3", "L4"]
+
+
+def test_a_module_that_does_not_load_leaves_the_guest_without_swap(tmp_path, monkeypatch, capsys):
+    """A module the guest kernel refuses is one line of output, and the oracle runs on without
+    swap (L4 then observed in part)."""
+    from rmapfuzz.lab import guest
+
+    _lab_kernel("debian-6.12")
+    (tmp_path / "zram.ko").write_bytes(b"not an ELF module")
+    monkeypatch.setattr(guest, "guest_modules", lambda kernel: [tmp_path / "zram.ko"])
+    assert main(["oracle", "--vm", "debian-6.12", "--levels", "L0,L4", str(CVE)]) == 0
+    out = capsys.readouterr().out
+    assert "rmapfuzz-lab: module zram.ko not loaded (" in out and "the guest has no swap" in out, out
+    assert "warning: level L4 observed in part: no swap" in out and "agree" in out
 
 
 CASES = sorted((ROOT / "lab" / "cases").glob("*.json"))

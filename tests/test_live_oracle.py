@@ -385,3 +385,62 @@ def test_minimize_divergence_deletes_processes_and_chunks() -> None:
     best = minimize_divergence(StandIn(), long, 8, budget=30.0)  # type: ignore[arg-type]
     assert [ops.describe(op) for op in best] == ["mmap(P0, [0,2), rw)", "write(P0, 1)", "fork(P0)", "write(P1, 1)"]
     assert diverges(best) == 3 and StandIn.runs < 2000
+
+
+# A page written, then paged out (the model swaps it out; the kernel, without swap, cannot), then
+# shared by a fork, read by the child and written by the parent: from the pageout on, the kernel's
+# page and the model's swapped-in pages differ in where they are placed.
+PAGEOUT_WITHOUT_SWAP = [
+    mm(0, 0, 2), wr(0, 0), {"op": "madvise", "pid": 0, "start": 0, "pages": 1, "advice": "pageout"},
+    fork(0), rd(1, 0), wr(0, 0),
+]  # fmt: skip
+
+
+def _no_swap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oracle sees a machine without swap (no swap on, no zram device it could use)."""
+    from rmapfuzz.oracle import swap
+
+    monkeypatch.setattr(swap, "swap_total_kb", lambda: 0)
+    monkeypatch.setattr(swap, "_why_not", lambda: "no zram device (pretend)")
+
+
+def test_without_swap_l4_stops_comparing_where_the_model_swaps_a_page_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No swap: MADV_PAGEOUT swaps the page out in the model only, and L4 compares that sequence
+    no further (where it used to report the kernel's page as a divergence); the steps before the
+    pageout are compared at L4 as ever, and so is a sequence with no pageout."""
+    from rmapfuzz.oracle.oracle import Oracle
+
+    _no_swap(monkeypatch)
+    with Oracle(levels=("L0", "L1", "L2", "L3", "L4")) as oracle:
+        if "L4" not in oracle.used:
+            pytest.skip(f"L4 unavailable here: {oracle.info['L4'].how}")
+        assert not oracle.swap.active and "L4" in oracle.partial
+        out = oracle.run(ops.parse_steps(PAGEOUT_WITHOUT_SWAP, 8), 8)
+        assert out.status == "agree", out.divergence
+        assert any(note.startswith("step 2: L4 not compared from here on") for note in out.notes), out.notes
+        out = oracle.run(ops.parse_steps([mm(0, 0, 2), wr(0, 0), fork(0), wr(1, 0)], 8), 8)
+        assert out.status == "agree" and not any("L4 not compared" in note for note in out.notes)
+
+
+def test_without_swap_strict_l4_is_an_infrastructure_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--strict: L4 cannot be fully observed without swap, so the run refuses (one line, exit 3);
+    without --strict it runs and says L4 is observed in part."""
+    import json
+
+    from rmapfuzz.oracle import oracle as orc
+
+    if not orc.probe_levels(orc.LEVELS)["L4"].available:
+        pytest.skip("L4 unavailable here")
+    _no_swap(monkeypatch)
+    entry = tmp_path / "pageout.json"
+    entry.write_text(json.dumps({"kernel": "current", "window": 8, "steps": PAGEOUT_WITHOUT_SWAP}))
+    assert main(["oracle", "--levels", "L0,L4", "--strict", str(entry)]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "infrastructure failure: level L4 cannot be fully observed here: no swap" in err
+    assert main(["oracle", "--levels", "L0,L2", "--strict", str(entry)]) == 0  # L2 leaves swapped cells out
+    capsys.readouterr()
+    assert main(["oracle", "--levels", "L0,L4", str(entry)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: level L4 observed in part: no swap" in out and "agree" in out

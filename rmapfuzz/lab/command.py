@@ -36,7 +36,7 @@ def cmd_lab_kernels(args: argparse.Namespace) -> int:
     for k in images.KERNELS.values():
         image = k.image()
         rows.append({
-            "name": k.name, "describe": k.describe, "cached": image.is_file(), "image": str(image),
+            "name": k.name, "describe": k.describe, "cached": k.cached(), "image": str(image),
             "provenance": images.provenance(k) if image.is_file() else "", "get": k.how_to_get(),
             "model": k.model, "model_note": k.model_note,
         })  # fmt: skip
@@ -44,7 +44,12 @@ def cmd_lab_kernels(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(rows) + "\n")
         return 0
     for r in rows:
-        state = f"cached ({r['provenance']})" if r["cached"] else f"not cached: {r['get']}"
+        if r["cached"]:
+            state = f"cached ({r['provenance']})"
+        elif Path(str(r["image"])).is_file():  # fetched before the lab kept zram's modules
+            state = f"cached without the zram modules the guest's swap needs: {r['get']}"
+        else:
+            state = f"not cached: {r['get']}"
         print(f"{r['name']:<12} {r['describe']}")
         print(f"{'':<12} {state}")
         print(f"{'':<12} compared with model {r['model']}: {r['model_note']}")

@@ -3,7 +3,10 @@
 The Debian cloud kernels have no 9p, so the executor goes in by initramfs: this machine's Python
 (its binary, libpython and the C libraries they load, at the same paths), the standard-library
 modules and third-party packages an oracle run imports (found by running one, tiny, on this
-machine: :func:`imported_files`), and the rmapfuzz package.  The guest's /init runs ``python3 -m
+machine: :func:`imported_files`), and the rmapfuzz package.  For the oracle's own swap
+(rmapfuzz.oracle.swap) it also carries this machine's mkswap, swapon and swapoff (util-linux, and
+their libraries) and the lab kernel's zram modules (``modules/``, kept by ``lab fetch``), which the
+/init loads before the command runs.  The guest's /init runs ``python3 -m
 rmapfuzz oracle ...`` with the same arguments less ``--vm`` (and ``--kernel`` defaulting to the lab
 kernel's model generation); its output is read back off the serial console between the /init's
 markers, and its exit code is the command's.  Divergences the guest saves come back as files.
@@ -14,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 from rmapfuzz.lab import initramfs, qemu
-from rmapfuzz.lab.images import LabKernel, lab_cache
+from rmapfuzz.lab.images import LabKernel, guest_modules, lab_cache
 from rmapfuzz.lab.report import START, clean_line, is_printk
 from rmapfuzz.lab.repro import INIT_SOURCE, compile_static
 
@@ -103,6 +107,31 @@ def payload_files() -> list[Path]:
     return sorted(files)
 
 
+SWAP_TOOLS = ("mkswap", "swapon", "swapoff")
+GUEST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def swap_tool_files() -> list[Path]:
+    """This machine's mkswap, swapon and swapoff and the libraries they load (those it lacks
+    are left out: the guest's oracle then says which one it has not)."""
+    files: set[Path] = set()
+    for tool in SWAP_TOOLS:
+        found = shutil.which(tool, path=GUEST_PATH)
+        if found is not None:
+            files.add(Path(found))
+            files.update(Path(lib) for lib in _ldd(found))
+    return sorted(files)
+
+
+def module_entries(modules: list[Path]) -> list[initramfs.Entry]:
+    """/modules/NAME.ko for each module and /modules/order, the order the /init loads them in."""
+    if not modules:
+        return []
+    order = "".join(f"{m.name}\n" for m in modules).encode()
+    files = [initramfs.file(f"modules/{m.name}", m.read_bytes(), 0o644) for m in modules]
+    return [initramfs.directory("modules"), *files, initramfs.file("modules/order", order, 0o644)]
+
+
 def _entries(files: list[Path]) -> list[initramfs.Entry]:
     dirs: set[str] = set()
     entries: list[initramfs.Entry] = []
@@ -119,18 +148,19 @@ def _entries(files: list[Path]) -> list[initramfs.Entry]:
     return entries
 
 
-def guest_initramfs(argv: list[str], inputs: list[Path]) -> bytes:
-    """/init, the Python payload, the ``inputs`` (at their absolute paths) and /cmdline running
-    ``argv`` (a python -m rmapfuzz command)."""
+def guest_initramfs(argv: list[str], inputs: list[Path], modules: list[Path] | None = None) -> bytes:
+    """/init, the Python payload, the swap tools, the ``inputs`` (at their absolute paths), the
+    ``modules`` to load (in order) and /cmdline running ``argv`` (a python -m rmapfuzz command)."""
     init = compile_static(INIT_SOURCE.read_text(), "init")
     python = os.path.realpath(sys.executable)
     path = ":".join([str(PACKAGE_ROOT.parent), *_site_dirs()])
     env = [
         f"PYTHONPATH={path}", "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "NO_COLOR=1",
-        "TERM=dumb", "HOME=/tmp", "PATH=/usr/bin:/bin", "COLUMNS=200",
+        "TERM=dumb", "HOME=/tmp", f"PATH={GUEST_PATH}", "COLUMNS=200",
     ]  # fmt: skip
     cmdline = "\n".join([*env, "--", python, *argv]) + "\n"
-    entries = initramfs.base_entries(init) + _entries(sorted(set(payload_files()) | set(inputs)))
+    files = set(payload_files()) | set(swap_tool_files()) | set(inputs)
+    entries = initramfs.base_entries(init) + _entries(sorted(files)) + module_entries(modules or [])
     entries.append(initramfs.file("cmdline", cmdline.encode(), 0o644))
     return initramfs.pack(entries)
 
@@ -196,7 +226,11 @@ def _kernel_line(line: str) -> bool:
 def run_oracle(args: argparse.Namespace, kernel: LabKernel, timeout: float) -> int:
     """Run the oracle in the guest, print its output here; its exit code (3 if it never ended)."""
     argv = oracle_argv(args, kernel)
-    image = guest_initramfs(argv, [Path(f).resolve() for f in args.files])
+    modules = guest_modules(kernel)
+    if kernel.source == "debian" and not modules:
+        print(f"rmapfuzz: warning: the cached {kernel.name} has no zram modules (fetched before the lab kept them): "
+              f"the guest has no swap; run `{kernel.how_to_get()}`", file=sys.stderr)  # fmt: skip
+    image = guest_initramfs(argv, [Path(f).resolve() for f in args.files], modules)
     booted = qemu.boot(kernel, image, timeout, memory_mb=2048)
     out, code, files = parse_guest(booted.console)
     for line in out:

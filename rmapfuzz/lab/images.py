@@ -3,16 +3,20 @@ generation it is compared with.
 
 Everything lives under the lab cache (``$RMAPFUZZ_LAB_CACHE``, default ``~/.cache/rmapfuzz/lab``),
 outside the repository: ``kernels/NAME/`` holds a ``bzImage`` (built by ``lab/build-kernel``) or a
-``vmlinuz`` (extracted from a Debian package by :func:`fetch_debian`).
+``vmlinuz`` (extracted from a Debian package by :func:`fetch_debian`) with, for a Debian kernel,
+``modules/``: the modules its zram swap needs, decompressed, and ``modules/order``, the order the
+guest's /init loads them in (:func:`zram_modules`; Debian builds zram as a module).
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import attrs
@@ -21,6 +25,9 @@ COMMON_APPEND = "console=ttyS0 panic=-1 loglevel=6"
 # failslab: SLAB_FAILSLAB on the two rmap caches only (fail-nth then counts just their allocations);
 # slab_nomerge keeps them from merging into another cache of the same size
 FAILSLAB_APPEND = "slub_debug=A,anon_vma,anon_vma_chain slab_nomerge"
+
+
+MODULE_ORDER = "order"  # in modules/: one file name a line, in load order
 
 
 class LabUnavailable(RuntimeError):
@@ -42,6 +49,17 @@ class LabKernel:
         """Where the kernel image is (or would be)."""
         folder = (cache or lab_cache()) / "kernels" / self.name
         return folder / ("bzImage" if self.source == "build" else "vmlinuz")
+
+    def modules(self, cache: Path | None = None) -> Path:
+        """The folder of the modules the guest loads (``order`` lists them), for a Debian kernel."""
+        return self.image(cache).parent / "modules"
+
+    def cached(self) -> bool:
+        """Everything the lab needs is in the cache: the image and, for a Debian kernel, the zram
+        modules (a cache fetched before they were kept lacks them: ``lab fetch`` again)."""
+        if not self.image().is_file():
+            return False
+        return self.source != "debian" or (self.modules() / MODULE_ORDER).is_file()
 
     def how_to_get(self) -> str:
         if self.source == "build":
@@ -151,17 +169,118 @@ def fetch_debian(kernel: LabKernel) -> Path:
         configs = sorted((root / "boot").glob("config-*"))
         if configs:
             shutil.copyfile(configs[0], image.parent / ".config")
+        trees = sorted((root / "lib" / "modules").glob("*/"))
+        if not trees:
+            raise LabUnavailable(f"{package} has no /lib/modules/*")
+        keep_modules(zram_modules(trees[0], read_config(image.parent / ".config")), kernel.modules())
     (image.parent / "package").write_text(package + "\n")
     return image
 
 
-def kernel_config(kernel: LabKernel) -> dict[str, str]:
-    """The cached image's kernel configuration (CONFIG_X -> value), {} if unknown."""
-    path = kernel.image().parent / ".config"
+# ---- the modules zram needs (Debian: CONFIG_ZRAM=m, CONFIG_ZSMALLOC=m, a compressor) ----
+
+
+def module_name(path: str) -> str:
+    """A module's name from its file (``kernel/lib/lzo/lzo-rle.ko.xz`` -> ``lzo_rle``)."""
+    return Path(path).name.split(".ko")[0].replace("-", "_")
+
+
+def modules_dep(tree: Path) -> dict[str, list[str]]:
+    """``modules.dep`` of a module tree (``lib/modules/VERSION``) as file -> its dependencies'
+    files; a package ships none (depmod writes it on install), so depmod writes it here."""
+    dep = tree / "modules.dep"
+    if not dep.is_file():
+        if shutil.which("depmod") is None:
+            raise LabUnavailable("fetching a Debian kernel's modules needs depmod (apt-get install kmod)")
+        base = tree.parent.parent.parent  # root/lib/modules/VERSION -> root
+        done = subprocess.run(["depmod", "-b", str(base), tree.name], capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not dep.is_file():
+            raise LabUnavailable(f"depmod -b {base} {tree.name} failed: {done.stderr.strip()[-200:]}")
+    out: dict[str, list[str]] = {}
+    for line in dep.read_text().splitlines():
+        name, _, deps = line.partition(":")
+        if name:
+            out[name.strip()] = deps.split()
+    return out
+
+
+def aliases(tree: Path) -> dict[str, str]:
+    """``modules.alias``: alias -> module name (the first that claims it)."""
+    out: dict[str, str] = {}
+    path = tree / "modules.alias"
+    for line in path.read_text().splitlines() if path.is_file() else ():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "alias":
+            out.setdefault(parts[1], parts[2].replace("-", "_"))
+    return out
+
+
+def read_config(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if line.startswith("CONFIG_"))
-    return {k: v for k, v in pairs}
+    return {k: v.strip('"') for k, v in pairs}
+
+
+def zram_modules(tree: Path, config: Mapping[str, str]) -> list[Path]:
+    """The module files zram needs, in load order (each after its dependencies): zram and what
+    modules.dep says it needs, and the compressor it uses by default (``CONFIG_ZRAM_DEF_COMP``).
+    Up to 6.11 zram compresses through the crypto API, which asks for ``crypto-<alg>``
+    (modules.alias) by request_module, and the guest has no modprobe to answer; from 6.12 zram's
+    own backends are part of zram.ko and its dependencies.  Empty if zram is built in."""
+    deps = modules_dep(tree)
+    by_name = {module_name(f): f for f in deps}
+    wanted = ["zram"] if "zram" in by_name else []
+    own_backends = any(k.startswith("CONFIG_ZRAM_BACKEND_") for k in config)  # 6.12 on
+    if wanted and not own_backends:
+        crypto = aliases(tree).get(f"crypto-{config.get('CONFIG_ZRAM_DEF_COMP', 'lzo-rle')}")
+        if crypto is not None and crypto in by_name:  # absent: built in, or zram's own backend
+            wanted.insert(0, crypto)
+    order: list[str] = []
+
+    def visit(file: str) -> None:
+        if file in order:
+            return
+        for need in reversed(deps.get(file, [])):  # modprobe loads the last listed first
+            visit(need)
+        order.append(file)
+
+    for name in wanted:
+        visit(by_name[name])
+    return [tree / f for f in order]
+
+
+def keep_modules(files: Sequence[Path], folder: Path) -> None:
+    """Copy ``files`` into ``folder`` decompressed (the guest's finit_module gets no flag to
+    decompress, and a kernel may lack the decompressor), then write the load order (last, so that
+    a fetch cut short leaves no order)."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    names = []
+    for f in files:
+        name = f"{module_name(f.name)}.ko"
+        data = f.read_bytes()
+        if f.name.endswith(".ko.xz"):
+            data = lzma.decompress(data)
+        elif not f.name.endswith(".ko"):
+            raise LabUnavailable(f"{f.name}: a module compressed in a way the lab does not read (.ko or .ko.xz)")
+        (folder / name).write_bytes(data)
+        names.append(name)
+    (folder / MODULE_ORDER).write_text("".join(f"{n}\n" for n in names))
+
+
+def guest_modules(kernel: LabKernel) -> list[Path]:
+    """The cached module files for the guest, in load order ([] when the cache has none)."""
+    order = kernel.modules() / MODULE_ORDER
+    if not order.is_file():
+        return []
+    return [kernel.modules() / n for n in order.read_text().split()]
+
+
+def kernel_config(kernel: LabKernel) -> dict[str, str]:
+    """The cached image's kernel configuration (CONFIG_X -> value, unquoted), {} if unknown."""
+    return read_config(kernel.image().parent / ".config")
 
 
 def provenance(kernel: LabKernel) -> str:

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * /init of an rmapfuzz lab guest (rmapfuzz/lab/initramfs.py packs it, built with gcc -static):
- * mounts what a reproducer reads (/proc, /sys, debugfs), sets failslab up for fail-nth on the
- * anon_vma caches (the kernel command line marks them: slub_debug=A,anon_vma,anon_vma_chain),
- * runs /repro (or the command in /cmdline: environment lines, a line "--", one argument a line),
- * prints its exit status between markers the host looks for, then every file the command left in
- * /out (an oracle's saved divergences), and restarts the machine (QEMU runs with -no-reboot, so
- * that ends it).
+ * mounts what a reproducer reads (/proc, /sys, debugfs, devtmpfs on /dev), sets failslab up for
+ * fail-nth on the anon_vma caches (the kernel command line marks them:
+ * slub_debug=A,anon_vma,anon_vma_chain), loads the modules /modules/order lists (zram and what it
+ * needs, for the oracle's swap; a module that fails to load is reported in one line and the rest
+ * are skipped: the run goes on without swap), runs /repro (or the command in /cmdline:
+ * environment lines, a line "--", one argument a line), prints its exit status between markers
+ * the host looks for, then every file the command left in /out (an oracle's saved divergences),
+ * and restarts the machine (QEMU runs with -no-reboot, so that ends it).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,7 +18,9 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <errno.h>
 #include <unistd.h>
 
 static void put(const char *path, const char *value)
@@ -27,6 +31,36 @@ static void put(const char *path, const char *value)
 		if (write(fd, value, strlen(value)) < 0)
 			printf("rmapfuzz-lab: cannot write %s\n", path);
 		close(fd);
+	}
+}
+
+/* each module /modules/order names (one file of /modules a line), in that order */
+static void load_modules(void)
+{
+	static char text[4096];
+	int fd = open("/modules/order", O_RDONLY);
+	ssize_t len;
+	char *name;
+
+	if (fd < 0)
+		return;
+	len = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	text[len > 0 ? len : 0] = 0;
+	for (name = strtok(text, "\n"); name; name = strtok(NULL, "\n")) {
+		char path[512];
+		int mfd, err = 0;
+
+		snprintf(path, sizeof(path), "/modules/%s", name);
+		mfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (mfd < 0 || syscall(SYS_finit_module, mfd, "", 0) != 0)
+			err = errno;
+		if (mfd >= 0)
+			close(mfd);
+		if (err && err != EEXIST) {
+			printf("rmapfuzz-lab: module %s not loaded (%s): the guest has no swap\n", name, strerror(err));
+			return;
+		}
 	}
 }
 
@@ -112,6 +146,7 @@ int main(void)
 	put("/sys/kernel/debug/failslab/verbose", "1");
 	setvbuf(stdout, NULL, _IONBF, 0);
 	printf("rmapfuzz-lab: start\n");
+	load_modules();
 	child = fork();
 	if (child == 0)
 		run_cmdline();

@@ -46,6 +46,13 @@ class OracleError(RuntimeError):
     """The oracle cannot run as asked (a level unavailable, the window taken, ...)."""
 
 
+# Without swap, MADV_PAGEOUT pushes nothing out of the kernel while the model swaps the page out;
+# from then on the two sides hold different pages there (the model swaps a fresh one in, on the
+# faulting VMA's anon_vma or the root, or shares it from its swap cache after a fork; the kernel
+# keeps the old one), and that difference follows the page through fork, mremap and COW.
+NO_SWAP_L4 = "L4 compares a sequence only until the model swaps a page out (the kernel cannot)"
+
+
 class LevelUnavailable(OracleError):
     """A level asked for with ``strict`` cannot be observed on this machine (no root, no BPF, ...):
     an infrastructure failure, not bad input."""
@@ -156,6 +163,7 @@ class Oracle:
         missing = [n for n in wanted if not self.info[n].available]
         if strict and missing:
             raise LevelUnavailable(f"level {missing[0]} is unavailable here: {self.info[missing[0]].how}")
+        self.strict = strict
         self.used = tuple(n for n in wanted if self.info[n].available)
         self.left_out = {n: self.info[n].how for n in missing}  # asked for, not observable here
         if "L0" not in self.used:
@@ -172,6 +180,7 @@ class Oracle:
         self._swap: contextlib.ExitStack | None = None
         self.swap = swap.SwapState(swap.swap_total_kb() > 0, "swap not set up (the oracle is not open)")
         self.swap_tolerant = not self.swap.active
+        self.partial: dict[str, str] = {}  # levels observed only in part (no swap), and why
         self.uname = platform.release()
         # L3: after every step (about 70 µs per process), or only at the end of a sequence
         self.graph_every_step = graph_every_step
@@ -193,6 +202,13 @@ class Oracle:
         else:
             self.swap = swap.SwapState(swap.swap_total_kb() > 0, "the machine's swap as it is (own_swap off)")
         self.swap_tolerant = not self.swap.active
+        self.partial = {"L4": f"{self.swap.how}; {NO_SWAP_L4}"} if "L4" in self.used and self.swap_tolerant else {}
+        if self.strict and self.partial:
+            if self._swap is not None:
+                self._swap.close()  # the readahead settings back
+                self._swap = None
+            name, why = next(iter(self.partial.items()))
+            raise LevelUnavailable(f"level {name} cannot be fully observed here: {why}")
         self.executor.__enter__()
         return self
 
@@ -218,6 +234,7 @@ class Oracle:
             "levels_used": list(self.used),
             "levels": {n: {"available": i.available, "how": i.how} for n, i in self.info.items()},
             "swap": {"active": self.swap.active, "how": self.swap.how},
+            "levels_partial": dict(self.partial),
             "window": {
                 "base": hex(self.executor.window.base),
                 "offset": self.executor.window.offset,
@@ -267,6 +284,7 @@ class SequenceRun:
         self.last_result = ""  # the model's result of the last step
         self.notes: list[str] = []
         self.swapped = False  # the model swapped something out (MADV_PAGEOUT)
+        self.l4_stopped = False  # L4 compares no more in this sequence (no swap: NO_SWAP_L4)
         self.history = compare.PageHistory()  # L2 across steps
         self.last_kernel_graph: compare.Graph | None = None  # L3's snapshot, which L4 names by
         self.last_model_graph: compare.Graph | None = None
@@ -373,7 +391,14 @@ class SequenceRun:
         return None
 
     def compare_page_side(self, kernel_pages: dict[observe.Cell, object]) -> Divergence | None:
-        """L4, on L3's snapshot of this step: each present page's anon_vma and index."""
+        """L4, on L3's snapshot of this step: each present page's anon_vma and index; without
+        swap, only until the model has swapped a page out (:data:`NO_SWAP_L4`)."""
+        if self.swapped and self.oracle.swap_tolerant:
+            if not self.l4_stopped:
+                self.l4_stopped = True
+                self.notes.append(f"step {self.index}: L4 not compared from here on: the model swapped a page out "
+                                  "and the kernel, without swap, could not")  # fmt: skip
+            return None
         reader = self.oracle.page_reader
         graph = self.oracle.graph
         assert reader is not None and graph is not None
