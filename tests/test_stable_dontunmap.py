@@ -76,6 +76,15 @@ def test_the_two_shapes_of_the_self_merge_fix(kernel: str, after: tuple[str, lis
     assert shape(k) == after
 
 
+# [0,1) written, moved to [4,5), then DONTUNMAP'd to [1,2): the whole old VMA [4,5) is unlinked
+MOVED_THEN_DONTUNMAPPED = (
+    ("mmap", 0, 0, 1, "rw"),
+    ("write", 0, 0),
+    ("mremap", 0, 0, 1, 4, 1, ("maymove", "fixed")),
+    ("mremap", 0, 4, 1, 1, 1, DONTUNMAP),
+)
+
+
 @pytest.mark.parametrize(("kernel", "pgoff"), [("6.1", 0), ("6.12", 0), ("6.1.192", 4), ("6.12.118", 4)])
 def test_the_unlinked_old_vma_gets_its_address_as_pgoff(kernel: str, pgoff: int) -> None:
     """
@@ -86,10 +95,7 @@ def test_the_unlinked_old_vma_gets_its_address_as_pgoff(kernel: str, pgoff: int)
     """
     k = run_clean(
         kernel,
-        ("mmap", 0, 0, 1, "rw"),
-        ("write", 0, 0),
-        ("mremap", 0, 0, 1, 4, 1, ("maymove", "fixed")),
-        ("mremap", 0, 4, 1, 1, 1, DONTUNMAP),
+        *MOVED_THEN_DONTUNMAPPED,
     )
     old = shape(k)[1][1]
     assert old == f"[4,5) rw- ac pgoff={pgoff} anon=- chain=[]"
@@ -101,10 +107,7 @@ def test_the_reset_pgoff_lets_the_old_vma_merge_with_a_new_neighbour(kernel: str
     (mainline keeps them apart: pgoff 0 does not continue to 5)."""
     k = run_clean(
         kernel,
-        ("mmap", 0, 0, 1, "rw"),
-        ("write", 0, 0),
-        ("mremap", 0, 0, 1, 4, 1, ("maymove", "fixed")),
-        ("mremap", 0, 4, 1, 1, 1, DONTUNMAP),
+        *MOVED_THEN_DONTUNMAPPED,
         ("mmap", 0, 5, 1, "rw"),
     )
     assert shape(k)[1][1] == "[4,6) rw- ac pgoff=4 anon=- chain=[]"
