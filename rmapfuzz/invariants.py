@@ -348,6 +348,9 @@ def _prot_bits(prot: str) -> int:
     return _PROT_OF[prot]
 
 
+_RANGE_OPS = (ops.Mmap, ops.Munmap, ops.Mprotect, ops.Madvise, ops.Mremap)
+
+
 def _mremap_target(op: ops.Mremap) -> int:
     """Where an mremap's new range starts: MREMAP_FIXED's address, else in place."""
     return op.new_start if "fixed" in op.flags else op.start
@@ -355,11 +358,11 @@ def _mremap_target(op: ops.Mremap) -> int:
 
 def _touched(op: object) -> set[int]:
     """The pages a range op may change; every other page of the process must look the same after."""
-    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
+    assert isinstance(op, _RANGE_OPS)
     pages = set(range(op.start, op.start + op.pages))
     if isinstance(op, ops.Mremap):
         dst = _mremap_target(op)
-        pages |= set(range(dst, dst + op.new_pages))
+        pages.update(range(dst, dst + op.new_pages))
     return pages
 
 
@@ -380,24 +383,24 @@ def _same_page(before: PageView | None, after: PageView | None) -> bool:
     return bool(vma_b[0] == vma_a[0] and (vma_b[1] is None or vma_b[1] == vma_a[1]))
 
 
-def _unmap_effect(op: ops.Munmap, mm: Mm, where: str) -> Iterator[Finding]:
+def _unmap_effect(op: ops.Munmap, mm: Mm) -> Iterator[Finding]:
     """munmap that returned 0: no VMA is left in the range."""
     start, end = op.start, op.start + op.pages
     left = [v for v in mm.vmas if v.vm_start < end and v.vm_end > start]
     if left:
-        yield (f"munmap {where} returned 0 but {', '.join(v.name for v in left)} still maps it", left)
+        yield (f"munmap {_where(op)} returned 0 but {', '.join(v.name for v in left)} still maps it", left)
 
 
-def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma], where: str) -> Iterator[Finding]:
+def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma]) -> Iterator[Finding]:
     """mmap and mprotect that returned 0: the VMAs covering the range have the asked protection."""
     want = _prot_bits(op.prot)
     wrong = [v for v in vmas if v.vm_flags & VM_PROT_MASK != want]
     if wrong:
-        yield (f"{op.op} {where} {op.prot or 'none'} returned 0 but {', '.join(v.name for v in wrong)} "
+        yield (f"{op.op} {_where(op)} {op.prot or 'none'} returned 0 but {', '.join(v.name for v in wrong)} "
                f"has other protections", wrong)  # fmt: skip
 
 
-def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], where: str) -> Iterator[Finding]:
+def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma]) -> Iterator[Finding]:
     """madvise that returned 0: the flag advices set or clear their flag on the whole range,
     DONTNEED leaves no pte in it, PAGEOUT no present page it may reclaim (every page, or with
     pageout_skips_shared (from the model's 6.0), every page mapped once)."""
@@ -405,7 +408,7 @@ def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], whe
         flag, on = _ADVICE_FLAGS[op.advice]
         wrong = [v for v in vmas if bool(v.vm_flags & flag) != on]
         if wrong:
-            yield (f"madvise {where} {op.advice} returned 0 but {', '.join(v.name for v in wrong)} "
+            yield (f"madvise {_where(op)} {op.advice} returned 0 but {', '.join(v.name for v in wrong)} "
                    f"{'lacks' if on else 'keeps'} the flag", wrong)  # fmt: skip
         return
     skips_shared = k.features.pageout_skips_shared
@@ -414,15 +417,26 @@ def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma], whe
         if pte is None:
             continue
         if op.advice == "dontneed":
-            yield (f"madvise {where} dontneed returned 0 but P{op.pid} page {addr} still has a pte", [])
+            yield (f"madvise {_where(op)} dontneed returned 0 but P{op.pid} page {addr} still has a pte", [])
         elif (
             op.advice == "pageout"
             and pte.swap is None
             and pte.page is not None
             and (not skips_shared or pte.page.mapcount == 1)
         ):
-            yield (f"madvise {where} pageout returned 0 but P{op.pid} page {addr} still maps "
+            yield (f"madvise {_where(op)} pageout returned 0 but P{op.pid} page {addr} still maps "
                    f"{pte.page.name}", [pte.page])  # fmt: skip
+
+
+def _at(view: PageView | None, addr: int) -> PageView | None:
+    """``view`` of the page at ``addr`` with its VMA's offset turned into that page's linear index,
+    so that views of two addresses compare."""
+    if view is None:
+        return None
+    vma, pte = view
+    if vma is None or vma[1] is None:
+        return view
+    return (vma[0], vma[1] + addr), pte
 
 
 def _mremap_effect(
@@ -434,7 +448,8 @@ def _mremap_effect(
     dst = _mremap_target(op)
     for i in range(min(op.pages, op.new_pages)):
         old = before.get(op.start + i)
-        if old is not None and old[0] is not None and not _same_page(old, after.get(dst + i)):
+        if old is not None and old[0] is not None and not _same_page(_at(old, op.start + i),
+                                                                     _at(after.get(dst + i), dst + i)):  # fmt: skip
             yield (f"mremap P{op.pid}:[{op.start},{op.start + op.pages}) -> [{dst},{dst + op.new_pages}) "
                    f"returned 0 but page {dst + i} does not hold what page {op.start + i} held",
                    _vmas_at(mm, dst + i))  # fmt: skip
@@ -447,8 +462,12 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, Pag
     if before == after:
         return
     touched = _touched(op)
-    for addr in sorted((before.keys() | after.keys()) - touched):
-        b, a = before.get(addr), after.get(addr)
+    outside_before = {addr: view for addr, view in before.items() if addr not in touched}
+    outside_after = {addr: view for addr, view in after.items() if addr not in touched}
+    if outside_before == outside_after:
+        return
+    for addr in sorted(outside_before.keys() | outside_after.keys()):
+        b, a = outside_before.get(addr), outside_after.get(addr)
         if b != a and not _same_page(b, a):
             yield (f"{op.op} P{op.pid}:[{op.start},{op.start + op.pages}) changed page {addr} outside "  # type: ignore[attr-defined]
                    f"its range", _vmas_at(mm, addr))  # fmt: skip
@@ -468,7 +487,7 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     before = step.before
     if before is None:  # not a range op (or its process was gone): only the answer is judged
         return
-    assert isinstance(op, ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap)
+    assert isinstance(op, _RANGE_OPS)
     mm = k.mms[op.pid]
     after = page_views(mm)
     if result != "ESRCH":
@@ -476,7 +495,7 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if result != "ok" or op.pages == 0:
         return
     if isinstance(op, ops.Munmap):
-        yield from _unmap_effect(op, mm, _where(op))
+        yield from _unmap_effect(op, mm)
         return
     if isinstance(op, ops.Mremap):
         yield from _mremap_effect(op, mm, before, after)
@@ -485,13 +504,19 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if vmas is None:
         yield (f"{op.op} {_where(op)} returned 0 but the range is not all mapped", [])
     elif isinstance(op, ops.Madvise):
-        yield from _madvise_effect(k, op, mm, vmas, _where(op))
+        yield from _madvise_effect(k, op, mm, vmas)
     else:
-        yield from _mapping_effect(op, vmas, _where(op))
+        yield from _mapping_effect(op, vmas)
 
 
 def _where(op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap) -> str:
     return f"P{op.pid}:[{op.start},{op.start + op.pages})"
+
+
+# The answers that only an allocation failure explains, by op (mmap's and munmap's only allocation
+# is __split_vma()'s: the map count limit is outside the language)
+_FAILURE_ANSWER: dict[type, str] = {ops.Fork: "ENOMEM", ops.Read: "OOM", ops.Write: "OOM", ops.Mmap: "ENOMEM",
+                                    ops.Munmap: "ENOMEM"}  # fmt: skip
 
 
 def check_fail_injection(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
@@ -500,13 +525,9 @@ def check_fail_injection(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if step.alloc_failed:
         return
     op, result = step.op, step.result
-    if isinstance(op, ops.Fork) and result == "ENOMEM":
-        yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
-    elif isinstance(op, ops.Read | ops.Write) and result == "OOM":
-        yield (f"{ops.describe(op)} faulted with OOM but no injected allocation failure fired", [])
-    elif isinstance(op, ops.Mmap | ops.Munmap) and result == "ENOMEM":
-        # their only allocation is __split_vma()'s (the map count limit is outside the language)
-        yield (f"{ops.describe(op)} failed with ENOMEM but no injected allocation failure fired", [])
+    if result == _FAILURE_ANSWER.get(type(op)):
+        verb = "faulted with" if result == "OOM" else "failed with"
+        yield (f"{ops.describe(op)} {verb} {result} but no injected allocation failure fired", [])
 
 
 LATER_GENERATIONS: tuple[Invariant, ...] = (

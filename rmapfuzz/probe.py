@@ -21,11 +21,13 @@ from rmapfuzz.model.core import KernelCore
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_PROT_MASK, VM_WIPEONFORK, AnonVma, Mm, Vma
 from rmapfuzz.model.trace import Tracer
 
-# What a process sees of one page: the flags and linear page index of the VMA there (None when
-# unmapped; the index None while the VMA has no anon_vma, whose pgoff nothing depends on and
-# copy_vma() may renumber), and the pte (page, swap slot) or None.
+# What a process sees of one page: the flags of the VMA there and its offset (vm_pgoff - vm_start:
+# the linear page index at an address is offset + address), None when unmapped, the offset None
+# while the VMA has no anon_vma (whose pgoff nothing depends on and copy_vma() may renumber); and
+# the pte (page, swap slot) or None.
 PageView = tuple[tuple[int, int | None] | None, tuple[Any, Any] | None]
 VIEW_FLAGS = VM_PROT_MASK | VM_DONTCOPY | VM_WIPEONFORK
+_UNMAPPED: PageView = (None, None)
 
 
 def page_views(mm: Mm) -> dict[int, PageView]:
@@ -33,11 +35,11 @@ def page_views(mm: Mm) -> dict[int, PageView]:
     probe before a range op, for syscall-effect)."""
     views: dict[int, PageView] = {}
     for v in mm.vmas:
-        flags, offset = v.vm_flags & VIEW_FLAGS, v.vm_pgoff - v.vm_start
+        seen = ((v.vm_flags & VIEW_FLAGS, None if v.anon_vma is None else v.vm_pgoff - v.vm_start), None)
         for addr in range(v.vm_start, v.vm_end):
-            views[addr] = ((flags, None if v.anon_vma is None else offset + addr), None)
+            views[addr] = seen
     for addr, pte in mm.ptes.items():
-        views[addr] = (views.get(addr, (None, None))[0], (pte.page, pte.swap))
+        views[addr] = (views.get(addr, _UNMAPPED)[0], (pte.page, pte.swap))
     return views
 
 
