@@ -181,11 +181,13 @@ class CannotCompose(ValueError):
     base's other commits along), or on one that has it already."""
 
 
-def _fix_base(fix: Kernel) -> type:
-    bases = [b for b in fix.__bases__ if issubclass(b, SyscallMixin)]
-    if len(bases) != 1:
-        raise CannotCompose(f"{fix.name} is not a single-fix overlay")
-    return bases[0]
+def _fix_base(fix: Kernel) -> Kernel:
+    """The generation ``fix`` is an overlay on: the one its ``base`` names (an overlay may also take
+    in a mixin that two overlays share, so its parents alone do not say)."""
+    base = next((cls for cls in GENERATIONS if cls.name == fix.base), None)
+    if base is None or base is fix or not issubclass(fix, base):
+        raise CannotCompose(f"{fix.name} is not an overlay on the generation {fix.base!r}")
+    return base
 
 
 _COMPOSING = threading.Lock()  # a campaign's progress thread resolves names too: one class per name

@@ -40,6 +40,7 @@ from typing import ClassVar
 
 from rmapfuzz.kernels.v6_0 import Linux60
 from rmapfuzz.kernels.v6_12 import Linux612
+from rmapfuzz.model.mremap import MremapMixin
 from rmapfuzz.model.objects import Vma
 
 SELF_MERGE = ("(stable 2026)", "mm/mremap: fix locked_vm leak from MREMAP_DONTUNMAP self-merge")
@@ -47,13 +48,21 @@ PGOFF_RESET = ("(stable 2026)", "mm/mremap: reset unfaulted VMA page offset for 
 STABLE_DONTUNMAP = (SELF_MERGE, PGOFF_RESET)
 
 
-def unlinked_whole(vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> bool:
-    """Whether move_vma()'s MREMAP_DONTUNMAP end unlinked the whole old VMA (1583aa278f5f), which
-    the pgoff reset then re-bases to its address (every VMA of the model is anonymous)."""
-    return dontunmap and new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
+class PgoffReset(MremapMixin):
+    """The pgoff reset both backports carry (35b0fb391b0d): move_vma()'s MREMAP_DONTUNMAP end that
+    unlinked the whole old VMA (1583aa278f5f) re-bases it to its address, as a new anonymous VMA
+    there would be (every VMA of the model is anonymous)."""
+
+    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
+        """move_vma()'s end, then the pgoff reset: an unlinked whole old VMA gets its address as pgoff."""
+        super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
+        unlinked_whole = new_vma is not vma and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
+        if dontunmap and unlinked_whole:
+            self.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
+            vma.vm_pgoff = vma.vm_start
 
 
-class Linux60WithStableDontunmap(Linux60):
+class Linux60WithStableDontunmap(PgoffReset, Linux60):
     name = "6.0+stable-dontunmap-mmap"
     base = "6.0"
     summary = "2026 stable MREMAP_DONTUNMAP fixes, 6.1's shape: no merge next to the kept source; pgoff reset"
@@ -68,15 +77,8 @@ class Linux60WithStableDontunmap(Linux60):
             return None
         return super().copy_vma_merge(vma, addr, length, pgoff, keep_source)
 
-    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma()'s end, then the pgoff reset: an unlinked whole old VMA gets its address as pgoff."""
-        super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
-        if unlinked_whole(vma, new_vma, old_addr, old_len, dontunmap):
-            self.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
-            vma.vm_pgoff = vma.vm_start
 
-
-class Linux612WithStableDontunmap(Linux612):
+class Linux612WithStableDontunmap(PgoffReset, Linux612):
     name = "6.12+stable-dontunmap-vma"
     base = "6.12"
     summary = "2026 stable MREMAP_DONTUNMAP fixes, 6.12's shape: the kept source is no merge neighbour; pgoff reset"
@@ -92,10 +94,3 @@ class Linux612WithStableDontunmap(Linux612):
             vmg.prev = None if vmg.prev is vma else vmg.prev
             vmg.next = None if vmg.next is vma else vmg.next
         return self.vma_merge_new_range(vmg)
-
-    def release_old_range(self, vma: Vma, new_vma: Vma, old_addr: int, old_len: int, dontunmap: bool) -> None:
-        """move_vma()'s end, then the pgoff reset: an unlinked whole old VMA gets its address as pgoff."""
-        super().release_old_range(vma, new_vma, old_addr, old_len, dontunmap)
-        if unlinked_whole(vma, new_vma, old_addr, old_len, dontunmap):
-            self.trace.cover("move_vma: MREMAP_DONTUNMAP resets the unlinked old VMA's pgoff")
-            vma.vm_pgoff = vma.vm_start
