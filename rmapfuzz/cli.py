@@ -1059,11 +1059,18 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def _swap_words(report: dict[str, Any]) -> str:
+    """Whether the run could swap pages out (what L4 compares after a MADV_PAGEOUT), in words."""
+    swap = report["swap"]
+    return f"swap {'on' if swap['active'] else 'off'}: {swap['how']}"
+
+
 def _oracle_files(args: argparse.Namespace, oracle: Any, reps: list[corpus.Reproducer], console: Console) -> int:
     diverged = False
     report = oracle.report()
     if not args.json:
-        console.print(Text(f"kernel {report['uname']} vs model {report['model']}; levels {','.join(oracle.used)}"))
+        console.print(Text(f"kernel {report['uname']} vs model {report['model']}; levels {','.join(oracle.used)}; "
+                           f"{_swap_words(report)}"))  # fmt: skip
     for rep in reps:
         outcome = oracle.run(rep.steps, rep.window)
         diverged = diverged or outcome.status == "diverge"
@@ -1113,8 +1120,8 @@ def _oracle_fuzz(args: argparse.Namespace, oracle: Any, strat: strategy.Strategy
         return 1 if div else 0
     rate = result.sequences / result.seconds if result.seconds else 0.0
     console.print(Text(f"oracle fuzz: {oracle.uname} vs {oracle.kernel}, levels {','.join(oracle.used)}, strategy "
-                       f"{strat.name}, seed {seed}: {result.sequences} sequences, {result.steps} steps in "
-                       f"{result.seconds:.1f} s ({rate:.1f} sequences/s)"))  # fmt: skip
+                       f"{strat.name}, seed {seed}, {_swap_words(oracle.report())}: {result.sequences} sequences, "
+                       f"{result.steps} steps in {result.seconds:.1f} s ({rate:.1f} sequences/s)"))  # fmt: skip
     for u in result.unconfirmed:  # seen once, never again on replay: the kernel's timing, not the model
         what = f"step {u.divergence.step} {u.divergence.level}: {u.divergence.message}"
         line = f"warning: unconfirmed divergence (no replay of its {len(u.steps)} steps showed it again): {what}"

@@ -6,6 +6,7 @@ L0/L1/L2, and its final layout is checked against the kernel result recorded the
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,7 +167,9 @@ def test_cli_oracle_on_files(tmp_path, capsys):
     good = tmp_path / "good.json"
     good.write_text(corpus.dumps(corpus.Reproducer("current", WINDOW, ops.parse_steps(SCENARIOS[2][1], WINDOW))))
     assert main(["oracle", str(good)]) == 0
-    assert "agree" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "agree" in out
+    assert re.search(r"; swap (on|off): \S", out)  # whether L4 could see pages swapped out
     bad = tmp_path / "bad.json"
     bad.write_text(
         '{"kernel": "current", "window": 8, "steps": [{"op": "mremap", "pid": 0, "start": 6, "pages": 2, '
@@ -196,7 +199,7 @@ def test_cli_oracle_fuzz_short(tmp_path, capsys):
     )
     assert code in (0, 1)
     out = capsys.readouterr().out
-    assert "sequences" in out
+    assert "sequences" in out and re.search(r", swap (on|off): \S", out)
     if code == 1:
         saved = list((tmp_path / "div").glob("*.json"))
         assert saved and '"kind": "divergence"' in saved[0].read_text()
