@@ -171,6 +171,7 @@ def _points(kernel: type[KernelCore]) -> tuple[Point, ...]:
 def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     """The points ``kernel``'s code has but the op language cannot drive it to, and why: branches
     behind a feature the generation does not have, or callers that never pass what the branch needs."""
+    from rmapfuzz.kernels.v6_0 import Linux60
     from rmapfuzz.kernels.v6_1 import Linux61
     from rmapfuzz.kernels.v6_15 import Linux615
     from rmapfuzz.kernels.v6_16 import Linux616
@@ -189,6 +190,12 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
     else:
         out["madvise_pageout: a shared page is skipped"] = (
             "before 5.4 the language's reclaim (shrink_page_list() reaching the range) takes shared pages too"
+        )
+    if issubclass(kernel, Linux60):
+        out["do_swap_page: read the page back into the swap cache"] = (
+            "from 6.0 in the model a swap-cache miss is read in before 2.6.34's do_swap_page() body runs: a sole "
+            "entry on a synchronous device into a fresh page (1493a1913e34), any other by swapin_readahead() "
+            "(ec560175c0b6), which reads the faulting entry too; that body then always finds the page in the cache"
         )
     if issubclass(kernel, Linux61):
         why = (

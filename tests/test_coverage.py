@@ -11,7 +11,7 @@ import pytest
 from rmapfuzz import coverage
 from rmapfuzz.kernels import BUG_PATHS, KERNELS, resolve
 from rmapfuzz.replay import Runner
-from tests.helpers import run
+from tests.helpers import hits, run, run_clean
 
 ALL_OPS = {"mmap": 4, "munmap": 2, "mprotect": 3, "mremap": 3, "madvise": 2, "fork": 2, "exit": 1, "read": 2,
            "write": 4, "fail_alloc": 1}  # fmt: skip
@@ -103,3 +103,20 @@ def test_exclusive_reuse_in_place_is_beyond_the_language_from_6_15() -> None:
         assert point in {p.name for p in coverage.reachable(resolve(name))}, name
     for name in ("6.15", "6.16", "current", "7.0-rc"):
         assert "64fe24a3e05e" in coverage.beyond_the_language(resolve(name))[point], name
+
+
+def test_swap_cache_read_back_is_beyond_the_language_from_6_0() -> None:
+    """2.6.34's do_swap_page() reads a swap-cache miss back itself; from 6.0 the model reads every
+    miss in first (a sole entry on a synchronous device into a fresh page, any other through
+    swapin_readahead()), so that branch is listed as beyond the language there, with the reason.
+    The same swap-in (the entry shared by a fork, then faulted by the child) shows both sides."""
+    point = "do_swap_page: read the page back into the swap cache"
+    shared_swap_in = [("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("madvise", 0, 0, 2, "pageout"), ("fork", 0),
+                      ("read", 1, 0)]  # fmt: skip
+    before = hits(run_clean("3.19", *shared_swap_in))
+    assert before[point] == 1
+    assert point in {p.name for p in coverage.reachable(resolve("3.19"))}
+    for name in ("6.0", "6.1.192", "6.12", "6.16", "current", "7.0-rc"):
+        after = hits(run_clean(name, *shared_swap_in))
+        assert after[point] == 0 and after["swapin_readahead: a window of several pages"] == 1, name
+        assert "swapin_readahead()" in coverage.beyond_the_language(resolve(name))[point], name
