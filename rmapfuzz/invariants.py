@@ -24,7 +24,7 @@ from rmapfuzz import ops
 from rmapfuzz import scope as scopes
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
 from rmapfuzz.model.trace import UseAfterFree
-from rmapfuzz.probe import PageView, StepRecord, page_views
+from rmapfuzz.probe import RANGE_OPS, PageView, StepRecord, page_views
 from rmapfuzz.scope import Scope
 
 if TYPE_CHECKING:
@@ -348,9 +348,6 @@ def _prot_bits(prot: str) -> int:
     return _PROT_OF[prot]
 
 
-_RANGE_OPS = (ops.Mmap, ops.Munmap, ops.Mprotect, ops.Madvise, ops.Mremap)
-
-
 def _mremap_target(op: ops.Mremap) -> int:
     """Where an mremap's new range starts: MREMAP_FIXED's address, else in place."""
     return op.new_start if "fixed" in op.flags else op.start
@@ -358,7 +355,7 @@ def _mremap_target(op: ops.Mremap) -> int:
 
 def _touched(op: object) -> set[int]:
     """The pages a range op may change; every other page of the process must look the same after."""
-    assert isinstance(op, _RANGE_OPS)
+    assert isinstance(op, RANGE_OPS)
     pages = set(range(op.start, op.start + op.pages))
     if isinstance(op, ops.Mremap):
         dst = _mremap_target(op)
@@ -487,7 +484,7 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     before = step.before
     if before is None:  # not a range op (or its process was gone): only the answer is judged
         return
-    assert isinstance(op, _RANGE_OPS)
+    assert isinstance(op, RANGE_OPS)
     mm = k.mms[op.pid]
     after = page_views(mm)
     if result != "ESRCH":
