@@ -471,6 +471,94 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, Pag
             return
 
 
+# ---- an answer's cause: what the caller could see before the step that makes the answer right ----
+
+_NO_VIEW: PageView = (None, None)
+
+
+def _hole(before: dict[int, PageView], start: int, pages: int) -> bool:
+    """Some page of [start, start + pages) lay in no VMA before the step."""
+    return any(before.get(addr, _NO_VIEW)[0] is None for addr in range(start, start + pages))
+
+
+def _inside_one(spans: tuple[tuple[int, int], ...], start: int, pages: int) -> bool:
+    """[start, start + pages) lay inside a single VMA."""
+    return any(s <= start and start + pages <= e for s, e in spans)
+
+
+def _fault_answer(op: ops.Read | ops.Write, result: str, mm: Mm) -> Finding | None:
+    """x86's access_error(): a write needs a VMA with VM_WRITE, a read one with any of R/W/X; a fault
+    that passes it ends with a present pte at the address, writable after a write (else the access
+    would fault again).  A fault changes no VMA bounds or flags, so the VMAs after it are those before."""
+    write = isinstance(op, ops.Write)
+    addr = op.addr
+    vma = None
+    for v in mm.vmas:
+        if v.vm_start <= addr < v.vm_end:
+            vma = v
+            break
+    allowed = vma is not None and bool(vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC))
+    if result == "SEGV":
+        if not allowed:
+            return None
+        assert vma is not None
+        return (f"{ops.describe(op)} faulted with SEGV but {vma.name} allows a {'write' if write else 'read'}",
+                [vma])  # fmt: skip
+    if not allowed:
+        return (f"{ops.describe(op)} answered {result} but no VMA at page {addr} allows a "
+                f"{'write' if write else 'read'}", [] if vma is None else [vma])  # fmt: skip
+    pte = mm.ptes.get(addr)
+    if result != "ok" or (pte is not None and pte.swap is None and (pte.writable or not write)):
+        return None
+    state = "no pte" if pte is None else "a swap entry" if pte.swap is not None else "a read-only pte"
+    return (f"{ops.describe(op)} returned ok but leaves {state} at page {addr}", [vma])
+
+
+def _range_answer(
+    op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap, result: str, step: StepRecord
+) -> Finding | None:
+    """An error of a range op that the VMAs before the step do not explain (mmap(2), mprotect(2),
+    madvise(2), mremap(2); an ENOMEM that an injected allocation failure explains is always right):
+    munmap is EINVAL only for an empty range; mprotect is never EINVAL and ENOMEM only for a range
+    with a hole; madvise ENOMEM only for a range with a hole; mremap is EFAULT only when the old
+    range (up to the new length) did not lie inside one VMA (vma_to_resize(), and the 5.16 and 6.17
+    lookups before it), ENOMEM only for a growth in place (no MREMAP_FIXED)."""
+    wrong = ""
+    if isinstance(op, ops.Munmap):
+        wrong = "a non-empty range" if result == "EINVAL" and op.pages > 0 else ""
+    elif isinstance(op, ops.Mprotect | ops.Madvise):
+        if isinstance(op, ops.Mprotect) and result == "EINVAL":
+            wrong = "a valid protection"
+        elif result == "ENOMEM" and not step.alloc_failed and not _hole(step.before or {}, op.start, op.pages):
+            wrong = "a range without a hole"
+    elif isinstance(op, ops.Mremap):
+        kept = min(op.pages, op.new_pages)
+        if result == "EFAULT" and kept > 0 and _inside_one(step.spans or (), op.start, kept):
+            wrong = "an old range inside one VMA"
+        elif result == "ENOMEM" and not step.alloc_failed and ("fixed" in op.flags or op.new_pages <= op.pages):
+            wrong = "a move or a shrink" if "fixed" in op.flags else "a shrink"
+    return (f"{ops.describe(op)} answered {result} for {wrong}", []) if wrong else None
+
+
+def _answer_cause(k: KernelCore, step: StepRecord) -> Finding | None:
+    """ESRCH exactly for a process that is gone; a fault's answer and a range op's error have the
+    cause their manual pages give them."""
+    op, result = step.op, step.result
+    if isinstance(op, ops.FailAlloc):
+        return None
+    if (result == "ESRCH") == step.alive:
+        return (f"{ops.describe(op)} answered {result} but P{op.pid} "
+                f"{'was alive' if step.alive else 'had exited'}", [])  # fmt: skip
+    if not step.alive:
+        return None
+    if isinstance(op, ops.Read | ops.Write):
+        return _fault_answer(op, result, k.mms[op.pid])
+    if result == "ok" or step.before is None:
+        return None
+    assert isinstance(op, RANGE_OPS)
+    return _range_answer(op, result, step)
+
+
 def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
     op, result = step.op, step.result
     if result not in OUTCOMES:
@@ -480,6 +568,10 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
         # MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS of a non-empty, aligned range inside the address
         # space has nothing invalid about it (mmap(2)): only an empty one is EINVAL
         yield (f"{ops.describe(op)} answered EINVAL for a valid non-empty range", [])
+        return
+    cause = _answer_cause(k, step)
+    if cause is not None:
+        yield cause
         return
     before = step.before
     if before is None:  # not a range op (or its process was gone): only the answer is judged
@@ -641,7 +733,10 @@ CATALOGUE: tuple[Invariant, ...] = (
         "or mprotect the whole range is mapped with the asked protection, after munmap none of it is; madvise "
         "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
         "reclaim; mremap's new range holds what the old range held.  A range op changes no page of the "
-        "process outside its range (and an mremap's target).  mmap of a non-empty range is never EINVAL.",
+        "process outside its range (and an mremap's target).  mmap of a non-empty range is never EINVAL.  An "
+        "error has its documented cause: ESRCH only for an exited process, SEGV exactly where no VMA allows the "
+        "access, ENOMEM from mprotect or madvise only for a range with a hole, EFAULT from mremap only for an old "
+        "range not inside one VMA (unless an injected allocation failure explains an ENOMEM).",
         check_syscall_effect,
         Kind.TRANSITION,
     ),

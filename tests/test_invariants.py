@@ -373,6 +373,11 @@ def effect_messages(k: SyscallMixin) -> list[str]:
     return [v.message for v in fired(k, "syscall-effect")]
 
 
+def quiet(k: SyscallMixin) -> bool:
+    """syscall-effect finds nothing in the last step."""
+    return inv.check(k, inv.select(["syscall-effect"]), record(k)) == []
+
+
 def test_syscall_effect_result_must_be_an_outcome() -> None:
     """P0: AA......  a madvise whose walk returns None instead of an errno."""
     k = faulted()
@@ -443,6 +448,69 @@ def test_syscall_effect_mmap_of_a_valid_range_is_never_einval() -> None:
     k = booted()
     assert applied(k, ("mmap", 0, 0, 0, "rw")) == "EINVAL"  # an empty range is EINVAL, as in the kernel
     assert inv.check(k, inv.select(["syscall-effect"]), record(k)) == []
+
+
+def test_syscall_effect_mremap_efault_only_outside_one_vma() -> None:
+    """P0: AA......  -> ....AA..  a fixed move whose vma_to_resize() refuses a range inside [0,2)
+    (the check after it negated: every good move becomes EFAULT); a move of the hole [4,6) is
+    EFAULT in every generation and passes."""
+    k = faulted()
+    k.vma_to_resize = lambda mm, addr, old_len, new_len: ("EFAULT", None)  # type: ignore[method-assign]
+    assert applied(k, ("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed"))) == "EFAULT"
+    assert effect_messages(k) == [
+        "mremap(P0, [0,2) -> [4,6), maymove|fixed) answered EFAULT for an old range inside one VMA"
+    ]
+    k = faulted()
+    assert applied(k, ("mremap", 0, 4, 2, 6, 2, ("maymove", "fixed"))) == "EFAULT"
+    assert quiet(k)
+
+
+def test_syscall_effect_enomem_needs_a_hole_or_a_failed_allocation() -> None:
+    """P0: AA......  mprotect and madvise of [0,2) answer ENOMEM only for a hole: [0,3) has one
+    (page 2), so its ENOMEM passes; a fixed mremap is ENOMEM only when an allocation failed."""
+    k = faulted()
+    k.sys_mprotect = lambda mm, start, length, prot: "ENOMEM"  # type: ignore[method-assign]
+    assert applied(k, ("mprotect", 0, 0, 2, "r")) == "ENOMEM"
+    assert effect_messages(k) == ["mprotect(P0, [0,2), r) answered ENOMEM for a range without a hole"]
+    k = faulted()
+    assert applied(k, ("madvise", 0, 0, 3, "dontfork")) == "ENOMEM"
+    assert quiet(k)
+    k.move_vma = lambda *args, **kw: "ENOMEM"  # type: ignore[method-assign]
+    assert applied(k, ("mremap", 0, 0, 1, 5, 1, ("maymove", "fixed"))) == "ENOMEM"
+    assert effect_messages(k) == ["mremap(P0, [0,1) -> [5,6), maymove|fixed) answered ENOMEM for a move or a shrink"]
+
+
+def test_syscall_effect_fault_answers_follow_the_access_check() -> None:
+    """
+    P0: AA.R....   [0,2) rw, page 0 written; [3,4) read-only
+    A write into [0,2) that answers SEGV, a write into [3,4) that answers ok, and a write fault
+    that answers ok but maps nothing each break the answer's contract.
+    """
+    k = faulted()
+    applied(k, ("mmap", 0, 3, 1, "r"))
+    fault = k.handle_mm_fault
+    k.handle_mm_fault = lambda mm, addr, write: "SEGV"  # type: ignore[method-assign]
+    assert applied(k, ("write", 0, 1)) == "SEGV"
+    assert effect_messages(k) == ["write(P0, 1) faulted with SEGV but P0:[0,2) allows a write"]
+    k.handle_mm_fault = lambda mm, addr, write: "ok"  # type: ignore[method-assign]
+    assert applied(k, ("write", 0, 3)) == "ok"
+    assert effect_messages(k) == ["write(P0, 3) answered ok but no VMA at page 3 allows a write"]
+    assert applied(k, ("write", 0, 1)) == "ok"
+    assert effect_messages(k) == ["write(P0, 1) returned ok but leaves no pte at page 1"]
+    k.handle_mm_fault = fault  # type: ignore[method-assign]
+    assert applied(k, ("write", 0, 3)) == "SEGV"
+    assert quiet(k)
+
+
+def test_syscall_effect_esrch_exactly_for_a_gone_process() -> None:
+    """P0: AA......  a madvise of a live process that answers ESRCH; a step of a pid never forked
+    answers ESRCH and passes."""
+    k = faulted()
+    k.sys_madvise = lambda mm, start, length, advice: "ESRCH"  # type: ignore[method-assign]
+    assert applied(k, ("madvise", 0, 0, 2, "dontfork")) == "ESRCH"
+    assert effect_messages(k) == ["madvise(P0, [0,2), dontfork) answered ESRCH but P0 was alive"]
+    assert applied(k, ("write", 3, 0)) == "ESRCH"
+    assert quiet(k)
 
 
 def test_fail_injection_mmap_and_munmap_fail_only_where_injected() -> None:

@@ -140,3 +140,33 @@ def test_bug_f_is_classified_and_the_diff_finds_it() -> None:
     assert classify("3.12", steps, 8) == ["F"]
     found = pair_replay(steps, "3.12", "3.12+c4ea95d7", 8)
     assert found is not None and found.step == 3 and found.level == "result"
+
+
+F_MUNMAP_TAIL = (("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 2), ("fail_alloc", 1), ("munmap", 0, 0, 2))
+
+
+def test_bug_f_munmap_frees_an_unsplit_tail_whole() -> None:
+    """
+    AAA.....   faulted at 0 and 2; munmap [0,2) with the tail split's anon_vma_clone failing
+    ........   3.12: do_munmap() detaches [0,3) whole (it starts before the range's end) but zaps
+               only [0,2): page 2's pte stays, no VMA covers it, and AV1 went with [0,3)'s chain
+    AAA.....   fixed: ENOMEM, nothing unmapped
+    """
+    v = run("3.12", *F_MUNMAP_TAIL)
+    assert v.results == ["ok"] * 5 and shape(v.final)[0] == "........"
+    assert sorted(v.final.mms[0].ptes) == [2]
+    assert [x.invariant for x in v.violations][:2] == ["no-dangling", "page-index"]
+    fixed = run("3.12+c4ea95d7", *F_MUNMAP_TAIL)
+    assert fixed.results[-1] == "ENOMEM" and fixed.violation is None and shape(fixed.final)[0] == "AAA....."
+
+
+def test_bug_f_mmap_unmaps_again_until_nothing_overlaps() -> None:
+    """
+    AAA.....   faulted at 0; mmap [1,2) r with the head split of the old range failing silently
+    ABC.....   3.12: the first do_munmap() keeps the unsplit head (its tail split works), so
+               mmap_region()'s munmap_back loop runs it again (the injected failure is spent) and
+               the new VMA fits between the two halves: the answer is right, and so is the layout
+    """
+    v = run("3.12", ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("fail_alloc", 1), ("mmap", 0, 1, 1, "r"))
+    assert v.results == ["ok"] * 4 and shape(v.final)[0] == "ABC....."
+    assert v.violation is None

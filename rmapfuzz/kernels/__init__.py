@@ -70,7 +70,8 @@ BUGS: dict[str, str] = {
     "G": "CVE-2022-42703: an abandoned leaf anon_vma (degree 0) is reused by two VMAs of one fork whose chains "
     "differ (fixed by 2555283eb40d)",
     "F": "__split_vma loses anon_vma_clone's ENOMEM: the caller goes on with the VMA unsplit (a wrong layout or "
-    "result, not a dangling anon_vma; needs fail_alloc; 3.12 from ef0855d334e1, fixed by c4ea95d7cd08, 3.18)",
+    "result; munmap then frees an unsplit tail whole, leaving its pages past the range mapped, their anon_vma "
+    "freed; needs fail_alloc; 3.12 from ef0855d334e1, fixed by c4ea95d7cd08, 3.18)",
     "J": "6.16's three-way merge rule lets mremap merge a faulted VMA into an unfaulted neighbour, but vma_expand "
     "does not dup the source's anon_vma (fixed by 61f67c230a5e, with 3b617fd3d317)",
     "K": "7.0-rc's anon_vma_clone() ENOMEM path keeps dup_anon_vma()'s dst->anon_vma, never counted: a merge target "

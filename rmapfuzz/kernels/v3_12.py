@@ -4,9 +4,10 @@ __split_vma() now sets ``err`` from vma_dup_policy() before anon_vma_clone(), an
 jumps to the cleanup without setting it again: the split answers 0 with nothing split (bug F,
 found by Daniel Forrest's audit of anon_vma_clone()'s callers, linux-mm, November 2014,
 <20141126210559.GA12060@cosmos.ssec.wisc.edu>; fixed by c4ea95d7cd08, :mod:`.fix_c4ea95d7`).  The
-caller goes on with the VMA whole: mprotect_fixup() gives all of it the new protection, do_munmap()
-unmaps nothing of it and answers 0.  No anon_vma is left dangling; what is wrong is what the user
-sees (the layout, the result), which ``rmapfuzz diff`` against the fixed kernel reports.
+caller goes on with the VMA whole: mprotect_fixup() gives all of it the new protection;
+do_munmap() keeps an unsplit head and detaches an unsplit tail whole, zapping only the range
+(:meth:`rmapfuzz.model.mmap.MmapMixin.do_munmap`), so the tail's pages past the range stay mapped
+while its anon_vmas are unlinked, and may be freed under them (no-dangling; docs/model.md#bug-f).
 """
 
 from __future__ import annotations
