@@ -16,6 +16,9 @@ by how it changed:
 * A page or swap slot other processes map is judged by arithmetic: its mapcount must have moved by
   exactly the acting process's ptes that came and went; a page others still map must not be freed
   or lose its anon_vma.  The rmap walk is run for the pages the acting process maps.
+* A writable pte of the acting process must map an exclusive page (cow-exclusive).  Another
+  process's writable page was exclusive before the step, so the step could share it only by
+  mapping it, which it could not do without mapping it already (fork) or holding its swap slot.
 
 :meth:`Incremental.suspect` answers only whether a step *may* break an invariant; the runner then
 has the invariant catalogue judge the whole state and report (:class:`rmapfuzz.replay.Runner`), so
@@ -209,9 +212,13 @@ class Incremental:
                         continue
                     page = pte.page
                     if page is None:
+                        if pte.writable:
+                            return True  # the zero page mapped writable
                         continue
                     if (pte.writable and not writable) or page.freed or page.index != offset + addr:
                         return True
+                    if pte.writable and (page.mapcount != 1 or (page.swapcache is not None and page.swapcache.count)):
+                        return True  # a writable page that is not exclusive
                     if page.mapping is not None and page.mapping.freed:
                         return True
                     e2 = mapped.get(id(page))

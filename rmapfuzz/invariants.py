@@ -265,6 +265,25 @@ def check_pte_prot(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Fi
                     yield (f"{vma.name} is not writable but its pte at page {addr} is", [vma])
 
 
+def check_cow_exclusive(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    ptes_of: dict[int, int] = {}
+    for _mm, _addr, page in scope.mapped:
+        ptes_of[id(page)] = ptes_of.get(id(page), 0) + 1
+    for mm, addr, page in scope.mapped:
+        if not mm.ptes[addr].writable:
+            continue
+        others = ptes_of[id(page)] - 1
+        slot = page.swapcache
+        held = 0 if slot is None else scope.swaps.get(id(slot), (slot, 0))[1]
+        if others or held:
+            whom = f"{others} other pte(s) map it" if others else f"{held} swap pte(s) still refer to its slot"
+            yield (f"P{mm.pid} page {addr} maps {page.name} writable while {whom}", [page])
+    for mm in scope.pte_mms:
+        for addr, pte in mm.ptes.items():
+            if pte.writable and pte.swap is None and pte.page is None:
+                yield (f"P{mm.pid} page {addr} maps the zero page writable", [])
+
+
 # ---- invariants of the later generations (2.6.35 refcount, 3.19 degree, 6.0 fork counters) ----
 #
 # Each is a no-op on a generation without the fields it judges (``k.features`` says which it has).
@@ -553,9 +572,8 @@ def _answer_cause(k: KernelCore, step: StepRecord) -> Finding | None:
         return None
     if isinstance(op, ops.Read | ops.Write):
         return _fault_answer(op, result, k.mms[op.pid])
-    if result == "ok" or step.before is None:
+    if result == "ok" or step.before is None or not isinstance(op, RANGE_OPS):
         return None
-    assert isinstance(op, RANGE_OPS)
     return _range_answer(op, result, step)
 
 
@@ -574,7 +592,10 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
         yield cause
         return
     before = step.before
-    if before is None:  # not a range op (or its process was gone): only the answer is judged
+    if before is None:  # not a range op or a fork (or its process was gone): only the answer is judged
+        return
+    if isinstance(op, ops.Fork):
+        yield from _fork_effect(k, op, result, step)
         return
     assert isinstance(op, RANGE_OPS)
     mm = k.mms[op.pid]
@@ -596,6 +617,44 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
         yield from _madvise_effect(k, op, mm, vmas)
     else:
         yield from _mapping_effect(op, vmas)
+
+
+def _fork_effect(k: KernelCore, op: ops.Fork, result: str, step: StepRecord) -> Iterator[Finding]:
+    """fork(2) (dup_mmap(), copy_page_range()): the parent's pages look as they did (only their
+    ptes' write bits may change); a fork that returned 0 made a child with every VMA but the
+    VM_DONTCOPY ones, same bounds, flags and offset, and the parent's ptes (pages and swap entries)
+    in each VMA with an anon_vma, none in a VM_WIPEONFORK one (which starts unfaulted) or in one
+    without an anon_vma; a failed fork leaves no child."""
+    assert step.before is not None and step.child is not None
+    parent = k.mms[op.pid]
+    after = page_views(parent)
+    if after != step.before:
+        changed = min(a for a in step.before.keys() | after.keys() if step.before.get(a) != after.get(a))
+        yield (f"{ops.describe(op)} changed the parent's page {changed}", _vmas_at(parent, changed))
+        return
+    child = k.mms.get(step.child)
+    made = child is not None and child.alive and k.next_pid == step.child + 1
+    if result != "ok":
+        if made or k.next_pid != step.child:
+            yield (f"{ops.describe(op)} failed with {result} but left P{step.child}", [])
+        return
+    if not made:
+        yield (f"{ops.describe(op)} returned 0 but made no child P{step.child}", [])
+        return
+    assert child is not None
+    want: dict[int, PageView] = {}
+    for v in parent.vmas:
+        if v.vm_flags & VM_DONTCOPY:
+            continue
+        copied = v.anon_vma is not None and not v.vm_flags & VM_WIPEONFORK
+        for addr in range(v.vm_start, v.vm_end):
+            seen, pte = after[addr]
+            want[addr] = (seen if copied or seen is None else (seen[0], None), pte if copied else None)
+    got = {addr: (view[0], view[1]) for addr, view in page_views(child).items()}
+    if got != want:
+        wrong = min(a for a in want.keys() | got.keys() if want.get(a) != got.get(a))
+        yield (f"{ops.describe(op)}'s child P{step.child} does not have at page {wrong} what the parent has",
+               _vmas_at(child, wrong))  # fmt: skip
 
 
 def _where(op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap) -> str:
@@ -727,13 +786,23 @@ CATALOGUE: tuple[Invariant, ...] = (
     ),
     *LATER_GENERATIONS,
     Invariant(
+        "cow-exclusive",
+        "6c287605fd56",
+        "A present pte is writable only where its page is exclusive: no other pte maps the page and no swap "
+        "pte still refers to its swap slot, and the shared zero page is never mapped writable (copy on write: "
+        "do_wp_page() reuses a page only when nobody else can see it; PG_anon_exclusive, 5.19, names the rule).",
+        check_cow_exclusive,
+    ),
+    Invariant(
         "syscall-effect",
-        "mmap(2), munmap(2), mprotect(2), madvise(2), mremap(2)",
+        "mmap(2), munmap(2), mprotect(2), madvise(2), mremap(2), fork(2)",
         "A call answers ok or an errno the kernel gives, and one that returned 0 did what it says: after mmap "
         "or mprotect the whole range is mapped with the asked protection, after munmap none of it is; madvise "
         "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
-        "reclaim; mremap's new range holds what the old range held.  A range op changes no page of the "
-        "process outside its range (and an mremap's target).  mmap of a non-empty range is never EINVAL.  An "
+        "reclaim; mremap's new range holds what the old range held; fork's child has the parent's VMAs (but "
+        "VM_DONTCOPY ones) and, where a VMA has an anon_vma and is not VM_WIPEONFORK, its ptes, and a failed fork "
+        "leaves no child.  A range op changes no page of the process outside its range (and an mremap's "
+        "target), a fork none of the parent's.  mmap of a non-empty range is never EINVAL.  An "
         "error has its documented cause: ESRCH only for an exited process, SEGV exactly where no VMA allows the "
         "access, ENOMEM from mprotect or madvise only for a range with a hole, EFAULT from mremap only for an old "
         "range not inside one VMA (unless an injected allocation failure explains an ENOMEM).",

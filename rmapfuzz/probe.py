@@ -2,8 +2,8 @@
 
 A :class:`Probe` is the :class:`rmapfuzz.model.trace.Tracer` a :class:`rmapfuzz.replay.Runner`
 installs in the kernel it judges.  Around each step it keeps a :class:`StepRecord`: the op and its
-answer, whether the acting process existed, its pages before a range op and its VMA bounds
-before an mremap (``syscall-effect``), whether an injected
+answer, whether the acting process existed, its pages before a range op or a fork and its VMA
+bounds before an mremap (``syscall-effect``), whether an injected
 allocation failure fired and what is left of an armed one (``fail-injection``), every merge
 takeover with both chains as they were (``merge-superset``) and every fork-time reuse with what
 the structure said at that moment (``reuse-safe``).  With ``coverage`` set it also counts the
@@ -74,8 +74,9 @@ class StepRecord:
     op: ops.Op
     result: str = ""
     alive: bool = True  # the acting process existed when the step began (fail_alloc has none)
-    before: dict[int, PageView] | None = None  # the acting process's pages before a range op
+    before: dict[int, PageView] | None = None  # the acting process's pages before a range op or a fork
     spans: tuple[tuple[int, int], ...] | None = None  # its VMAs' [vm_start, vm_end) before an mremap
+    child: int | None = None  # the pid a fork's child gets (the kernel's next pid before the step)
     alloc_failed: bool = False  # an injected allocation failure fired during the step
     armed: int | None = None  # allocations left before an armed failure is due, after the step
     takeovers: list[Takeover] = attrs.field(factory=list)
@@ -114,6 +115,9 @@ class Probe(Tracer):
             # the pages show holes; whether a range lay inside one VMA needs the bounds (mremap's EFAULT)
             spans = tuple((v.vm_start, v.vm_end) for v in mm.vmas) if isinstance(op, ops.Mremap) else None
             self.record = StepRecord(op, alive=True, before=page_views(mm), spans=spans)
+        elif self.views and mm is not None and isinstance(op, ops.Fork):
+            assert self.kernel is not None
+            self.record = StepRecord(op, alive=True, before=page_views(mm), child=self.kernel.next_pid)
         else:
             self.record = StepRecord(op, alive=mm is not None)
         self._moving.clear()

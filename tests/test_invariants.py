@@ -10,7 +10,7 @@ import pytest
 from rmapfuzz import invariants as inv
 from rmapfuzz.layout import diagram, layout
 from rmapfuzz.model.core import FeatureChanges
-from rmapfuzz.model.objects import VM_WRITE
+from rmapfuzz.model.objects import VM_WRITE, Vma
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.probe import Probe, Reuse, StepRecord, Takeover
 from rmapfuzz.replay import Runner
@@ -201,6 +201,18 @@ def corrupt_bounded_chain() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     return k, "P1:[0,1)'s chain has 2 entries, more than 1", ("P1:[0,1)",)
 
 
+def corrupt_cow_exclusive() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """A write fault whose COW reuses a page the parent still maps.
+
+    P0: A.......   [0,1) rw, page 0 written, then forked: page1 shared read-only by P0 and P1
+    P1: A.......   P1 writes page 0 and reuse_swap_page() says yes: P1's pte writable, P0 still maps page1
+    """
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0))
+    k.reuse_swap_page = lambda page: True  # type: ignore[method-assign]
+    assert applied(k, ("write", 1, 0)) == "ok"
+    return k, "P1 page 0 maps page1 writable while 1 other pte(s) map it", ("page1",)
+
+
 def corrupt_syscall_effect() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """An mmap that reports success while vma_link() drops the new VMA.
 
@@ -239,6 +251,7 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "counters": corrupt_counters,
     "reuse-safe": corrupt_reuse_safe,
     "bounded-chain": corrupt_bounded_chain,
+    "cow-exclusive": corrupt_cow_exclusive,
     "syscall-effect": corrupt_syscall_effect,
     "fail-injection": corrupt_fail_injection,
 }
@@ -502,6 +515,36 @@ def test_syscall_effect_fault_answers_follow_the_access_check() -> None:
     assert quiet(k)
 
 
+def test_syscall_effect_fork_copies_the_parent() -> None:
+    """
+    P0: AA......   [0,2) rw, page 0 written
+    P1: AA......   a fork's child must have [0,2) and page 0's page; a copy_page_range() that copies
+                   nothing, or one that takes the parent's pte away, breaks it
+    6.0, P0: ABC.....  [0,1) dontfork, [1,2) wipeonfork, all written: the child has no [0,1), an
+             P1: .AB.....  unfaulted empty [1,2) and page 2's page
+    """
+    k = faulted()
+    k.copy_page_range = lambda dst_vma, src_vma: None  # type: ignore[method-assign]
+    assert applied(k, ("fork", 0)) == "ok"
+    assert effect_messages(k) == ["fork(P0)'s child P1 does not have at page 0 what the parent has"]
+    k = faulted()
+    copy = k.copy_page_range
+
+    def copy_and_zap(dst_vma: Vma, src_vma: Vma) -> None:
+        copy(dst_vma, src_vma)
+        src_vma.mm.ptes.pop(0)
+
+    k.copy_page_range = copy_and_zap  # type: ignore[method-assign]
+    assert applied(k, ("fork", 0)) == "ok"
+    assert effect_messages(k) == ["fork(P0) changed the parent's page 0"]
+    k = booted(
+        ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("write", 0, 1), ("write", 0, 2),
+        ("madvise", 0, 0, 1, "dontfork"), ("madvise", 0, 1, 1, "wipeonfork"), kernel="6.0",
+    )  # fmt: skip
+    assert applied(k, ("fork", 0)) == "ok" and quiet(k)
+    assert diagram(k, 1) == ".AB....." and sorted(k.mms[1].ptes) == [2]
+
+
 def test_syscall_effect_esrch_exactly_for_a_gone_process() -> None:
     """P0: AA......  a madvise of a live process that answers ESRCH; a step of a pid never forked
     answers ESRCH and passes."""
@@ -542,6 +585,36 @@ def test_fail_injection_quiet_when_the_failure_fired() -> None:
     applied(k, ("fail_alloc", 1))
     assert applied(k, ("write", 0, 0)) == "OOM"
     assert inv.check(k, inv.CATALOGUE, record(k)) == []
+
+
+def test_cow_exclusive_zero_page_and_swap_slot() -> None:
+    """
+    P0: AA......   [0,2) rw; page 1 read (the zero page), its pte made writable by hand
+    P0, P1: A.......   page 0 written, forked, paged out from both, read back by P0: P1's swap pte
+                   still holds the slot, so P0's pte made writable by hand breaks the rule
+    """
+    k = booted(("mmap", 0, 0, 2, "rw"), ("read", 0, 1))
+    k.mms[0].ptes[1].writable = True
+    assert [v.message for v in fired(k, "cow-exclusive")] == ["P0 page 1 maps the zero page writable"]
+    k = booted(("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0), ("madvise", 0, 0, 1, "pageout"), ("read", 0, 0))
+    pte = k.mms[0].ptes[0]
+    assert pte.page is not None and pte.swap is None and k.mms[1].ptes[0].swap is not None
+    pte.writable = True
+    assert [v.message for v in fired(k, "cow-exclusive")] == [
+        f"P0 page 0 maps {pte.page.name} writable while 1 swap pte(s) still refer to its slot"
+    ]
+
+
+def test_cow_exclusive_is_seen_by_the_incremental_judge() -> None:
+    """P0 and P1 share page1 after a fork; P1's write with a COW that reuses it is reported at that
+    step by a runner that judges incrementally (the step is not a whole-state check)."""
+    runner = Runner("2.6.34")
+    for t in (("mmap", 0, 0, 1, "rw"), ("write", 0, 0), ("fork", 0)):
+        assert runner.step(step(t)) == ("ok", [])
+    runner.kernel.reuse_swap_page = lambda page: True  # type: ignore[method-assign]
+    assert runner.index % runner.full_every != runner.full_every - 1
+    result, found = runner.step(step(("write", 1, 0)))
+    assert result == "ok" and "cow-exclusive" in [v.invariant for v in found]
 
 
 def test_mapcount_reports_a_leaked_page() -> None:
