@@ -24,7 +24,7 @@ from rmapfuzz import ops
 from rmapfuzz import scope as scopes
 from rmapfuzz.model.objects import VM_DONTCOPY, VM_EXEC, VM_PROT_MASK, VM_READ, VM_WIPEONFORK, VM_WRITE
 from rmapfuzz.model.trace import UseAfterFree
-from rmapfuzz.probe import RANGE_OPS, PageView, StepRecord, page_views
+from rmapfuzz.probe import RANGE_OPS, VIEW_FLAGS, PageView, StepRecord, page_views
 from rmapfuzz.scope import Scope
 
 if TYPE_CHECKING:
@@ -621,14 +621,14 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
 
 def _fork_effect(k: KernelCore, op: ops.Fork, result: str, step: StepRecord) -> Iterator[Finding]:
     """fork(2) (dup_mmap(), copy_page_range()): the parent's pages look as they did (only their
-    ptes' write bits may change); a fork that returned 0 made a child with every VMA but the
-    VM_DONTCOPY ones, same bounds, flags and offset, and the parent's ptes (pages and swap entries)
-    in each VMA with an anon_vma, none in a VM_WIPEONFORK one (which starts unfaulted) or in one
-    without an anon_vma; a failed fork leaves no child."""
+    ptes' write bits may change); a fork that returned 0 made a child with a copy of every VMA but
+    the VM_DONTCOPY ones (same bounds, flags and offset; one copy per VMA) and the parent's ptes
+    (pages and swap entries) in each VMA with an anon_vma, none in a VM_WIPEONFORK one (which
+    starts unfaulted) or in one without an anon_vma; a failed fork leaves no child."""
     assert step.before is not None and step.child is not None
     parent = k.mms[op.pid]
-    after = page_views(parent)
-    if after != step.before:
+    if page_views(parent) != step.before:
+        after = page_views(parent)
         changed = min(a for a in step.before.keys() | after.keys() if step.before.get(a) != after.get(a))
         yield (f"{ops.describe(op)} changed the parent's page {changed}", _vmas_at(parent, changed))
         return
@@ -642,19 +642,45 @@ def _fork_effect(k: KernelCore, op: ops.Fork, result: str, step: StepRecord) -> 
         yield (f"{ops.describe(op)} returned 0 but made no child P{step.child}", [])
         return
     assert child is not None
-    want: dict[int, PageView] = {}
+    wrong = _fork_copy_differs(parent, child)
+    if wrong is not None:
+        yield (f"{ops.describe(op)}'s child P{step.child} does not have at page {wrong} what the parent has",
+               _vmas_at(child, wrong))  # fmt: skip
+
+
+def _fork_copy_differs(parent: Mm, child: Mm) -> int | None:
+    """The first page where ``child`` is not the copy of ``parent`` that fork makes, or None."""
+    copies = iter(child.vmas)
+    ptes, child_ptes = parent.ptes, child.ptes
+    copied: list[int] = []
     for v in parent.vmas:
         if v.vm_flags & VM_DONTCOPY:
             continue
-        copied = v.anon_vma is not None and not v.vm_flags & VM_WIPEONFORK
+        c = next(copies, None)
+        wiped = bool(v.vm_flags & VM_WIPEONFORK)
+        if (
+            c is None
+            or (c.vm_start, c.vm_end, c.vm_flags & VIEW_FLAGS) != (v.vm_start, v.vm_end, v.vm_flags & VIEW_FLAGS)
+            or (c.anon_vma is None) != (v.anon_vma is None or wiped)
+            or (c.anon_vma is not None and c.vm_pgoff != v.vm_pgoff)
+        ):
+            return v.vm_start if c is None else min(v.vm_start, c.vm_start)
+        if v.anon_vma is None or wiped:
+            continue
         for addr in range(v.vm_start, v.vm_end):
-            seen, pte = after[addr]
-            want[addr] = (seen if copied or seen is None else (seen[0], None), pte if copied else None)
-    got = {addr: (view[0], view[1]) for addr, view in page_views(child).items()}
-    if got != want:
-        wrong = min(a for a in want.keys() | got.keys() if want.get(a) != got.get(a))
-        yield (f"{ops.describe(op)}'s child P{step.child} does not have at page {wrong} what the parent has",
-               _vmas_at(child, wrong))  # fmt: skip
+            pte = ptes.get(addr)
+            if pte is None:
+                continue
+            copy = child_ptes.get(addr)
+            if copy is None or copy.page is not pte.page or copy.swap is not pte.swap:
+                return addr
+            copied.append(addr)
+    extra = next(copies, None)
+    if extra is not None:
+        return extra.vm_start
+    if len(child_ptes) != len(copied):
+        return min(child_ptes.keys() - set(copied))  # a pte fork should not have made
+    return None
 
 
 def _where(op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap) -> str:
