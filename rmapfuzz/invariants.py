@@ -28,7 +28,7 @@ from rmapfuzz.probe import RANGE_OPS, VIEW_FLAGS, PageView, StepRecord, page_vie
 from rmapfuzz.scope import Scope
 
 if TYPE_CHECKING:
-    from rmapfuzz.model.core import KernelCore
+    from rmapfuzz.model.core import Features, KernelCore
     from rmapfuzz.model.objects import AnonVma, Mm, Page, Vma
 
 
@@ -493,6 +493,7 @@ def _frame(op: object, mm: Mm, before: dict[int, PageView], after: dict[int, Pag
 # ---- an answer's cause: what the caller could see before the step that makes the answer right ----
 
 _NO_VIEW: PageView = (None, None)
+_ADVICE_SINCE_4_14 = ("wipeonfork", "keeponfork")  # MADV_WIPEONFORK / MADV_KEEPONFORK (d2cd9ede6e19)
 
 
 def _hole(before: dict[int, PageView], start: int, pages: int) -> bool:
@@ -533,26 +534,48 @@ def _fault_answer(op: ops.Read | ops.Write, result: str, mm: Mm) -> Finding | No
     return (f"{ops.describe(op)} returned ok but leaves {state} at page {addr}", [vma])
 
 
+def _mremap_invalid(op: ops.Mremap, features: Features) -> bool:
+    """What makes an mremap EINVAL in some generation: an empty old or new range (an old length of
+    0 on a private mapping since dba58d3b8c50), MREMAP_FIXED without MREMAP_MAYMOVE or with ranges
+    that overlap, MREMAP_DONTUNMAP where the generation lacks it (before 5.7) or without
+    MREMAP_MAYMOVE and equal lengths (e346b3813067)."""
+    flags = op.flags
+    if op.pages == 0 or op.new_pages == 0:
+        return True
+    fixed = "fixed" in flags
+    maymove = "maymove" in flags
+    overlap = op.start < op.new_start + op.new_pages and op.new_start < op.start + op.pages
+    if fixed and (not maymove or overlap):
+        return True
+    return "dontunmap" in flags and (not features.dontunmap or not maymove or op.pages != op.new_pages)
+
+
 def _range_answer(
-    op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap, result: str, step: StepRecord
+    k: KernelCore, op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap, result: str, step: StepRecord
 ) -> Finding | None:
     """An error of a range op that the VMAs before the step do not explain (mmap(2), mprotect(2),
     madvise(2), mremap(2); an ENOMEM that an injected allocation failure explains is always right):
     munmap is EINVAL only for an empty range; mprotect is never EINVAL and ENOMEM only for a range
-    with a hole; madvise ENOMEM only for a range with a hole; mremap is EFAULT only when the old
-    range (up to the new length) did not lie inside one VMA (vma_to_resize(), and the 5.16 and 6.17
-    lookups before it), ENOMEM only for a growth in place (no MREMAP_FIXED)."""
+    with a hole; madvise EINVAL only for an advice the generation lacks, ENOMEM only for a range
+    with a hole; mremap is EINVAL only for arguments some check refuses (:func:`_mremap_invalid`),
+    EFAULT only when the old range (up to the new length) did not lie inside one VMA
+    (vma_to_resize(), and the 5.16 and 6.17 lookups before it), ENOMEM only for a growth in place
+    (no MREMAP_FIXED)."""
     wrong = ""
     if isinstance(op, ops.Munmap):
         wrong = "a non-empty range" if result == "EINVAL" and op.pages > 0 else ""
     elif isinstance(op, ops.Mprotect | ops.Madvise):
         if isinstance(op, ops.Mprotect) and result == "EINVAL":
             wrong = "a valid protection"
+        elif isinstance(op, ops.Madvise) and result == "EINVAL":
+            wrong = "" if op.advice in _ADVICE_SINCE_4_14 and not k.features.wipeonfork else "an advice it knows"
         elif result == "ENOMEM" and not step.alloc_failed and not _hole(step.before or {}, op.start, op.pages):
             wrong = "a range without a hole"
     elif isinstance(op, ops.Mremap):
         kept = min(op.pages, op.new_pages)
-        if result == "EFAULT" and kept > 0 and _inside_one(step.spans or (), op.start, kept):
+        if result == "EINVAL" and not _mremap_invalid(op, k.features):
+            wrong = "valid arguments"
+        elif result == "EFAULT" and kept > 0 and _inside_one(step.spans or (), op.start, kept):
             wrong = "an old range inside one VMA"
         elif result == "ENOMEM" and not step.alloc_failed and ("fixed" in op.flags or op.new_pages <= op.pages):
             wrong = "a move or a shrink" if "fixed" in op.flags else "a shrink"
@@ -574,7 +597,7 @@ def _answer_cause(k: KernelCore, step: StepRecord) -> Finding | None:
         return _fault_answer(op, result, k.mms[op.pid])
     if result == "ok" or step.before is None or not isinstance(op, RANGE_OPS):
         return None
-    return _range_answer(op, result, step)
+    return _range_answer(k, op, result, step)
 
 
 def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
@@ -830,8 +853,9 @@ CATALOGUE: tuple[Invariant, ...] = (
         "leaves no child.  A range op changes no page of the process outside its range (and an mremap's "
         "target), a fork none of the parent's.  mmap of a non-empty range is never EINVAL.  An "
         "error has its documented cause: ESRCH only for an exited process, SEGV exactly where no VMA allows the "
-        "access, ENOMEM from mprotect or madvise only for a range with a hole, EFAULT from mremap only for an old "
-        "range not inside one VMA (unless an injected allocation failure explains an ENOMEM).",
+        "access, EINVAL only for an argument some check refuses, ENOMEM from mprotect or madvise only for a range "
+        "with a hole, EFAULT from mremap only for an old range not inside one VMA (unless an injected allocation "
+        "failure explains an ENOMEM).",
         check_syscall_effect,
         Kind.TRANSITION,
     ),

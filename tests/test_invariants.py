@@ -493,6 +493,23 @@ def test_syscall_effect_enomem_needs_a_hole_or_a_failed_allocation() -> None:
     assert effect_messages(k) == ["mremap(P0, [0,1) -> [5,6), maymove|fixed) answered ENOMEM for a move or a shrink"]
 
 
+def test_syscall_effect_einval_needs_an_argument_a_check_refuses() -> None:
+    """P0: AA......  MADV_WIPEONFORK is EINVAL on 2.6.34 (4.14 added it) and passes; a dontfork or a
+    fixed move [0,1) -> [5,6) answering EINVAL does not; a move onto its own range is EINVAL and passes."""
+    k = faulted()
+    assert applied(k, ("madvise", 0, 0, 2, "wipeonfork")) == "EINVAL"
+    assert quiet(k)
+    k.sys_madvise = lambda mm, start, length, advice: "EINVAL"  # type: ignore[method-assign]
+    assert applied(k, ("madvise", 0, 0, 2, "dontfork")) == "EINVAL"
+    assert effect_messages(k) == ["madvise(P0, [0,2), dontfork) answered EINVAL for an advice it knows"]
+    k = faulted()
+    assert applied(k, ("mremap", 0, 0, 1, 0, 2, ("maymove", "fixed"))) == "EINVAL"
+    assert quiet(k)
+    k.do_mremap = lambda mm, addr, old_len, new_len, flags, new_addr: "EINVAL"  # type: ignore[method-assign]
+    assert applied(k, ("mremap", 0, 0, 1, 5, 1, ("maymove", "fixed"))) == "EINVAL"
+    assert effect_messages(k) == ["mremap(P0, [0,1) -> [5,6), maymove|fixed) answered EINVAL for valid arguments"]
+
+
 def test_syscall_effect_fault_answers_follow_the_access_check() -> None:
     """
     P0: AA.R....   [0,2) rw, page 0 written; [3,4) read-only
