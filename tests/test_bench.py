@@ -60,3 +60,20 @@ def test_mutant_sites_leave_out_equivalent_mutants() -> None:
     for s in pool:
         if s.kind == "drop-call":
             assert "self.trace." not in (model / s.file).read_text().splitlines()[s.lineno - 1], s.label
+
+
+def test_verdicts_compare_counts_and_shows_what_moved() -> None:
+    """bench/verdicts.py: per kernel both trees know, the verdicts that moved, with examples."""
+    from bench.verdicts import compare, replay_all, sequences
+
+    seqs = sequences(2, seed=1)
+    assert len(seqs) == 10 and all(steps for _, steps in seqs)
+    here = replay_all(seqs)
+    assert set(here) >= {"current", "2.6.34-rc3"} and all(len(v) == 10 for v in here.values())
+    there = {k: list(v) for k, v in here.items() if k != "current"}
+    there["2.6.34"] = ["merge-superset @3: made up"] + there["2.6.34"][1:]
+    lines = compare(here, there, "REV")
+    assert "| 2.6.34 | 10 |" in "\n".join(lines)
+    assert "1 verdicts changed on 1 of 39 kernels." in lines
+    assert "Kernels only one tree knows (not compared): current." in lines
+    assert any(line.startswith("- 2.6.34, sequence 0: `REV` 'merge-superset @3: made up'") for line in lines)
