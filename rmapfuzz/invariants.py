@@ -534,6 +534,14 @@ def _fault_answer(op: ops.Read | ops.Write, result: str, mm: Mm) -> Finding | No
     return (f"{ops.describe(op)} returned ok but leaves {state} at page {addr}", [vma])
 
 
+def _expandable(spans: tuple[tuple[int, int], ...], op: ops.Mremap) -> bool:
+    """The old range ended its VMA and no VMA lay in the pages the growth takes (vma_expandable())."""
+    end = op.start + op.pages
+    own = next(((s, e) for s, e in spans if s <= op.start < e), None)
+    grown = op.start + op.new_pages
+    return own is not None and own[1] == end and not any(s < grown and e > end for s, e in spans)
+
+
 def _mremap_invalid(op: ops.Mremap, features: Features) -> bool:
     """What makes an mremap EINVAL in some generation: an empty old or new range (an old length of
     0 on a private mapping since dba58d3b8c50), MREMAP_FIXED without MREMAP_MAYMOVE or with ranges
@@ -560,7 +568,8 @@ def _range_answer(
     with a hole; mremap is EINVAL only for arguments some check refuses (:func:`_mremap_invalid`),
     EFAULT only when the old range (up to the new length) did not lie inside one VMA
     (vma_to_resize(), and the 5.16 and 6.17 lookups before it), ENOMEM only for a growth in place
-    (no MREMAP_FIXED)."""
+    (no MREMAP_FIXED) that vma_expandable() refuses: of a range that does not end its VMA, or into
+    pages another VMA holds."""
     wrong = ""
     if isinstance(op, ops.Munmap):
         wrong = "a non-empty range" if result == "EINVAL" and op.pages > 0 else ""
@@ -577,8 +586,11 @@ def _range_answer(
             wrong = "valid arguments"
         elif result == "EFAULT" and kept > 0 and _inside_one(step.spans or (), op.start, kept):
             wrong = "an old range inside one VMA"
-        elif result == "ENOMEM" and not step.alloc_failed and ("fixed" in op.flags or op.new_pages <= op.pages):
-            wrong = "a move or a shrink" if "fixed" in op.flags else "a shrink"
+        elif result == "ENOMEM" and not step.alloc_failed:
+            if "fixed" in op.flags or op.new_pages <= op.pages:
+                wrong = "a move or a shrink" if "fixed" in op.flags else "a shrink"
+            elif _expandable(step.spans or (), op):
+                wrong = "a growth into free pages after its VMA"
     return (f"{ops.describe(op)} answered {result} for {wrong}", []) if wrong else None
 
 
@@ -854,8 +866,8 @@ CATALOGUE: tuple[Invariant, ...] = (
         "target), a fork none of the parent's.  mmap of a non-empty range is never EINVAL.  An "
         "error has its documented cause: ESRCH only for an exited process, SEGV exactly where no VMA allows the "
         "access, EINVAL only for an argument some check refuses, ENOMEM from mprotect or madvise only for a range "
-        "with a hole, EFAULT from mremap only for an old range not inside one VMA (unless an injected allocation "
-        "failure explains an ENOMEM).",
+        "with a hole, EFAULT from mremap only for an old range not inside one VMA and ENOMEM only for a growth in "
+        "place that finds no room (unless an injected allocation failure explains an ENOMEM).",
         check_syscall_effect,
         Kind.TRANSITION,
     ),

@@ -71,7 +71,7 @@ def test_verdicts_compare_counts_and_shows_what_moved() -> None:
     here = replay_all(seqs)
     assert set(here) >= {"current", "2.6.34-rc3"} and all(len(v) == 10 for v in here.values())
     there = {k: list(v) for k, v in here.items() if k != "current"}
-    there["2.6.34"] = ["merge-superset @3: made up"] + there["2.6.34"][1:]
+    there["2.6.34"] = ["merge-superset @3: made up", *there["2.6.34"][1:]]
     lines = compare(here, there, "REV")
     assert "| 2.6.34 | 10 |" in "\n".join(lines)
     assert "1 verdicts changed on 1 of 39 kernels." in lines

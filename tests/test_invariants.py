@@ -480,7 +480,8 @@ def test_syscall_effect_mremap_efault_only_outside_one_vma() -> None:
 
 def test_syscall_effect_enomem_needs_a_hole_or_a_failed_allocation() -> None:
     """P0: AA......  mprotect and madvise of [0,2) answer ENOMEM only for a hole: [0,3) has one
-    (page 2), so its ENOMEM passes; a fixed mremap is ENOMEM only when an allocation failed."""
+    (page 2), so its ENOMEM passes; a fixed mremap is ENOMEM only when an allocation failed, a
+    growth in place only when something is in the way (AA.B.... : [3,4) is)."""
     k = faulted()
     k.sys_mprotect = lambda mm, start, length, prot: "ENOMEM"  # type: ignore[method-assign]
     assert applied(k, ("mprotect", 0, 0, 2, "r")) == "ENOMEM"
@@ -491,6 +492,16 @@ def test_syscall_effect_enomem_needs_a_hole_or_a_failed_allocation() -> None:
     k.move_vma = lambda *args, **kw: "ENOMEM"  # type: ignore[method-assign]
     assert applied(k, ("mremap", 0, 0, 1, 5, 1, ("maymove", "fixed"))) == "ENOMEM"
     assert effect_messages(k) == ["mremap(P0, [0,1) -> [5,6), maymove|fixed) answered ENOMEM for a move or a shrink"]
+    k = faulted()
+    k.vma_expandable = lambda vma, delta: False  # type: ignore[method-assign]
+    assert applied(k, ("mremap", 0, 0, 2, 0, 4, ())) == "ENOMEM"
+    assert effect_messages(k) == [
+        "mremap(P0, [0,2) -> [0,4), in-place) answered ENOMEM for a growth into free pages after its VMA"
+    ]
+    k = faulted()
+    applied(k, ("mmap", 0, 3, 1, "r"))
+    assert applied(k, ("mremap", 0, 0, 2, 0, 4, ())) == "ENOMEM"  # [3,4) is in the way
+    assert quiet(k)
 
 
 def test_syscall_effect_einval_needs_an_argument_a_check_refuses() -> None:
