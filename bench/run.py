@@ -1,6 +1,6 @@
 """Benchmarks: every figure is a ratio or a distribution measured side by side in one run.
 
-    python -m bench.run --jobs 2        # everything; markdown to stdout and bench/RESULTS.md
+    python -m bench.run --jobs 2        # everything; markdown to stdout, and added on top of bench/RESULTS.md
     python -m bench.run --quick         # 5 seeds, short budgets (a smoke run)
     python -m bench.run --only find --bugs M,J
     python -m bench.run --seeds 3141,2718   # rerun with the seeds an earlier run printed
@@ -456,6 +456,17 @@ def _seeds(value: str | None, count: int) -> list[int]:
     return [rng.randrange(2**32) for _ in range(count)]
 
 
+def with_run(previous: str, run: Sequence[str]) -> str:
+    """``previous`` (the results file) with ``run`` added as its newest section: after the file's
+    title and introduction (everything before its first ``## `` heading), before the older runs,
+    which are kept as they are."""
+    at = previous.find("\n## ")
+    head, rest = (previous[: at + 1], previous[at + 1 :]) if at >= 0 else (previous, "")
+    if head and not head.endswith("\n\n"):
+        head += "\n"
+    return head + "\n".join(run).rstrip("\n") + "\n\n" + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 seeds, short budgets, 10 mutants")
@@ -470,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--long-minutes", type=float, default=0.0, help="the long section (default: skipped)")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     parser.add_argument("--bugs", default=None, help="comma-separated bugs for the find section")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
+    parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")),
+                        help="results file: the run is added as its newest section, older runs kept")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.count, args.budget, args.mutants = 5, 20.0, 10
@@ -487,6 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     print("\n".join(lines))
+    out = Path(args.out)
+    previous = out.read_text() if out.exists() else ""
     trials = Trials(args.jobs)
     quick = args.quick
     runs: dict[str, Callable[[], list[str]]] = {
@@ -507,7 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             section = runs[name]()
             print("\n".join(section))
             lines += section
-            Path(args.out).write_text("\n".join(lines) + "\n")  # what is done so far survives a stop
+            out.write_text(with_run(previous, lines))  # what is done so far survives a stop
     return 0
 
 

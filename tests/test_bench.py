@@ -77,3 +77,19 @@ def test_verdicts_compare_counts_and_shows_what_moved() -> None:
     assert "1 verdicts changed on 1 of 39 kernels." in lines
     assert "Kernels only one tree knows (not compared): current." in lines
     assert any(line.startswith("- 2.6.34, sequence 0: `REV` 'merge-superset @3: made up'") for line in lines)
+
+
+def test_a_bench_run_is_added_to_the_results_file_not_written_over_it() -> None:
+    """bench/run.py keeps the older runs: the new one goes after the title, before them."""
+    from bench.run import with_run
+
+    old = "# rmapfuzz benchmarks\n\nIntro.\n\n## Older run\n\nfigures\n"
+    new = with_run(old, ["## rmapfuzz benchmarks (today)", "", "new figures", ""])
+    intro, today, older = (
+        "# rmapfuzz benchmarks\n\nIntro.\n\n",
+        "## rmapfuzz benchmarks (today)\n\nnew figures\n\n",
+        "## Older run\n\nfigures\n",
+    )
+    assert new == intro + today + older
+    assert with_run(new, ["## again"]).count("## ") == 3
+    assert with_run("", ["## first"]) == "## first\n\n"
