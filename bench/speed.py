@@ -127,9 +127,11 @@ def _worktree(rev: str, where: Path) -> None:
                    check=True, capture_output=True)  # fmt: skip
 
 
-def _measure_in(tree: Path, spec_path: Path) -> dict[str, Any]:
+def json_in(tree: Path, script: Path, *args: str) -> Any:
+    """What ``script`` (a bench file, run with ``args``) prints as JSON when it imports the package
+    from ``tree``: this checkout or another revision's worktree."""
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--measure", str(spec_path)],
+        [sys.executable, str(script), *args],
         env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
         cwd=tree,
         capture_output=True,
@@ -137,8 +139,12 @@ def _measure_in(tree: Path, spec_path: Path) -> dict[str, Any]:
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"measuring {tree} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, Any] = json.loads(proc.stdout)
+        raise RuntimeError(f"{script.name} {' '.join(args)} in {tree} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return json.loads(proc.stdout)
+
+
+def _measure_in(tree: Path, spec_path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json_in(tree, Path(__file__).resolve(), "--measure", str(spec_path))
     return result
 
 

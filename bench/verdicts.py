@@ -73,17 +73,9 @@ def replay_all(seqs: list[tuple[int, list[dict[str, Any]]]]) -> dict[str, list[s
 
 
 def _replay_in(tree: Path, seqs_path: Path) -> dict[str, list[str]]:
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--replay", str(seqs_path)],
-        env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"},
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"replaying in {tree} failed: {proc.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, list[str]] = json.loads(proc.stdout)
+    from bench.speed import json_in
+
+    result: dict[str, list[str]] = json_in(tree, Path(__file__).resolve(), "--replay", str(seqs_path))
     return result
 
 
