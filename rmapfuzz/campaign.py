@@ -646,6 +646,9 @@ def run(config: Config, on_progress: Callable[[dict[str, Any], list[Find]], None
     return _run_parallel(config, on_progress, started)
 
 
+PROGRESS_EVERY = 0.25  # seconds between two calls of a campaign's on_progress
+
+
 class _Ticker:
     """Calls on_progress a few times a second from a timer thread (single-worker campaigns)."""
 
@@ -661,7 +664,7 @@ class _Ticker:
             self._thread.start()
 
     def _loop(self) -> None:
-        while not self._done.wait(0.25):
+        while not self._done.wait(PROGRESS_EVERY):
             try:
                 snapshot = self.stats.snapshot()
             except RuntimeError:  # a counter grew while it was copied (the search runs on): next tick
@@ -711,14 +714,17 @@ def _run_parallel(config: Config, on_progress: Any, started: float) -> Result:
     done: set[int] = set()
     interrupted = False
     outages = _Outages()
+    shown = time.monotonic()
     while len(done) < len(procs):
+        if on_progress is not None and time.monotonic() - shown >= PROGRESS_EVERY:
+            # by the clock, not when the queue falls quiet: the workers' stats keep it busy
+            on_progress(_merge(per_worker), finds)
+            shown = time.monotonic()
         try:
-            kind, worker, payload = out.get(timeout=0.25)
+            kind, worker, payload = out.get(timeout=PROGRESS_EVERY)
         except queue.Empty:
             if all(not p.is_alive() for p in procs):
                 break
-            if on_progress is not None:
-                on_progress(_merge(per_worker), finds)
             continue
         except KeyboardInterrupt:
             interrupted = True

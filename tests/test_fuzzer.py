@@ -247,6 +247,16 @@ def test_campaign_with_two_workers_shares_one_corpus(tmp_path: Path) -> None:
     assert {f.worker for f in result.finds} <= {0, 1}
 
 
+def test_a_parallel_campaign_reports_progress_by_the_clock(tmp_path: Path) -> None:
+    """The live view of a --workers 2 campaign is refreshed every PROGRESS_EVERY seconds, although
+    the workers' stats keep the parent's queue from ever falling quiet (it used to refresh only then)."""
+    calls: list[float] = []
+    config = _config(tmp_path, "current", workers=2, budget=3.0)
+    campaign.run(config, on_progress=lambda stats, finds: calls.append(stats["steps"]))
+    assert len(calls) >= 3.0 / campaign.PROGRESS_EVERY / 2, calls  # half the ticks, on a busy machine
+    assert calls == sorted(calls) and calls[-1] > 0
+
+
 def test_keep_going_stops_once_targets_are_found(tmp_path: Path) -> None:
     result = campaign.run(_config(tmp_path, "2.6.34-rc3", keep_going=True, targets=("A",), budget=30.0))
     assert any("A" in f.bugs for f in result.finds)
