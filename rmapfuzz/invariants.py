@@ -456,19 +456,36 @@ def _at(view: PageView | None, addr: int) -> PageView | None:
 
 
 def _mremap_effect(
-    op: ops.Mremap, mm: Mm, before: dict[int, PageView], after: dict[int, PageView]
+    op: ops.Mremap, mm: Mm, before: dict[int, PageView], after: dict[int, PageView], alloc_failed: bool
 ) -> Iterator[Finding]:
     """mremap that returned 0: the new range holds what the old range held (same VMA flags and
     linear page index, same page or swap entry), page for page over the shorter of the two.  A gap
-    in the old range (a 6.17+ move of several VMAs) leaves the page across from it as it was."""
+    in the old range (a 6.17+ move of several VMAs) leaves the page across from it as it was.  The
+    pages of the old range outside the new one are unmapped (a shrink unmaps the tail, a move the
+    source; gaps stay gaps), or with MREMAP_DONTUNMAP keep their VMA's flags and lose their ptes
+    (e346b3813067).  move_vma() answers success when the unmap of the source fails for want of
+    memory (the old range then stays as it was), so a step with a failed allocation is not judged
+    on the old range."""
     dst = _mremap_target(op)
+    where = f"mremap P{op.pid}:[{op.start},{op.start + op.pages}) -> [{dst},{dst + op.new_pages}) returned 0 but"
     for i in range(min(op.pages, op.new_pages)):
         old = before.get(op.start + i)
         if old is not None and old[0] is not None and not _same_page(_at(old, op.start + i),
                                                                      _at(after.get(dst + i), dst + i)):  # fmt: skip
-            yield (f"mremap P{op.pid}:[{op.start},{op.start + op.pages}) -> [{dst},{dst + op.new_pages}) "
-                   f"returned 0 but page {dst + i} does not hold what page {op.start + i} held",
-                   _vmas_at(mm, dst + i))  # fmt: skip
+            yield (f"{where} page {dst + i} does not hold what page {op.start + i} held", _vmas_at(mm, dst + i))
+            return
+    if alloc_failed:
+        return
+    kept = "dontunmap" in op.flags
+    for addr in range(op.start, op.start + op.pages):
+        if dst <= addr < dst + op.new_pages:
+            continue
+        seen, pte = after.get(addr, _NO_VIEW)
+        was = before.get(addr, _NO_VIEW)[0]
+        left = (seen is None or seen[0] != was[0]) if kept and was is not None else seen is not None
+        if pte is not None or left:
+            what = "still maps" if pte is not None else "lost its VMA" if kept else "still has a VMA"
+            yield (f"{where} page {addr} of the old range {what}", _vmas_at(mm, addr))
             return
 
 
@@ -643,7 +660,7 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
         yield from _unmap_effect(op, mm)
         return
     if isinstance(op, ops.Mremap):
-        yield from _mremap_effect(op, mm, before, after)
+        yield from _mremap_effect(op, mm, before, after, step.alloc_failed)
         return
     vmas = _covering(mm, op.start, op.start + op.pages)
     if vmas is None:
@@ -860,7 +877,8 @@ CATALOGUE: tuple[Invariant, ...] = (
         "A call answers ok or an errno the kernel gives, and one that returned 0 did what it says: after mmap "
         "or mprotect the whole range is mapped with the asked protection, after munmap none of it is; madvise "
         "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
-        "reclaim; mremap's new range holds what the old range held; fork's child has the parent's VMAs (but "
+        "reclaim; mremap's new range holds what the old range held and the rest of the old range is unmapped "
+        "(MREMAP_DONTUNMAP: keeps its VMA, loses its ptes); fork's child has the parent's VMAs (but "
         "VM_DONTCOPY ones) and, where a VMA has an anon_vma and is not VM_WIPEONFORK, its ptes, and a failed fork "
         "leaves no child.  A range op changes no page of the process outside its range (and an mremap's "
         "target), a fork none of the parent's.  mmap of a non-empty range is never EINVAL.  An "

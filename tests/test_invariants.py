@@ -431,6 +431,20 @@ def test_syscall_effect_mremap_must_move_the_pages() -> None:
     assert effect_messages(k) == ["mremap P0:[0,2) -> [4,6) returned 0 but page 4 does not hold what page 0 held"]
 
 
+def test_syscall_effect_mremap_must_unmap_the_old_range() -> None:
+    """
+    P0: AA......  -> ....AA..  a move whose release_old_range() is dropped: [0,2) stays mapped
+    6.0: AA......  -> AA..AA..  with MREMAP_DONTUNMAP the old range keeps its VMA, without ptes
+    """
+    k = faulted()
+    k.release_old_range = lambda vma, new_vma, old_addr, old_len, dontunmap: None  # type: ignore[method-assign]
+    assert applied(k, ("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed"))) == "ok"
+    assert effect_messages(k) == ["mremap P0:[0,2) -> [4,6) returned 0 but page 0 of the old range still has a VMA"]
+    k = booted(("mmap", 0, 0, 2, "rw"), ("write", 0, 0), kernel="6.0")
+    assert applied(k, ("mremap", 0, 0, 2, 4, 2, ("maymove", "fixed", "dontunmap"))) == "ok"
+    assert quiet(k) and diagram(k, 0) == "AA..BB.." and sorted(k.mms[0].ptes) == [4]
+
+
 def test_syscall_effect_range_op_changes_nothing_outside() -> None:
     """P0: AA......  page 0 written; MADV_DONTNEED of page 1 that zaps one page too many (page 0)."""
     k = faulted()
