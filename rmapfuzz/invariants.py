@@ -239,10 +239,16 @@ def check_rmap_complete(k: KernelCore, step: StepRecord, scope: Scope) -> Iterat
             )
 
 
-def check_mapcount(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+def _ptes_per_page(scope: Scope) -> dict[int, int]:
+    """id(page) -> the present ptes that map it."""
     ptes_of: dict[int, int] = {}
     for _mm, _addr, page in scope.mapped:
         ptes_of[id(page)] = ptes_of.get(id(page), 0) + 1
+    return ptes_of
+
+
+def check_mapcount(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
+    ptes_of = _ptes_per_page(scope)
     for page in scope.pages:
         mapped = ptes_of.get(id(page), 0)
         if page.mapcount != mapped:
@@ -266,9 +272,7 @@ def check_pte_prot(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Fi
 
 
 def check_cow_exclusive(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator[Finding]:
-    ptes_of: dict[int, int] = {}
-    for _mm, _addr, page in scope.mapped:
-        ptes_of[id(page)] = ptes_of.get(id(page), 0) + 1
+    ptes_of = _ptes_per_page(scope)
     for mm, addr, page in scope.mapped:
         if not mm.ptes[addr].writable:
             continue
@@ -529,11 +533,8 @@ def _fault_answer(op: ops.Read | ops.Write, result: str, mm: Mm) -> Finding | No
     would fault again).  A fault changes no VMA bounds or flags, so the VMAs after it are those before."""
     write = isinstance(op, ops.Write)
     addr = op.addr
-    vma = None
-    for v in mm.vmas:
-        if v.vm_start <= addr < v.vm_end:
-            vma = v
-            break
+    vmas = _vmas_at(mm, addr)
+    vma = vmas[0] if vmas else None
     allowed = vma is not None and bool(vma.vm_flags & (VM_WRITE if write else VM_READ | VM_WRITE | VM_EXEC))
     if result == "SEGV":
         if not allowed:
@@ -543,12 +544,12 @@ def _fault_answer(op: ops.Read | ops.Write, result: str, mm: Mm) -> Finding | No
                 [vma])  # fmt: skip
     if not allowed:
         return (f"{ops.describe(op)} answered {result} but no VMA at page {addr} allows a "
-                f"{'write' if write else 'read'}", [] if vma is None else [vma])  # fmt: skip
+                f"{'write' if write else 'read'}", vmas)  # fmt: skip
     pte = mm.ptes.get(addr)
     if result != "ok" or (pte is not None and pte.swap is None and (pte.writable or not write)):
         return None
     state = "no pte" if pte is None else "a swap entry" if pte.swap is not None else "a read-only pte"
-    return (f"{ops.describe(op)} returned ok but leaves {state} at page {addr}", [vma])
+    return (f"{ops.describe(op)} returned ok but leaves {state} at page {addr}", vmas)
 
 
 def _expandable(spans: tuple[tuple[int, int], ...], op: ops.Mremap) -> bool:
@@ -580,7 +581,7 @@ def _range_answer(
 ) -> Finding | None:
     """An error of a range op that the VMAs before the step do not explain (mmap(2), mprotect(2),
     madvise(2), mremap(2); an ENOMEM that an injected allocation failure explains is always right):
-    munmap is EINVAL only for an empty range; mprotect is never EINVAL and ENOMEM only for a range
+    mmap and munmap are EINVAL only for an empty range; mprotect is never EINVAL and ENOMEM only for a range
     with a hole; madvise EINVAL only for an advice the generation lacks, ENOMEM only for a range
     with a hole; mremap is EINVAL only for arguments some check refuses (:func:`_mremap_invalid`),
     EFAULT only when the old range (up to the new length) did not lie inside one VMA
@@ -588,8 +589,11 @@ def _range_answer(
     (no MREMAP_FIXED) that vma_expandable() refuses: of a range that does not end its VMA, or into
     pages another VMA holds."""
     wrong = ""
-    if isinstance(op, ops.Munmap):
-        wrong = "a non-empty range" if result == "EINVAL" and op.pages > 0 else ""
+    if isinstance(op, ops.Mmap | ops.Munmap):
+        # MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS of a non-empty, aligned range inside the address
+        # space has nothing invalid about it (mmap(2)), nor has munmap of one: only an empty one is EINVAL
+        if result == "EINVAL" and op.pages > 0:
+            wrong = "a valid non-empty range" if isinstance(op, ops.Mmap) else "a non-empty range"
     elif isinstance(op, ops.Mprotect | ops.Madvise):
         if isinstance(op, ops.Mprotect) and result == "EINVAL":
             wrong = "a valid protection"
@@ -634,11 +638,6 @@ def check_syscall_effect(k: KernelCore, step: StepRecord, scope: Scope) -> Itera
     if result not in OUTCOMES:
         yield (f"{ops.describe(op)} returned {result!r}, which is not an answer the kernel gives", [])
         return
-    if isinstance(op, ops.Mmap) and result == "EINVAL" and op.pages > 0:
-        # MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS of a non-empty, aligned range inside the address
-        # space has nothing invalid about it (mmap(2)): only an empty one is EINVAL
-        yield (f"{ops.describe(op)} answered EINVAL for a valid non-empty range", [])
-        return
     cause = _answer_cause(k, step)
     if cause is not None:
         yield cause
@@ -679,8 +678,8 @@ def _fork_effect(k: KernelCore, op: ops.Fork, result: str, step: StepRecord) -> 
     starts unfaulted) or in one without an anon_vma; a failed fork leaves no child."""
     assert step.before is not None and step.child is not None
     parent = k.mms[op.pid]
-    if page_views(parent) != step.before:
-        after = page_views(parent)
+    after = page_views(parent)
+    if after != step.before:
         changed = min(a for a in step.before.keys() | after.keys() if step.before.get(a) != after.get(a))
         yield (f"{ops.describe(op)} changed the parent's page {changed}", _vmas_at(parent, changed))
         return

@@ -84,6 +84,7 @@ class StepRecord:
 
 
 RANGE_OPS = (ops.Mmap, ops.Munmap, ops.Mprotect, ops.Madvise, ops.Mremap)
+_VIEWED_OPS = (*RANGE_OPS, ops.Fork)  # the ops syscall-effect judges by the pages before them
 
 
 def _chain(vma: Vma) -> tuple[AnonVma, ...]:
@@ -111,13 +112,11 @@ class Probe(Tracer):
         """A step starts: ``mm`` is the acting process (None for fail_alloc or a pid that is gone)."""
         if isinstance(op, ops.FailAlloc):
             self.armed = op.nth
-        if self.views and mm is not None and isinstance(op, RANGE_OPS):
+        if self.views and mm is not None and isinstance(op, _VIEWED_OPS):
             # the pages show holes; whether a range lay inside one VMA needs the bounds (mremap's EFAULT)
             spans = tuple((v.vm_start, v.vm_end) for v in mm.vmas) if isinstance(op, ops.Mremap) else None
-            self.record = StepRecord(op, alive=True, before=page_views(mm), spans=spans)
-        elif self.views and mm is not None and isinstance(op, ops.Fork):
-            assert self.kernel is not None
-            self.record = StepRecord(op, alive=True, before=page_views(mm), child=self.kernel.next_pid)
+            child = self.kernel.next_pid if isinstance(op, ops.Fork) and self.kernel is not None else None
+            self.record = StepRecord(op, before=page_views(mm), spans=spans, child=child)
         else:
             self.record = StepRecord(op, alive=mm is not None)
         self._moving.clear()
