@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,22 +105,30 @@ def sequences(kernel: str, seed: int, count: int = 300) -> dict[str, list[list[d
     sys.path.insert(0, str(ROOT))
     from bench.walk import Language, random_sequence, uniform_mix
     from rmapfuzz import ops, strategy
-    from rmapfuzz.generate import Swarm
     from rmapfuzz.kernels import resolve
-    from rmapfuzz.search import Pool, execute
 
     strat = strategy.load("default")
-    cls = resolve(kernel)
-    swarm = Swarm.of(strat, cls)
     rng = random.Random(seed)
-    pool = Pool(swarm, strat.steps, rng, headers=True)
-    fresh = []
-    for _ in range(count):
-        out = execute(cls, swarm, pool.fresh(), None, strat.steps)
-        fresh.append([ops.to_json(op) for op in out.ops])
+    _, fresh = fresh_cases(strat, resolve(kernel), rng, count)
     lang, mix = Language.of(strat), uniform_mix(strat)
     walker = [[ops.to_json(op) for op in random_sequence(rng, 50, lang, mix)] for _ in range(count)]
     return {"campaign's test cases": fresh, "walker": walker}
+
+
+def fresh_cases(
+    strat: Any, kernel: Any, rng: random.Random, count: int, invariants: Sequence[str] | None = None
+) -> tuple[int, list[list[dict[str, Any]]]]:
+    """The window and ``count`` fresh test cases of ``strat``'s search on ``kernel``, each as the
+    op-language JSON of the steps it ran (up to a violation of ``invariants``; None: all of them)."""
+    from rmapfuzz import ops
+    from rmapfuzz.generate import Swarm
+    from rmapfuzz.search import Pool, execute
+
+    swarm = Swarm.of(strat, kernel)
+    pool = Pool(swarm, strat.steps, rng, headers=strat.swarm > 0)
+    cases = [[ops.to_json(op) for op in execute(kernel, swarm, pool.fresh(), invariants, strat.steps).ops]
+             for _ in range(count)]  # fmt: skip
+    return swarm.base.window, cases
 
 
 def _worktree(rev: str, where: Path) -> None:

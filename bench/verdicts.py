@@ -36,21 +36,17 @@ EXAMPLES = 3  # changed verdicts shown per kernel
 
 def sequences(count: int, seed: int) -> list[tuple[int, list[dict[str, Any]]]]:
     """(window, steps) of ``count`` fresh test cases of each source strategy and ``count`` walks."""
+    from bench.speed import fresh_cases
     from bench.walk import Language, random_sequence, uniform_mix
-    from rmapfuzz import generate, ops, strategy
+    from rmapfuzz import ops, strategy
     from rmapfuzz.kernels import resolve
-    from rmapfuzz.search import Pool, execute
 
     rng = random.Random(seed)
     current = resolve("current")
     out: list[tuple[int, list[dict[str, Any]]]] = []
     for name in SOURCES:
-        strat = strategy.load(name)
-        swarm = generate.Swarm.of(strat)
-        pool = Pool(swarm, strat.steps, random.Random(rng.random()), headers=strat.swarm > 0)
-        for _ in range(count):
-            ran = execute(current, swarm, pool.fresh(), [], strat.steps)
-            out.append((swarm.base.window, [ops.to_json(op) for op in ran.ops]))
+        window, cases = fresh_cases(strategy.load(name), current, random.Random(rng.random()), count, [])
+        out += [(window, steps) for steps in cases]
     default = strategy.load("default")
     lang, mix = Language.of(default), uniform_mix(default)
     out += [(lang.window, [ops.to_json(op) for op in random_sequence(rng, 60, lang, mix)]) for _ in range(count)]
