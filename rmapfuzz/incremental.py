@@ -31,37 +31,37 @@ from __future__ import annotations
 
 from rmapfuzz import ops
 from rmapfuzz.model.core import KernelCore
-from rmapfuzz.model.objects import VM_WRITE, AnonVma, Mm, Page, SwapSlot
+from rmapfuzz.model.objects import VM_WRITE, AnonVma, Mm, Page, SwapSlot, Vma
 from rmapfuzz.model.trace import UseAfterFree
 
-# An anon_vma before the step: (the object, the acting process's links to it, its list's length, the
-# acting process's VMAs using it, refcount, degree, num_children, num_active_vmas, pins, freed, non-empty)
-_AvBefore = tuple[AnonVma, int, int, int, int, int, int, int, int, bool, bool]
-# A page before the step: (the object, the acting process's ptes mapping it, mapcount, anon_vma)
-_PageBefore = tuple[Page, int, int, AnonVma | None]
+# An anon_vma before the step: (the acting process's links to it, its list's length, the acting
+# process's VMAs using it, refcount, degree, num_children, num_active_vmas, pins, freed, non-empty)
+_AvBefore = tuple[int, int, int, int, int, int, int, int, bool, bool]
+# what a new anon_vma was "before": no links, no users, every counter 0, freed, empty
+_NEW_AV: _AvBefore = (0, 0, 0, 0, 0, 0, 0, 0, True, False)
+# A page before the step: (the acting process's ptes mapping it, mapcount, anon_vma)
+_PageBefore = tuple[int, int, AnonVma | None]
+# A swap slot before the step: (the acting process's swap ptes holding it, its count)
+_SlotBefore = tuple[int, int]
 
 
 def _av_state(av: AnonVma, links: int, active: int) -> _AvBefore:
-    return (av, links, len(av.head), active, av.refcount, av.degree, av.num_children, av.num_active_vmas,
-            av.pins, av.freed, bool(av.head))  # fmt: skip
-
-
-# what a new anon_vma was "before": (VMAs using it, refcount, degree, num_children, num_active_vmas,
-# pins, freed, non-empty), the same fields as _AvBefore[3:]
-_NEW_AV: tuple[int, int, int, int, int, int, bool, bool] = (0, 0, 0, 0, 0, 0, True, False)
+    return (links, len(av.head), active, av.refcount, av.degree, av.num_children, av.num_active_vmas, av.pins,
+            av.freed, bool(av.head))  # fmt: skip
 
 
 class Incremental:
-    """The incremental judge of one runner's kernel (see the module docstring)."""
+    """The incremental judge of one runner's kernel (see the module docstring).  Objects are keyed
+    by themselves: every model object compares and hashes by identity."""
 
     def __init__(self) -> None:
         self.acting: Mm | None = None
         self.next_pid = 0
         self.n_avs = 0
         self.n_pages = 0
-        self.avs: dict[int, _AvBefore] = {}
-        self.pages: dict[int, _PageBefore] = {}
-        self.slots: dict[int, tuple[SwapSlot, int, int]] = {}  # (slot, acting swap ptes, count)
+        self.avs: dict[AnonVma, _AvBefore] = {}
+        self.pages: dict[Page, _PageBefore] = {}
+        self.slots: dict[SwapSlot, _SlotBefore] = {}
         self.fault: tuple[object, Page | None, bool] | None = None  # (pte, page, writable) of a no-op fault
 
     def before(self, k: KernelCore, acting: Mm | None, op: ops.Op) -> None:
@@ -78,54 +78,50 @@ class Incremental:
         self.next_pid = k.next_pid
         self.n_avs = len(k.anon_vmas)
         self.n_pages = len(k.pages)
-        avs: dict[int, _AvBefore] = {}
-        pages: dict[int, _PageBefore] = {}
-        slots: dict[int, tuple[SwapSlot, int, int]] = {}
+        avs: dict[AnonVma, _AvBefore] = {}
+        pages: dict[Page, _PageBefore] = {}
+        slots: dict[SwapSlot, _SlotBefore] = {}
         self.avs, self.pages, self.slots = avs, pages, slots
         if acting is None:
             return
-        links: dict[int, list[int]] = {}  # id(av) -> [links, VMAs using it]
-        objs: dict[int, AnonVma] = {}
+        links: dict[AnonVma, list[int]] = {}  # anon_vma -> [links, VMAs using it]
         for v in acting.vmas:
             for avc in v.anon_vma_chain:
-                x = avc.anon_vma
-                e = links.get(id(x))
+                e = links.get(avc.anon_vma)
                 if e is None:
-                    links[id(x)] = [1, 0]
-                    objs[id(x)] = x
+                    links[avc.anon_vma] = [1, 0]
                 else:
                     e[0] += 1
-            if v.anon_vma is not None:
-                e = links.get(id(v.anon_vma))
+            av = v.anon_vma
+            if av is not None:
+                e = links.get(av)
                 if e is None:
-                    links[id(v.anon_vma)] = [0, 1]
-                    objs[id(v.anon_vma)] = v.anon_vma
+                    links[av] = [0, 1]
                 else:
                     e[1] += 1
-        for x in list(objs.values()):
+        for x in list(links):
             for y in (x.parent, x.root):
-                if y is not None and id(y) not in objs:
-                    objs[id(y)] = y
-        for key, x in objs.items():
-            n, active = links.get(key, (0, 0))
-            avs[key] = _av_state(x, n, active)
+                if y is not None and y not in links:
+                    links[y] = [0, 0]
+        for x, (n, active) in links.items():
+            avs[x] = _av_state(x, n, active)
         for pte in acting.ptes.values():
             slot = pte.swap
             if slot is not None:
-                s = slots.get(id(slot))
-                slots[id(slot)] = (slot, 1, slot.count) if s is None else (slot, s[1] + 1, s[2])
+                s = slots.get(slot)
+                slots[slot] = (1, slot.count) if s is None else (s[0] + 1, s[1])
                 page = slot.page
-                if page is not None and id(page) not in pages:
-                    pages[id(page)] = (page, 0, page.mapcount, page.mapping)
+                if page is not None and page not in pages:
+                    pages[page] = (0, page.mapcount, page.mapping)
                 continue
             page = pte.page
             if page is not None:
-                p = pages.get(id(page))
-                pages[id(page)] = (page, 1, page.mapcount, page.mapping) if p is None else (page, p[1] + 1, p[2], p[3])
-        for p in list(pages.values()):
-            cached = p[0].swapcache
-            if cached is not None and id(cached) not in slots:
-                slots[id(cached)] = (cached, 0, cached.count)
+                p = pages.get(page)
+                pages[page] = (1, page.mapcount, page.mapping) if p is None else (p[0] + 1, p[1], p[2])
+        for page in pages:
+            cached = page.swapcache
+            if cached is not None and cached not in slots:
+                slots[cached] = (0, cached.count)
 
     def suspect(self, k: KernelCore, op: ops.Op, result: str) -> bool:
         """Whether the step that just ran may have broken a state invariant."""
@@ -150,14 +146,11 @@ class Incremental:
     def _after(self, k: KernelCore, mms: list[Mm]) -> bool:
         """One pass over the acting processes, then the anon_vmas, pages and slots they reach."""
         bound = k.features.chain_bound
-        links: dict[int, list[int]] = {}  # id(av) -> [links, VMAs using it] of the processes after
-        objs: dict[int, AnonVma] = {}
-        mapped: dict[int, list[object]] = {}  # id(page) -> [page, [(mm, addr), ...]]
-        swapped: dict[int, int] = {}
-        slots: dict[int, SwapSlot] = {}
-        heads: dict[int, set[int]] = {}  # id(av) -> ids of the links on its list
+        links: dict[AnonVma, list[int]] = {}  # [links, VMAs using it] of the processes after
+        mapped: dict[Page, list[tuple[Mm, int]]] = {}  # page -> where the processes map it
+        swapped: dict[SwapSlot, int] = {}
         for mm in mms:
-            groups: dict[int, object] = {}
+            groups: dict[AnonVma, Vma] = {}
             ptes = mm.ptes
             inside = 0
             for v in mm.vmas:
@@ -174,41 +167,35 @@ class Incremental:
                     primary = False
                     for avc in chain:
                         x = avc.anon_vma
-                        listed = heads.get(id(x))
-                        if listed is None:
-                            listed = heads[id(x)] = {id(y) for y in x.head}
-                        if avc.vma is not v or x.freed or id(avc) not in listed:
+                        if avc.vma is not v or x.freed or avc not in x.head:
                             return True
                         if x is av:
                             primary = True
-                        e = links.get(id(x))
+                        e = links.get(x)
                         if e is None:
-                            links[id(x)] = [1, 0]
-                            objs[id(x)] = x
+                            links[x] = [1, 0]
                         else:
                             e[0] += 1
                     if not primary:
                         return True
-                    links[id(av)][1] += 1
-                    first = groups.get(id(av))
+                    links[av][1] += 1
+                    first = groups.get(av)
                     if first is None:
-                        groups[id(av)] = v
-                    elif {id(a.anon_vma) for a in chain} != {id(a.anon_vma) for a in first.anon_vma_chain}:  # type: ignore[attr-defined]
+                        groups[av] = v
+                    elif {a.anon_vma for a in chain} != {a.anon_vma for a in first.anon_vma_chain}:
                         return True
                 if not ptes:
                     continue
-                start = v.vm_start
                 writable = v.vm_flags & VM_WRITE
-                offset = v.vm_pgoff - start
-                for addr in range(start, v.vm_end):
+                offset = v.vm_pgoff - v.vm_start
+                for addr in range(v.vm_start, v.vm_end):
                     pte = ptes.get(addr)
                     if pte is None:
                         continue
                     inside += 1
                     slot = pte.swap
                     if slot is not None:
-                        swapped[id(slot)] = swapped.get(id(slot), 0) + 1
-                        slots[id(slot)] = slot
+                        swapped[slot] = swapped.get(slot, 0) + 1
                         continue
                     page = pte.page
                     if page is None:
@@ -221,112 +208,106 @@ class Incremental:
                         return True  # a writable page that is not exclusive
                     if page.mapping is not None and page.mapping.freed:
                         return True
-                    e2 = mapped.get(id(page))
-                    if e2 is None:
-                        mapped[id(page)] = [page, [(mm, addr)]]
+                    where = mapped.get(page)
+                    if where is None:
+                        mapped[page] = [(mm, addr)]
                     else:
-                        e2[1].append((mm, addr))  # type: ignore[attr-defined]
+                        where.append((mm, addr))
             if inside != len(ptes):
                 return True  # a pte outside every VMA
-        return self._anon_vmas(k, links, objs) or self._pages(k, mapped, swapped, slots)
+        return self._anon_vmas(k, links) or self._pages(k, mapped, swapped)
 
     # ---- anon_vmas: lists and counters by how they moved ----
 
-    def _anon_vmas(self, k: KernelCore, links: dict[int, list[int]], objs: dict[int, AnonVma]) -> bool:
-        features = k.features
-        counted = features.refcount or features.degree or features.fork_counters
+    def _anon_vmas(self, k: KernelCore, links: dict[AnonVma, list[int]]) -> bool:
         before = self.avs
-        n_avs = self.n_avs
-        new = {id(x) for x in k.anon_vmas[n_avs:]} if len(k.anon_vmas) != n_avs else set()
-        for x in k.anon_vmas[n_avs:]:
-            objs.setdefault(id(x), x)
-        for key, b in before.items():
-            objs.setdefault(key, b[0])
-        for x in list(objs.values()):
+        new = k.anon_vmas[self.n_avs :]
+        objs: dict[AnonVma, _AvBefore | None] = dict.fromkeys(links)
+        objs.update(dict.fromkeys(new, _NEW_AV))
+        objs.update(before)
+        for x in list(objs):
             for y in (x.parent, x.root):
-                if y is not None:
-                    objs.setdefault(id(y), y)
-        for key, x in objs.items():
-            prior = before.get(key)
-            if prior is None and key not in new:
-                return True  # an anon_vma the step reached that the snapshot did not see: judge whole
-            n = links[key][0] if key in links else 0
-            others = 0 if prior is None else prior[2] - prior[1]
+                if y is not None and y not in objs:
+                    objs[y] = None
+        for x, prior in objs.items():
+            if prior is None:
+                prior = before.get(x)
+                if prior is None:
+                    return True  # an anon_vma the step reached that the snapshot did not see: judge whole
+                objs[x] = prior
+            n = links[x][0] if x in links else 0
+            others = prior[1] - prior[0]
             if x.freed:
                 if others:
                     return True  # freed while other processes still link it
             elif len(x.head) - n != others:
                 return True  # another process's link came or went, or a link of a freed VMA stayed
-        if not counted:
+        features = k.features
+        if not (features.refcount or features.degree or features.fork_counters):
             return False
         # counters: each must have moved by what its structure did
-        moved_children: dict[int, int] = {}
-        moved_pins: dict[int, int] = {}
-        for key, x in objs.items():
-            was = before.get(key)
-            was_live, was_full = (not was[9], was[10]) if was is not None else (False, False)
-            live, full = not x.freed, bool(x.head) and not x.freed
-            if x.parent is not None and full != was_full:
-                moved_children[id(x.parent)] = moved_children.get(id(x.parent), 0) + (1 if full else -1)
-            if x.root is not None and x.root is not x and live != was_live:
-                moved_pins[id(x.root)] = moved_pins.get(id(x.root), 0) + (1 if live else -1)
-        for key, x in objs.items():
+        moved_children: dict[AnonVma, int] = {}
+        moved_pins: dict[AnonVma, int] = {}
+        for x, old in objs.items():
+            assert old is not None
+            live = not x.freed
+            full = live and bool(x.head)
+            if x.parent is not None and full != old[9]:
+                moved_children[x.parent] = moved_children.get(x.parent, 0) + (1 if full else -1)
+            if x.root is not None and x.root is not x and live == old[8]:
+                moved_pins[x.root] = moved_pins.get(x.root, 0) + (1 if live else -1)
+        for x, old in objs.items():
             if x.freed:
                 continue
-            then = before.get(key)
-            old = then[3:] if then is not None else _NEW_AV
-            active = (links[key][1] if key in links else 0) - old[0]
-            children = moved_children.get(key, 0)
+            assert old is not None
+            active = (links[x][1] if x in links else 0) - old[2]
+            children = moved_children.get(x, 0)
             if x.refcount < 0 or x.degree < 0 or x.num_children < 0 or x.num_active_vmas < 0:
                 return True
             if features.refcount:
-                expected = (bool(x.head) - old[7]) + moved_pins.get(key, 0) + (x.pins - old[5])
-                if x.refcount - old[1] != expected:
+                expected = (bool(x.head) - old[9]) + moved_pins.get(x, 0) + (x.pins - old[7])
+                if x.refcount - old[3] != expected:
                     return True
-            if features.degree and x.degree - old[2] != active + children:
+            if features.degree and x.degree - old[4] != active + children:
                 return True
-            if features.fork_counters and (x.num_children - old[3] != children or x.num_active_vmas - old[4] != active):
+            if features.fork_counters and (x.num_children - old[5] != children or x.num_active_vmas - old[6] != active):
                 return True
         return False
 
     # ---- pages and swap slots by arithmetic; the rmap walk of the acting process's pages ----
 
-    def _pages(
-        self, k: KernelCore, mapped: dict[int, list[object]], swapped: dict[int, int], slots: dict[int, SwapSlot]
-    ) -> bool:
+    def _pages(self, k: KernelCore, mapped: dict[Page, list[tuple[Mm, int]]], swapped: dict[SwapSlot, int]) -> bool:
         before = self.pages
-        pages: dict[int, Page] = {key: b[0] for key, b in before.items()}
-        for key, entry in mapped.items():
-            pages[key] = entry[0]  # type: ignore[assignment]
+        pages: dict[Page, None] = dict.fromkeys(before)
+        pages.update(dict.fromkeys(mapped))
         if len(k.pages) != self.n_pages:
-            for page in k.pages[self.n_pages :]:
-                pages[id(page)] = page
-        for page in pages.values():
-            if page.swapcache is not None:
-                slots.setdefault(id(page.swapcache), page.swapcache)
+            pages.update(dict.fromkeys(k.pages[self.n_pages :]))
+        slots: dict[SwapSlot, None] = dict.fromkeys(swapped)
         walk = k.rmap_walk_anon  # type: ignore[attr-defined]
-        for key, page in pages.items():
-            b = before.get(key)
-            others = 0 if b is None else b[2] - b[1]
-            e = mapped.get(key)
-            expected = others + (0 if e is None else len(e[1]))  # type: ignore[arg-type]
+        for page in pages:
+            if page.swapcache is not None:
+                slots[page.swapcache] = None
+            b = before.get(page)
+            others = 0 if b is None else b[1] - b[0]
+            where = mapped.get(page)
+            expected = others if where is None else others + len(where)
             if page.freed:
                 if expected:
                     return True
                 continue
             if page.mapcount != expected or (expected == 0 and page.swapcache is None):
                 return True
-            if others and b is not None and page.mapping is not b[3]:
+            if others and b is not None and page.mapping is not b[2]:
                 return True  # a page others map changed its anon_vma
-            if e is not None:
+            if where is not None:
                 found = {(vma.mm, addr) for vma, addr in walk(page)}
-                for loc in e[1]:  # type: ignore[attr-defined]
+                for loc in where:
                     if loc not in found:
                         return True
         old_slots = self.slots
-        for key, slot in slots.items():
-            s = old_slots.get(key)
-            others = 0 if s is None else s[2] - s[1]
-            if slot.count != others + swapped.get(key, 0):
+        for slot in slots:
+            s = old_slots.get(slot)
+            others = 0 if s is None else s[1] - s[0]
+            if slot.count != others + swapped.get(slot, 0):
                 return True
-        return any(key not in slots and s[0].count != s[2] - s[1] for key, s in old_slots.items())
+        return any(slot not in slots and slot.count != s[1] - s[0] for slot, s in old_slots.items())
