@@ -7,7 +7,7 @@ by how it changed:
 
 * The model changes VMAs, chains and ptes only in the acting process and a process the step
   creates; the one exception is reclaim, whose rmap walk turns other processes' ptes into swap
-  entries (MADV_PAGEOUT): those steps are judged whole.
+  entries (MADV_PAGEOUT): for those steps every process counts as acting.
 * An anon_vma's list can change only where the acting process is linked, before or after: if it
   holds a different number of other processes' links than before, or an anon_vma others link is
   freed, the step is suspect.  Counters change by what changed: the step's own VMAs using the
@@ -56,6 +56,7 @@ class Incremental:
 
     def __init__(self) -> None:
         self.acting: Mm | None = None
+        self.mms: list[Mm] = []  # the processes the step may change: the acting one, or all (reclaim)
         self.next_pid = 0
         self.n_avs = 0
         self.n_pages = 0
@@ -84,8 +85,11 @@ class Incremental:
         self.avs, self.pages, self.slots = avs, pages, slots
         if acting is None:
             return
+        # reclaim's rmap walk reaches every process that maps a page it unmaps: all are acting
+        reclaim = isinstance(op, ops.Madvise) and op.advice == "pageout"
+        self.mms = mms = [mm for mm in k.mms.values() if mm.alive] if reclaim else [acting]
         links: dict[AnonVma, list[int]] = {}  # anon_vma -> [links, VMAs using it]
-        for v in acting.vmas:
+        for v in (v for mm in mms for v in mm.vmas) if reclaim else acting.vmas:
             for avc in v.anon_vma_chain:
                 e = links.get(avc.anon_vma)
                 if e is None:
@@ -105,7 +109,7 @@ class Incremental:
                     links[y] = [0, 0]
         for x, (n, active) in links.items():
             avs[x] = _av_state(x, n, active)
-        for pte in acting.ptes.values():
+        for pte in (pte for mm in mms for pte in mm.ptes.values()) if reclaim else acting.ptes.values():
             slot = pte.swap
             if slot is not None:
                 s = slots.get(slot)
@@ -133,9 +137,7 @@ class Incremental:
             assert isinstance(op, ops.Read | ops.Write)
             now = acting.ptes.get(op.addr)
             return now is not pte or now.page is not page or now.writable != writable  # type: ignore[union-attr]
-        if isinstance(op, ops.Madvise) and op.advice == "pageout":
-            return True  # reclaim's rmap walk reaches other processes' ptes: judged whole
-        mms = [acting] if acting.alive else []
+        mms = [mm for mm in self.mms if mm.alive]
         if k.next_pid != self.next_pid:
             mms += [k.mms[p] for p in range(self.next_pid, k.next_pid) if p in k.mms and k.mms[p].alive]
         try:
