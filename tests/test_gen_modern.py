@@ -224,12 +224,12 @@ CASE8: tuple[StepTuple, ...] = (
 )
 
 
-@pytest.mark.parametrize(("kernel", "survivor"), [("6.0", 1), ("6.15", 2), ("6.18.8", 2)])
+@pytest.mark.parametrize(("kernel", "survivor"), [("3.19+2555283e", 1), ("6.0", 2), ("6.15", 2), ("6.18.8", 2)])
 def test_case_8_orientation(kernel: str, survivor: int) -> None:
     """
     ABC.....   A [0,1) r, M [1,2) rwx unfaulted, N [2,3) rw faulted (AV1)
-    ABB.....   mprotect M rw: M merges with N only (case 8).  6.0 keeps 2.6.34's orientation (M grows
-               over N, imports AV1, N removed); since 4.9 N grows down and M is removed.
+    ABB.....   mprotect M rw: M merges with N only (case 8).  3.19 (with G fixed) has 2.6.34's orientation (M grows
+               over N, imports AV1, N removed); since 4.9 (e86f15ee64d8) N grows down and M is removed.
     """
     k = boot(kernel)
     for t in CASE8:

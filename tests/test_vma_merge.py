@@ -8,6 +8,8 @@ assertions are on :func:`rmapfuzz.layout.diagram` (a letter per VMA, by address)
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import FINAL, chain, hits, merges, page_at, run_clean, shape, step, vma_at, walk
 
 MOVE = ("maymove", "fixed")
@@ -239,6 +241,44 @@ def test_case8_middle_grows_over_next() -> None:
     assert vma_at(k, 0, 2) is middle
     assert merges(k) == ["vma_merge: case 8, next absorbs the middle"]
     assert walk(k, page_at(k, 0, 2)) == [("P0:[1,3)", 2)]
+
+
+CASE8_SETUP = (
+    ("mmap", 0, 0, 1, "x"),
+    ("mmap", 0, 2, 2, "rw"),
+    ("write", 0, 2),
+    ("mprotect", 0, 2, 2, "r"),
+    ("mmap", 0, 1, 1, "rw"),
+)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "survivor", "with_failure"),
+    [
+        ("3.19", "middle", ["[0,1) --x pgoff=0 anon=- chain=[]", "[1,2) r-- ac pgoff=1 anon=- chain=[]",
+                            "[2,4) r-- ac pgoff=2 anon=AV1 chain=[AV1]"]),
+        ("6.0", "next", ["[0,1) --x pgoff=0 anon=- chain=[]", "[1,4) r-- ac pgoff=1 anon=AV1 chain=[AV1]"]),
+        ("6.1", "next", ["[0,1) --x pgoff=0 anon=- chain=[]", "[1,4) r-- ac pgoff=1 anon=AV1 chain=[AV1]"]),
+    ],
+)  # fmt: skip
+def test_case8_since_4_9_next_grows_down(kernel: str, survivor: str, with_failure: list[str]) -> None:
+    """
+    PAXX  (P x, A rw unfaulted, X r faulted AV1 with its VM_ACCOUNT)
+     A    mprotect(r)  ->  PAAA
+    3.19: the middle survives, grows over X and imports X's anon_vma: a clone, which can fail
+    4.9+ (e86f15ee64d8): X survives and grows down; it has an anon_vma, so nothing is allocated
+    and an injected allocation failure changes nothing
+    """
+    k = run_clean(kernel, *CASE8_SETUP)
+    middle, nxt = vma_at(k, 0, 1), vma_at(k, 0, 2)
+    assert k.apply(step(("mprotect", 0, 1, 1, "r"))) == "ok"
+    assert shape(k) == ("ABBB....", [
+        "[0,1) --x pgoff=0 anon=- chain=[]", "[1,4) r-- ac pgoff=1 anon=AV1 chain=[AV1]"])  # fmt: skip
+    assert vma_at(k, 0, 1) is (middle if survivor == "middle" else nxt)
+    assert (middle if survivor == "next" else nxt).freed
+    k = run_clean(kernel, *CASE8_SETUP, ("fail_alloc", 1))
+    k.apply(step(("mprotect", 0, 1, 1, "r")))
+    assert shape(k)[1] == with_failure
 
 
 # ---- merges that are refused ----

@@ -81,10 +81,17 @@
   swap-cache page swapped in by a write, then mprotect r / rw, then written); on 6.15+ the
   mprotect makes such a pte writable at once (64fe24a3e05e), so the write does not fault there.
 
-Not modelled between 3.19 and 6.0: e86f15ee64d8 (4.9), which has vma_merge()'s case 8 grow next down
-and remove the middle (the model's 2.6.34 vma_merge() keeps the old orientation; the 6.15 model has
-the new one); per-VMA locking.  Not in 6.0, so not here: the 2026 stable fixes of MREMAP_DONTUNMAP that
-Debian's 6.1.192 carries (docs/lab.md).
+* Andrea Arcangeli's e86f15ee64d8 "mm: vma_merge: fix vm_page_prot SMP race condition against
+  rmap_walk" (4.9): vma_merge()'s case 8 (the whole middle VMA merges with next only) calls
+  __vma_adjust() with ``expand = next``, which swaps the two roles (``remove_next == 3``): next
+  grows down over the middle and the middle is removed, so an rmap walk never finds next's pages
+  under the middle's protections.  Next, the importer, takes the middle's anon_vma and a clone of
+  its chain when it has none (an allocation that can fail: ENOMEM, and mprotect goes on without
+  the merge); before, the middle grew over next and kept its own.  Read in the 6.1-era
+  mm/mmap.c (__vma_adjust(), vma_merge()); the 6.12 model's vma_merge_existing_range() keeps it.
+
+Not modelled between 3.19 and 6.0: per-VMA locking.  Not in 6.0, so not here: the 2026 stable
+fixes of MREMAP_DONTUNMAP that Debian's 6.1.192 carries (docs/lab.md).
 """
 
 from __future__ import annotations
@@ -107,6 +114,7 @@ C1A4E58CC = ("1a4e58cce84e", "mm: introduce MADV_PAGEOUT")
 CE346B381 = ("e346b3813067", "mm/mremap: add MREMAP_DONTUNMAP to mremap()")
 C1583AA27 = ("1583aa278f5f", "mm: mremap: unlink anon_vmas when mremap with MREMAP_DONTUNMAP success")
 CEC560175 = ("ec560175c0b6", "mm, swap: VMA based swap readahead")
+CE86F15EE = ("e86f15ee64d8", "mm: vma_merge: fix vm_page_prot SMP race condition against rmap_walk")
 
 
 SWAP_RA_ORDER_CEILING = 5
@@ -140,6 +148,7 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     commits: ClassVar[tuple[tuple[str, str], ...]] = (
         C3FE89B3E,
         C734537C9,
+        CE86F15EE,
         DBA58D3B,
         C1A4E58CC,
         C550A7D60,
@@ -161,6 +170,25 @@ class Linux60(Linux319rc4With3fe89b3e, Linux319rc4With2555283e, Linux2634rc3With
     # /proc/sys/vm/page-cluster, the kernel's default (the live oracle sets it for its run): a
     # readahead window of at most 2**3 pages
     swap_page_cluster: ClassVar[int] = 3
+
+    def vma_merge_next(self, area: Vma, nxt: Vma, addr: int, pglen: int) -> tuple[Err, Vma]:
+        """vma_merge() cases 3 and 8 since e86f15ee64d8 (4.9): __vma_adjust(area, ..., expand=next).
+        Case 8 is ``remove_next == 3``: next, the importer, grows down over the middle, which is
+        the exporter and is removed."""
+        if area is nxt:
+            return super().vma_merge_next(area, nxt, addr, pglen)
+        self.trace.cover("vma_adjust: case 8, next grows down and removes the middle")
+        err = self.vma_adjust_import(nxt, area, addr, importer=nxt, exporter=area)
+        if err:
+            self.trace.cover("vma_adjust: ENOMEM from the anon_vma import")
+            return err, nxt
+        self.trace.takeover("vma_adjust", nxt, area)
+        nxt.vm_start, nxt.vm_pgoff = addr, nxt.vm_pgoff - pglen
+        self.vma_unlink(area.mm, area)
+        if area.anon_vma is not None:
+            self.anon_vma_merge(nxt, area)
+        self.remove_vma(area)
+        return None, nxt
 
     def wp_page_reuse(self, page: Page, vma: Vma, addr: int) -> None:
         """do_wp_page()'s reuse (6c287605fd56, 5.19): an exclusive page is not moved (``goto

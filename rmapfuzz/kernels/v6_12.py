@@ -13,7 +13,7 @@ class was the 6.15 generation, which adds nothing to it, :mod:`.v6_15`):
   ``dup_anon_vma(dst, src)``: if src has an anon_vma and dst has none, dst gets it and a clone of
   src's chain; on ENOMEM the clone is undone and the merge reports ENOMEM.  Case 8 (the whole
   middle VMA merges with next only) has had next grow down and the middle removed since
-  e86f15ee64d8 (4.9); the model's 2.6.34 vma_merge() kept the old orientation.  The anon_vma rule
+  e86f15ee64d8 (4.9; the 6.0 model's vma_merge() has it too, :mod:`.v6_0`).  The anon_vma rule
   is still Shaohua Li's (3.0): an unfaulted side merges only next to a single-entry chain, so a
   faulted range never merges into an unfaulted neighbour.
 * (MREMAP_DONTUNMAP, 5.7 and 5.12, and MADV_PAGEOUT's skipping of shared pages, 5.4, come with

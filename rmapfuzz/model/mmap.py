@@ -6,7 +6,7 @@ The ``vma_merge`` case numbers are the kernel comment's (docs/model.md#vma_merge
           PPPP    NNNN                 case 6: AAAA (whole middle) merges with P and X
     case 2: PPPPAAAA  (P grows)        case 7: AAAA (whole middle) merges with P only
     case 3: AAAANNNN  (N grows down)   case 8: AAAA (whole middle) merges with X only
-    case 4: tail of P merges with N        (2.6.34: the middle grows over X)
+    case 4: tail of P merges with N        (2.6.34: the middle grows over X; 4.9: X grows down)
 """
 
 from __future__ import annotations
@@ -122,12 +122,18 @@ class MmapMixin(MemoryMixin):
                     else "vma_merge: case 3, next grows down over the hole"
                 )
                 assert area is not None
-                err = self.vma_adjust(area, addr, nxt.vm_end, nxt.vm_pgoff - pglen)
+                err, area = self.vma_merge_next(area, nxt, addr, pglen)
             if err:
                 self.trace.cover("vma_merge: vma_adjust failed")
                 return None
             return area
         return None
+
+    def vma_merge_next(self, area: Vma, nxt: Vma, addr: int, pglen: int) -> tuple[Err, Vma]:
+        """vma_merge() cases 3 and 8 (2.6.34): ``area`` grows to [addr, next's end).  In case 3 area
+        *is* next, growing down over the hole; in case 8 it is the middle, which grows over next and
+        removes it.  Returns (error, the VMA now covering the range)."""
+        return self.vma_adjust(area, addr, nxt.vm_end, nxt.vm_pgoff - pglen), area
 
     # ---- vma_adjust ----
 
