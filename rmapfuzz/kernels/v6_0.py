@@ -85,10 +85,12 @@
   rmap_walk" (4.9): vma_merge()'s case 8 (the whole middle VMA merges with next only) calls
   __vma_adjust() with ``expand = next``, which swaps the two roles (``remove_next == 3``): next
   grows down over the middle and the middle is removed, so an rmap walk never finds next's pages
-  under the middle's protections.  Next, the importer, takes the middle's anon_vma and a clone of
-  its chain when it has none (an allocation that can fail: ENOMEM, and mprotect goes on without
-  the merge); before, the middle grew over next and kept its own.  Read in the 6.1-era
-  mm/mmap.c (__vma_adjust(), vma_merge()); the 6.12 model's vma_merge_existing_range() keeps it.
+  under the middle's protections.  Next is the importer: it would take a faulted middle's anon_vma,
+  but 3.0's rule refuses that merge (an unfaulted next's chain is not singular), so a merge that
+  happens allocates nothing.  Before, the middle grew over next, and an unfaulted middle cloned a
+  faulted next's chain: an allocation that an injected failure makes fail, which leaves the two
+  VMAs unmerged.  Read in the 6.1-era mm/mmap.c (__vma_adjust(), vma_merge()); the 6.12 model's
+  vma_merge_existing_range() keeps the orientation.
 
 Not modelled between 3.19 and 6.0: per-VMA locking.  Not in 6.0, so not here: the 2026 stable
 fixes of MREMAP_DONTUNMAP that Debian's 6.1.192 carries (docs/lab.md).
