@@ -10,7 +10,7 @@ import pytest
 
 from bench.equivalence import compare
 from rmapfuzz.kernels import KERNELS, Kernel
-from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Page, Vma
+from rmapfuzz.model.objects import AnonVma, AnonVmaChain, Page, Pte, Vma
 from rmapfuzz.replay import replay
 from tests.helpers import steps
 
@@ -51,12 +51,26 @@ def _degree_forgotten(self: Any, vma: Vma, av: AnonVma) -> None:
     self.anon_vma_chain_link(vma, av)
 
 
+def _unmap_counts_one(self: Any, page: Page) -> None:
+    """try_to_unmap() that makes every pte the walk finds a swap entry but counts only the first in
+    the page's mapcount and the slot's count: a page other processes map too is miscounted, which
+    a reclaim step (judged incrementally, every process acting) must show."""
+    slot = page.swapcache
+    assert slot is not None
+    for i, (vma, addr) in enumerate(self.rmap_walk_anon(page)):
+        vma.mm.ptes[addr] = Pte(swap=slot)
+        if i == 0:
+            slot.count += 1
+            page.mapcount -= 1
+
+
 FAULTS: dict[str, tuple[str, str, Callable[..., Any]]] = {
     "unlink_anon_vmas keeps the links": ("6.18.8", "unlink_anon_vmas", _unlink_nothing),
     "anon_vma_chain_link one-sided": ("6.18.8", "anon_vma_chain_link", _link_one_side),
     "page_dup_rmap forgets the mapcount": ("6.18.8", "page_dup_rmap", staticmethod(_dup_without_count)),
     "pages are never freed": ("6.18.8", "put_page_if_unused", _never_free),
     "anon_vma_prepare forgets its counter": ("3.19", "anon_vma_prepare_link", _degree_forgotten),
+    "try_to_unmap counts one pte of a shared page": ("3.19", "try_to_unmap", _unmap_counts_one),
 }
 
 
