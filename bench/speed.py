@@ -23,6 +23,7 @@ the search does) against without, in one process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,16 @@ def fresh_cases(
     return swarm.base.window, cases
 
 
-def _worktree(rev: str, where: Path) -> None:
+@contextlib.contextmanager
+def worktree(rev: str, where: Path) -> Iterator[Path]:
+    """``rev`` checked out at ``where`` (``git worktree add``), removed again on the way out."""
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev],
                    check=True, capture_output=True)  # fmt: skip
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+                       check=False, capture_output=True)  # fmt: skip
 
 
 def json_in(tree: Path, script: Path, *args: str) -> Any:
@@ -191,15 +199,10 @@ def run(kernel: str, seconds: float, seed: int, against: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"kernel": kernel, "sequences": seqs, "seconds": seconds, "seed": seed, "passes": 1}
         where = {"this tree": ROOT}
-        if against:
-            where[f"`{against}`"] = Path(tmp) / "against"
-            _worktree(against, where[f"`{against}`"])
-        try:
-            trees = _rounds(where, spec, here_strategies, Path(tmp))
-        finally:
+        with contextlib.ExitStack() as checkouts:
             if against:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where[f"`{against}`"])],
-                               check=False, capture_output=True)  # fmt: skip
+                where[f"`{against}`"] = checkouts.enter_context(worktree(against, Path(tmp) / "against"))
+            trees = _rounds(where, spec, here_strategies, Path(tmp))
     without, with_cov = coverage_cost(kernel, seqs["campaign's test cases"])
     names = list(trees)
     lines = [

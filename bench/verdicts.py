@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -106,19 +105,14 @@ def compare(here: dict[str, list[str]], there: dict[str, list[str]], against: st
 
 
 def run(against: str, count: int, seed: int) -> str:
-    from bench.speed import _worktree
+    from bench.speed import worktree
 
     seqs = sequences(count, seed)
     with tempfile.TemporaryDirectory() as tmp:
         seqs_path = Path(tmp) / "sequences.json"
         seqs_path.write_text(json.dumps(seqs))
-        other = Path(tmp) / "against"
-        _worktree(against, other)
-        try:
+        with worktree(against, Path(tmp) / "against") as other:
             there = _replay_in(other, seqs_path)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)],
-                           check=False, capture_output=True)  # fmt: skip
         here = _replay_in(ROOT, seqs_path)
     head = [
         f"### Verdicts against `{against}` ({len(seqs):,} sequences: {count} fresh test cases of each of "
