@@ -155,9 +155,11 @@ class Incremental:
             groups: dict[AnonVma, Vma] = {}
             ptes = mm.ptes
             inside = 0
+            end = 0
             for v in mm.vmas:
-                if v.freed:
-                    return True
+                if v.freed or v.vm_start < end or v.vm_start >= v.vm_end:
+                    return True  # freed, or the VMA list out of order (vma-tree)
+                end = v.vm_end
                 chain = v.anon_vma_chain
                 av = v.anon_vma
                 if av is None:

@@ -213,6 +213,19 @@ def corrupt_cow_exclusive() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     return k, "P1 page 0 maps page1 writable while 1 other pte(s) map it", ("page1",)
 
 
+def corrupt_vma_tree() -> tuple[SyscallMixin, str, tuple[str, ...]]:
+    """An mmap that unmaps nothing of the old range (as if its munmap had answered success without
+    unmapping, which 3.12's bug F makes __split_vma() do): the new VMA is linked over the old one.
+
+    P0: AAAA....   [0,4) rw
+    P0: ABBA....   mmap [1,3): B is linked while A still covers [0,4)
+    """
+    k = booted(("mmap", 0, 0, 4, "rw"))
+    k.find_vma = lambda mm, addr: None  # type: ignore[method-assign]  # mmap_region() sees nothing to unmap
+    assert applied(k, ("mmap", 0, 1, 2, "r")) == "ok"
+    return k, "P0:[1,3) overlaps the VMA before it, which ends at page 4", ("P0:[1,3)",)
+
+
 def corrupt_syscall_effect() -> tuple[SyscallMixin, str, tuple[str, ...]]:
     """An mmap that reports success while vma_link() drops the new VMA.
 
@@ -252,6 +265,7 @@ CORRUPTIONS: dict[str, Callable[[], tuple[SyscallMixin, str, tuple[str, ...]]]] 
     "reuse-safe": corrupt_reuse_safe,
     "bounded-chain": corrupt_bounded_chain,
     "cow-exclusive": corrupt_cow_exclusive,
+    "vma-tree": corrupt_vma_tree,
     "syscall-effect": corrupt_syscall_effect,
     "fail-injection": corrupt_fail_injection,
 }
