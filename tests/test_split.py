@@ -170,3 +170,29 @@ def test_bug_f_mmap_unmaps_again_until_nothing_overlaps() -> None:
     v = run("3.12", ("mmap", 0, 0, 3, "rw"), ("write", 0, 0), ("fail_alloc", 1), ("mmap", 0, 1, 1, "r"))
     assert v.results == ["ok"] * 4 and shape(v.final)[0] == "ABC....."
     assert v.violation is None
+
+
+def test_bug_f_mremap_links_its_target_over_an_unsplit_vma() -> None:
+    """
+    ....AA..   P1 (a fork child): [0,3) moved to [4,6), page 4 written (fail_alloc 4 armed before)
+    ....AA..   mmap [4,5) rw over it: the injected failure lands in a split that answers success
+    .....A..   mremap [4,5) -> [5,6): what is left is [5,6) (pgoff 5) and the moved VMA [5,6)
+    .....B..   (pgoff 4) linked over it: two VMAs over page 5, which vma-tree reports at the mremap.
+               A fork of that state used to make syscall-effect's fork check raise instead.
+    """
+    ts = (
+        ("fork", 0),
+        ("mmap", 1, 0, 3, "rw"),
+        ("fail_alloc", 4),
+        ("mremap", 1, 0, 3, 4, 2, ("maymove", "fixed")),
+        ("write", 1, 4),
+        ("mmap", 1, 4, 1, "rw"),
+        ("mremap", 1, 4, 1, 5, 1, ("maymove", "fixed")),
+        ("write", 1, 5),
+        ("fork", 1),
+    )
+    v = run("3.12+734537c9", *ts, stop_at_violation=False)
+    assert v.results == ["ok"] * len(ts)
+    assert v.violation is not None and (v.violation.invariant, v.violation.step) == ("vma-tree", 6)
+    assert [(x.vm_start, x.vm_end) for x in v.final.mms[1].vmas] == [(5, 6), (5, 6)]
+    assert run("3.12+734537c9+c4ea95d7", *ts).violation is None
