@@ -34,10 +34,11 @@ class Language:
     prots: tuple[str, ...] = ("rw", "r", "rwx", "")
     advices: tuple[str, ...] = ("pageout", "dontneed", "dontfork", "dofork")
     mremap_flags: tuple[tuple[str, ...], ...] = (("maymove", "fixed"),)
+    mmap_flags: tuple[tuple[str, ...], ...] = ((),)
 
     @classmethod
     def of(cls, s: Strategy) -> Language:
-        return cls(s.window, s.max_processes, s.prots, s.advices, s.mremap_flags)
+        return cls(s.window, s.max_processes, s.prots, s.advices, s.mremap_flags, s.mmap_flags)
 
 
 def uniform_mix(s: Strategy) -> dict[str, int]:
@@ -56,7 +57,9 @@ def random_op(rng: random.Random, live: list[int], lang: Language, mix: Mapping[
     if (name == "fork" and len(live) >= lang.max_procs) or (name == "exit" and len(live) == 1):
         name = "write"
     if name == "mmap":
-        return ops.Mmap(pid, start, pages, rng.choice(lang.prots))
+        # no draw when there is no choice: a language of plain mmaps walks as it did before noreserve
+        flags = rng.choice(lang.mmap_flags) if len(lang.mmap_flags) > 1 else lang.mmap_flags[0]
+        return ops.Mmap(pid, start, pages, rng.choice(lang.prots), flags)
     if name == "munmap":
         return ops.Munmap(pid, start, pages)
     if name == "mprotect":

@@ -66,7 +66,9 @@ def _violation_dict(value: Any) -> dict[str, Any] | None:
 
 
 def step_shape(op: ops.Op) -> str:
-    """The failing step's shape for a signature: op name, plus mremap flags or madvise advice."""
+    """The failing step's shape for a signature: op name, plus mmap or mremap flags or madvise advice."""
+    if isinstance(op, ops.Mmap) and op.flags:
+        return "mmap-" + "-".join(op.flags)
     if isinstance(op, ops.Mremap):
         return "mremap-" + ("-".join(op.flags) or "inplace")
     if isinstance(op, ops.Madvise):

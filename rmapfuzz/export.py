@@ -103,6 +103,7 @@ _MADV = {
     "pageout": "MADV_PAGEOUT",
 }
 _MREMAP = {"maymove": "MREMAP_MAYMOVE", "fixed": "MREMAP_FIXED", "dontunmap": "MREMAP_DONTUNMAP"}
+_MMAP = {"noreserve": "MAP_NORESERVE"}
 
 
 def _prot_c(prot: str) -> str:
@@ -112,9 +113,10 @@ def _prot_c(prot: str) -> str:
 def _c_call(op: ops.Op) -> str:
     """The one line of C for a step that a worker runs (returns 0 or -errno)."""
     if isinstance(op, ops.Mmap):
+        flags = "MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED" + "".join(f" | {_MMAP[f]}" for f in op.flags)
         return (
             f"return mmap(W({op.start}), {op.pages} * PG, {_prot_c(op.prot)}, "
-            "MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED ? -errno : 0;"
+            f"{flags}, -1, 0) == MAP_FAILED ? -errno : 0;"
         )
     if isinstance(op, ops.Munmap):
         return f"return munmap(W({op.start}), {op.pages} * PG) ? -errno : 0;"

@@ -46,11 +46,13 @@ class Mix:
     advices: tuple[str, ...]
     mremap_flags: tuple[tuple[str, ...], ...]
     mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
+    mmap_flags: tuple[tuple[str, ...], ...] = ((),)
 
     @classmethod
     def of(cls, s: Strategy) -> Mix:
         weights = tuple((op, s.weights[op]) for op in RULE_ORDER if s.weights.get(op, 0) > 0)
-        return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags, s.mremap_zero_old_len)
+        return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags, s.mremap_zero_old_len,
+                   s.mmap_flags)  # fmt: skip
 
     @classmethod
     def for_kernel(cls, s: Strategy, kernel: type[SyscallMixin]) -> Mix:
@@ -122,7 +124,10 @@ def from_header(base: Mix, header: bytes) -> Mix:
     prots = tuple(base.prots[i] for i in _subset(base.prots, header[at]))
     advices = tuple(base.advices[i] for i in _subset(base.advices, header[at + 1]))
     flags = tuple(base.mremap_flags[i] for i in _subset(base.mremap_flags, header[at + 2]))
-    return Mix(window, procs, tuple(weights), prots, advices, flags, base.mremap_zero_old_len)
+    # mmap's flag sets take the flag byte's high half (mremap's sets, four at most in the named
+    # strategies, its low half), so a header picks the same mremap sets as before MAP_NORESERVE
+    mmap_flags = tuple(base.mmap_flags[i] for i in _subset(base.mmap_flags, header[at + 2] >> 4))
+    return Mix(window, procs, tuple(weights), prots, advices, flags, base.mremap_zero_old_len, mmap_flags)
 
 
 @attrs.frozen
@@ -256,7 +261,10 @@ class Decoder:
     def _mmap(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
         pid, start, pages, value = self._range(value, live)
         prots = self.mix.prots
-        return ops.Mmap(pid, start, self.abutting_pages(k, pid, start, pages), prots[value % len(prots)])
+        value, prot = divmod(value, len(prots))
+        flag_sets = self.mix.mmap_flags  # a mix of plain mmaps only draws as it did before MAP_NORESERVE
+        flags = flag_sets[value % len(flag_sets)]
+        return ops.Mmap(pid, start, self.abutting_pages(k, pid, start, pages), prots[prot], flags)
 
     def _munmap(self, value: int, k: SyscallMixin, live: list[int]) -> ops.Op:
         pid, start, pages, _ = self._range(value, live)

@@ -5,7 +5,8 @@ number inside the window.  Process 0 exists at the start; a successful ``fork`` 
 unused pid (1, 2, ...); pids are never reused.  Each step is a JSON object:
 
 ======================================================  =============================================
-``{"op": "mmap", "pid", "start", "pages", "prot"}``     private anonymous mapping, MAP_FIXED
+``{"op": "mmap", "pid", "start", "pages", "prot",      private anonymous mapping, MAP_FIXED;
+"flags"}``                                              ``flags`` (optional) ``[]`` or ``["noreserve"]``
 ``{"op": "munmap", "pid", "start", "pages"}``
 ``{"op": "mprotect", "pid", "start", "pages", "prot"}``
 ``{"op": "mremap", "pid", "start", "pages",             ``flags`` from ``maymove``, ``fixed``,
@@ -37,6 +38,9 @@ import attrs
 PROTS = ("", "r", "w", "x", "rw", "rx", "wx", "rwx")
 ADVICES = ("dontneed", "dontfork", "dofork", "wipeonfork", "keeponfork", "pageout")
 MREMAP_FLAGS = ("maymove", "fixed", "dontunmap")
+# MAP_NORESERVE: the mapping is not charged to overcommit (VM_NORESERVE instead of VM_ACCOUNT), so
+# whether it merges with a neighbour no longer depends on which of the two was ever writable.
+MMAP_FLAGS = ("noreserve",)
 
 
 class OpError(ValueError):
@@ -58,6 +62,7 @@ class Mmap:
     start: int
     pages: int
     prot: str
+    flags: tuple[str, ...] = ()
     op = "mmap"
 
 
@@ -142,6 +147,8 @@ def to_json(op: Op) -> dict[str, Any]:
     for field in attrs.fields(type(op)):
         value = getattr(op, field.name)
         out[field.name] = list(value) if isinstance(value, tuple) else value
+    if isinstance(op, Mmap) and not op.flags:
+        del out["flags"]  # optional: a plain mmap reads as it did before MAP_NORESERVE was in the language
     return out
 
 
@@ -161,6 +168,7 @@ def describe(op: Op) -> str:
         )
     rng = f"[{op.start},{op.start + op.pages})"
     extra = f", {op.prot or 'none'}" if isinstance(op, (Mmap, Mprotect)) else ""
+    extra += "".join(f", {flag}" for flag in op.flags) if isinstance(op, Mmap) else ""
     extra = f", {op.advice}" if isinstance(op, Madvise) else extra
     return f"{op.op}(P{op.pid}, {rng}{extra})"
 
@@ -194,7 +202,7 @@ def parse_step(obj: object, window: int) -> Op:
     extra = set(obj) - fields - {"op"}
     if extra:
         raise OpError(f"{name}: unknown field {short(sorted(map(str, extra))[0])}")
-    missing = fields - set(obj) - ({"flags"} if cls is Mremap else set())
+    missing = fields - set(obj) - ({"flags"} if cls in (Mmap, Mremap) else set())
     if missing:
         raise OpError(f"{name}: missing field {sorted(missing)[0]!r}")
     if cls is FailAlloc:
@@ -213,7 +221,9 @@ def parse_step(obj: object, window: int) -> Op:
         prot = obj.get("prot")
         if prot not in PROTS:
             raise OpError(f"{name}: prot must be a subset of 'rwx' in that order, got {short(prot)}")
-        return cls(pid=pid, start=start, pages=pages, prot=prot)
+        if cls is Mmap:
+            return Mmap(pid=pid, start=start, pages=pages, prot=prot, flags=_flags(obj, "mmap", MMAP_FLAGS))
+        return Mprotect(pid=pid, start=start, pages=pages, prot=prot)
     if cls is Munmap:
         return Munmap(pid=pid, start=start, pages=pages)
     if cls is Madvise:
@@ -226,23 +236,26 @@ def parse_step(obj: object, window: int) -> Op:
 
 def _parse_mremap(obj: Mapping[str, Any], pid: int, start: int, pages: int, window: int) -> Mremap:
     _range(obj, "mremap", window, "new_start", "new_pages")
-    flags = obj.get("flags", [])
-    if (
-        not isinstance(flags, list)
-        or not all(isinstance(f, str) and f in MREMAP_FLAGS for f in flags)
-        or len(set(flags)) != len(flags)
-    ):
-        raise OpError(
-            f"mremap: flags must be a list of distinct names from {', '.join(MREMAP_FLAGS)}, got {short(flags)}"
-        )
+    flags = _flags(obj, "mremap", MREMAP_FLAGS)
     if "maymove" in flags and "fixed" not in flags:
         raise OpError("mremap: maymove without fixed lets the kernel choose an address outside the window")
     if "fixed" not in flags and obj["new_start"] != start:
         raise OpError("mremap: an in-place resize (no 'fixed') needs new_start == start")
-    ordered = tuple(f for f in MREMAP_FLAGS if f in flags)
     return Mremap(
-        pid=pid, start=start, pages=pages, new_start=obj["new_start"], new_pages=obj["new_pages"], flags=ordered
+        pid=pid, start=start, pages=pages, new_start=obj["new_start"], new_pages=obj["new_pages"], flags=flags
     )
+
+
+def _flags(obj: Mapping[str, Any], op: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """The optional ``flags`` list of an mmap or mremap step, in the language's order."""
+    flags = obj.get("flags", [])
+    if (
+        not isinstance(flags, list)
+        or not all(isinstance(f, str) and f in known for f in flags)
+        or len(set(flags)) != len(flags)
+    ):
+        raise OpError(f"{op}: flags must be a list of distinct names from {', '.join(known)}, got {short(flags)}")
+    return tuple(f for f in known if f in flags)
 
 
 def parse_steps(objs: object, window: int) -> list[Op]:
@@ -277,7 +290,14 @@ STEP_SCHEMA: dict[str, object] = {
     "title": "rmapfuzz step",
     "description": "One step of the op language; page numbers are relative to the window (0 <= page < W).",
     "oneOf": [
-        _obj("mmap", pid=_PID, start=_PAGE, pages=_PAGE, prot=_PROT),
+        _obj(
+            "mmap",
+            pid=_PID,
+            start=_PAGE,
+            pages=_PAGE,
+            prot=_PROT,
+            flags={"type": "array", "items": {"enum": list(MMAP_FLAGS)}, "uniqueItems": True},
+        ),
         _obj("munmap", pid=_PID, start=_PAGE, pages=_PAGE),
         _obj("mprotect", pid=_PID, start=_PAGE, pages=_PAGE, prot=_PROT),
         _obj(

@@ -246,6 +246,13 @@ def strategy_schema() -> dict[str, Any]:
                 "items": flag_set,
                 "description": "flag sets mremap draws from; [] is an in-place resize",
             },
+            "mmap_flags": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "array", "items": {"enum": list(ops.MMAP_FLAGS)}, "uniqueItems": True},
+                "description": "flag sets mmap draws from (default [[]]: plain mmaps only); "
+                "['noreserve'] is MAP_NORESERVE",
+            },
             "portfolio": {
                 "type": "array",
                 "items": {"type": "string", "maxLength": 100},

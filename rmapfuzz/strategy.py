@@ -50,6 +50,7 @@ class Strategy:
     portfolio: tuple[str, ...] = ()  # strategies whose mixes a test case may draw (with swarm)
     without: tuple[str, ...] = ()  # ops left out of every mix, the portfolio's too (set by tools, not files)
     mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
+    mmap_flags: tuple[tuple[str, ...], ...] = ((),)  # flag sets mmap draws from
 
     def portfolio_strategies(self) -> list[Strategy]:
         """The portfolio's strategies (a portfolio strategy's own portfolio is not followed), each
@@ -95,6 +96,7 @@ def parse(data: dict[str, Any], name: str, where: str) -> Strategy:
         swarm=float(data.get("swarm", 0.25)),
         portfolio=_portfolio(data, name, where),
         mremap_zero_old_len=data.get(ZERO_OLD_LEN, 0),
+        mmap_flags=tuple(tuple(f for f in ops.MMAP_FLAGS if f in flags) for flags in data.get("mmap_flags", [[]])),
     )
 
 

@@ -32,6 +32,8 @@ def step(t: StepTuple | ops.Op) -> ops.Op:
     cls = ops.OP_CLASSES[name]
     if cls is ops.Mremap and len(args) == 6:
         args[5] = tuple(args[5])
+    if cls is ops.Mmap and len(args) == 5:
+        args[4] = tuple(args[4])
     op: ops.Op = cls(*args)
     return op
 

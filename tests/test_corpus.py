@@ -78,6 +78,8 @@ def test_signature_shapes() -> None:
     assert rep.signature == "2.6.34:no-dangling:madvise-dontneed"
     assert corpus.filename(rep.signature) == "2.6.34--no-dangling--madvise-dontneed.json"
     assert Reproducer("2.6.34", 8, steps[:1]).signature == "2.6.34:clean:mmap"
+    noreserve: list[ops.Op] = [ops.Mmap(0, 0, 2, "rw", ("noreserve",))]
+    assert Reproducer("2.6.34", 8, noreserve).signature == "2.6.34:clean:mmap-noreserve"
 
 
 def test_hand_written_minimal_file(tmp_path: Path) -> None:

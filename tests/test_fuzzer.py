@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import subprocess
 import sys
 import textwrap
@@ -411,3 +412,33 @@ def test_portfolio_mixes_hold_fail_alloc_in_one_slot() -> None:
                 assert abs(table.count(op) - plain.count(op)) <= 2, op
         else:
             assert table.count("fail_alloc") > 1
+
+
+def test_mixes_draw_map_noreserve_only_where_the_strategy_asks() -> None:
+    """The default strategy's drawn mixes (swarm: mmap's flag sets are a value set like prots) draw
+    MAP_NORESERVE mmaps, plain ones too, and some mixes only one kind; a strategy without
+    ``mmap_flags`` draws plain mmaps only."""
+    from rmapfuzz.generate import HEADER_BYTES, Mix, Swarm, decoder, from_header
+    from rmapfuzz.kernels import boot, resolve
+
+    default = strategy.load("default")
+    swarm = Swarm.of(default, resolve("current"))
+    kinds = {from_header(swarm.base, bytes([0, 0, *[1] * 10, 0, 0, high << 4])).mmap_flags for high in range(4)}
+    assert kinds == {((), ("noreserve",)), ((),), (("noreserve",),)}
+    rng = random.Random(7)
+    drawn = {((),): 0, (("noreserve",),): 0}
+    for _ in range(200):
+        header = bytes([0]) + rng.randbytes(HEADER_BYTES - 1)
+        mix = swarm.mix(header)
+        k = boot("current", mix.window)
+        for _ in range(20):
+            op = decoder(mix).decode(bytes([0]) + rng.randbytes(3), k, [0])
+            assert isinstance(op, ops.Mmap)
+            drawn[(op.flags,)] = drawn.get((op.flags,), 0) + 1
+    assert drawn[((),)] > 1000 and drawn[(("noreserve",),)] > 1000
+    classic = Mix.of(strategy.load("classic"))
+    assert classic.mmap_flags == ((),)
+    k = boot("current", classic.window)
+    words = [bytes([0]) + rng.randbytes(3) for _ in range(200)]
+    plain = [decoder(classic).decode(w, k, [0]) for w in words]
+    assert all(isinstance(op, ops.Mmap) and op.flags == () for op in plain)

@@ -479,11 +479,37 @@ def test_syscall_effect_judges_protections_by_its_own_table(monkeypatch: pytest.
     assert effect_messages(k) == ["mprotect P0:[0,2) r returned 0 but P0:[0,2) has other protections"]
 
 
+def test_syscall_effect_mmap_noreserve() -> None:
+    """P0: AA......  mmap [0,2) rw with MAP_NORESERVE: VM_NORESERVE and no VM_ACCOUNT.  A model that
+    forgets the flag (the mapping charged like any other) and one that charges it anyway both fail;
+    a plain mmap with VM_NORESERVE set fails too."""
+    k = booted(("mmap", 0, 0, 2, "rw", ("noreserve",)))
+    assert layout(k, 0) == ["[0,2) rw- nr pgoff=0 anon=- chain=[]"] and quiet(k)
+    k = booted()
+    plain = k.mmap_region
+    k.mmap_region = lambda mm, addr, length, prot, noreserve=False: plain(mm, addr, length, prot)  # type: ignore[method-assign]
+    assert applied(k, ("mmap", 0, 0, 2, "rw", ("noreserve",))) == "ok"
+    assert effect_messages(k) == [
+        "mmap P0:[0,2) with MAP_NORESERVE returned 0 but P0:[0,2) is charged or lacks VM_NORESERVE"
+    ]
+    k = booted()
+    k.accountable_mapping = lambda vm_flags: bool(vm_flags & VM_WRITE)  # type: ignore[method-assign]
+    assert applied(k, ("mmap", 0, 0, 2, "rw", ("noreserve",))) == "ok"
+    assert effect_messages(k) == [
+        "mmap P0:[0,2) with MAP_NORESERVE returned 0 but P0:[0,2) is charged or lacks VM_NORESERVE"
+    ]
+    k = booted()
+    plain = k.mmap_region
+    k.mmap_region = lambda mm, addr, length, prot, noreserve=False: plain(mm, addr, length, prot, True)  # type: ignore[method-assign]
+    assert applied(k, ("mmap", 0, 0, 2, "r")) == "ok"
+    assert effect_messages(k) == ["mmap P0:[0,2) without MAP_NORESERVE returned 0 but P0:[0,2) has VM_NORESERVE"]
+
+
 def test_syscall_effect_mmap_of_a_valid_range_is_never_einval() -> None:
     """P0: ........  mmap [0,2) whose mmap_region() refuses everything: the model then does nothing at
     all, which breaks no state invariant; only the answer shows it."""
     k = booted()
-    k.mmap_region = lambda mm, addr, length, prot: "EINVAL"  # type: ignore[method-assign]
+    k.mmap_region = lambda mm, addr, length, prot, noreserve=False: "EINVAL"  # type: ignore[method-assign]
     assert applied(k, ("mmap", 0, 0, 2, "rw")) == "EINVAL"
     assert effect_messages(k) == ["mmap(P0, [0,2), rw) answered EINVAL for a valid non-empty range"]
     k = booted()

@@ -22,7 +22,9 @@ Versions (lore and torvalds/linux; the model's generations from each version on,
 included):
 
 * 6.16 (879bca0a2c4f's series, "tools/testing/selftests: assert that anon merge cases behave as
-  expected"): forked_target_vma, forked_source_vma.
+  expected"): mprotect_unfaulted_left, mprotect_unfaulted_right, mprotect_unfaulted_both,
+  mprotect_faulted_left_unfaulted_right, mprotect_unfaulted_left_faulted_right,
+  forked_target_vma, forked_source_vma.
 * After 6.16 (Lorenzo Stoakes' "tools/testing/selftests: add mremap() cases that merge normally",
   posted in June 2025 after 6.16's merge window; 0ace8f2db6b3's 6.18-stable backport applies on
   top of them): mremap_unfaulted_to_faulted, mremap_unfaulted_behind_faulted,
@@ -39,17 +41,14 @@ included):
 
 Not ported, because the op language cannot express them:
 
-* mprotect_unfaulted_left, mprotect_unfaulted_right, mprotect_unfaulted_both,
-  mprotect_faulted_left_unfaulted_right, mprotect_unfaulted_left_faulted_right: MAP_NORESERVE.  The
-  op language's mmap always charges VM_ACCOUNT, and since 9b9143298585 (6.7) mprotect_fixup()
-  (mm/mprotect.c) drops it only from the unfaulted side, so the two sides' flags differ whatever
-  the anon_vma rule: the very failure the selftest's MAP_NORESERVE is there to avoid.
 * handle_uprobe_upon_merged_vma: a file-backed PROT_EXEC mapping carrying a uprobe
   (perf_event_open); the model has anonymous memory only.
 * ksm_merge: PR_SET_MEMORY_MERGE (KSM's VM_MERGEABLE); the model has no KSM.
 
-forked_source_vma's MAP_NORESERVE is dropped: both of its VMAs are writable private mappings, so
-both carry VM_ACCOUNT here as both carry VM_NORESERVE there, and only the anon_vma rule decides.
+The selftests' MAP_NORESERVE is the op language's ``noreserve`` mmap flag: without it, since
+9b9143298585 (6.7) mprotect_fixup() (mm/mprotect.c) uncharges only an unfaulted side that loses
+write, so the two sides' flags would differ whatever the anon_vma rule
+(test_mprotect_unfaulted_left_needs_noreserve shows it).
 """
 
 from __future__ import annotations
@@ -66,6 +65,7 @@ WINDOW = 64
 CARVEOUT = 30
 MOVE = ("maymove", "fixed")
 DONTUNMAP = ("maymove", "fixed", "dontunmap")
+NORESERVE = ("noreserve",)  # MAP_NORESERVE
 
 # merge.c's first tests shipped with 879bca0a2c4f (6.16).
 SINCE_6_16 = ("6.16", "6.16+61f67c23", "6.18.8", "7.0-rc", "7.0-rc+3a206a86")
@@ -148,17 +148,133 @@ def test_forked_source_vma(gen: str) -> None:
     """
     steps: list[StepTuple] = [
         carveout(),
-        ("mmap", 0, 1, 5, "rw"),
+        ("mmap", 0, 1, 5, "rw", NORESERVE),
         ("write", 0, 1),
         ("fork", 0),
         *(("write", 1, page) for page in range(1, 6)),
-        ("mmap", 1, 6, 5, "rwx"),
+        ("mmap", 1, 6, 5, "rwx", NORESERVE),
     ]
     v = replay(gen, *steps)
     assert bounds(v, 1, 6) == (6, 11), where(v, 1)
     v = replay(gen, *steps, ("mprotect", 1, 1, 5, "rwx"))
     clean(v)
     assert bounds(v, 1, 6) == (6, 11), where(v, 1)
+
+
+# ---- 6.16: mprotect() merges a faulted VMA with an unfaulted neighbour (MAP_NORESERVE) ----
+
+
+def mprotect_case(gen: str, first: int, pages: int, steps: list[StepTuple], noreserve: bool = True) -> Verdict:
+    """The selftest's mmap of ``pages`` rw pages at ``first`` (MAP_NORESERVE unless told not to),
+    then ``steps``; every step must succeed."""
+    mapping: StepTuple = ("mmap", 0, first, pages, "rw", NORESERVE if noreserve else ())
+    v = replay(gen, carveout(), mapping, *steps)
+    clean(v)
+    return v
+
+
+# 879bca0a2c4f let a faulted VMA merge into an unfaulted neighbour: before it, the mprotect() that
+# makes both sides read-only leaves them apart (PRE_879BCA0A).
+MPROTECT_CASES = [pytest.param(gen, True, id=gen) for gen in SINCE_6_16] + [
+    pytest.param(gen, False, id=f"{gen}-apart") for gen in PRE_879BCA0A
+]
+
+
+@pytest.mark.parametrize(("gen", "merges"), MPROTECT_CASES)
+def test_mprotect_unfaulted_left(gen: str, merges: bool) -> None:
+    """
+    -AAAAAAAAAA-------------------   [1,11) rw, MAP_NORESERVE
+    -AAAAABBBBB-------------------   [1,6) made read-only: A ro, B rw
+    -AAAAAbbbbb-------------------   B faulted
+    -aaaaaaaaaa-------------------   B made read-only: merged into A, [1,11)
+    """
+    steps: list[StepTuple] = [("mprotect", 0, 1, 5, "r"), ("write", 0, 6), ("mprotect", 0, 6, 5, "r")]
+    v = mprotect_case(gen, 1, 10, steps)
+    assert bounds(v, 0, 1) == ((1, 11) if merges else (1, 6)), where(v, 0)
+
+
+@pytest.mark.parametrize(("gen", "merges"), MPROTECT_CASES)
+def test_mprotect_unfaulted_right(gen: str, merges: bool) -> None:
+    """
+    -AAAAAAAAAA-------------------   [1,11) rw, MAP_NORESERVE
+    -AAAAABBBBB-------------------   [6,11) made read-only: A rw, B ro
+    -aaaaaBBBBB-------------------   A faulted
+    -aaaaaaaaaa-------------------   A made read-only: B merged into it, [1,11)
+    """
+    steps: list[StepTuple] = [("mprotect", 0, 6, 5, "r"), ("write", 0, 1), ("mprotect", 0, 1, 5, "r")]
+    v = mprotect_case(gen, 1, 10, steps)
+    assert bounds(v, 0, 1) == ((1, 11) if merges else (1, 6)), where(v, 0)
+
+
+@pytest.mark.parametrize(("gen", "merges"), MPROTECT_CASES)
+def test_mprotect_unfaulted_both(gen: str, merges: bool) -> None:
+    """
+    --AAAAAAAAA-------------------   [2,11) rw, MAP_NORESERVE
+    --AAABBBCCC-------------------   the first and last three pages made read-only
+    --AAAbbbCCC-------------------   B faulted
+    --aaaaaaaaa-------------------   B made read-only: all three merged, [2,11)
+    """
+    steps: list[StepTuple] = [
+        ("mprotect", 0, 2, 3, "r"),
+        ("mprotect", 0, 8, 3, "r"),
+        ("write", 0, 5),
+        ("mprotect", 0, 5, 3, "r"),
+    ]
+    v = mprotect_case(gen, 2, 9, steps)
+    assert bounds(v, 0, 2) == ((2, 11) if merges else (2, 5)), where(v, 0)
+
+
+@pytest.mark.parametrize(("gen", "merges"), MPROTECT_CASES)
+def test_mprotect_faulted_left_unfaulted_right(gen: str, merges: bool) -> None:
+    """
+    --AAAAAAAAA-------------------   [2,11) rw, MAP_NORESERVE
+    --AAAAAACCC-------------------   the last three pages made read-only
+    --aaaaaaCCC-------------------   A faulted
+    --aaabbbCCC-------------------   A's first three pages made read-only (B: the rest of A)
+    --aaaaaaaaa-------------------   B made read-only: all three merged, [2,11)
+    """
+    steps: list[StepTuple] = [
+        ("mprotect", 0, 8, 3, "r"),
+        ("write", 0, 2),
+        ("mprotect", 0, 2, 3, "r"),
+        ("mprotect", 0, 5, 3, "r"),
+    ]
+    v = mprotect_case(gen, 2, 9, steps)
+    # before 879bca0a2c4f the two faulted thirds (one anon_vma) merge, the unfaulted one stays apart
+    assert bounds(v, 0, 2) == ((2, 11) if merges else (2, 8)), where(v, 0)
+
+
+@pytest.mark.parametrize(("gen", "merges"), MPROTECT_CASES)
+def test_mprotect_unfaulted_left_faulted_right(gen: str, merges: bool) -> None:
+    """
+    --AAAAAAAAA-------------------   [2,11) rw, MAP_NORESERVE
+    --AAABBBBBB-------------------   the first three pages made read-only
+    --AAAbbbbbb-------------------   B faulted
+    --AAAbbbccc-------------------   B's last three pages made read-only (C)
+    --aaaaaaaaa-------------------   B made read-only: all three merged, [2,11)
+    """
+    steps: list[StepTuple] = [
+        ("mprotect", 0, 2, 3, "r"),
+        ("write", 0, 5),
+        ("mprotect", 0, 8, 3, "r"),
+        ("mprotect", 0, 5, 3, "r"),
+    ]
+    v = mprotect_case(gen, 2, 9, steps)
+    assert bounds(v, 0, 5) == ((2, 11) if merges else (5, 11)), where(v, 0)
+
+
+@pytest.mark.parametrize("gen", SINCE_6_16)
+def test_mprotect_unfaulted_left_needs_noreserve(gen: str) -> None:
+    """
+    -AAAAAAAAAA-------------------   [1,11) rw, charged (no MAP_NORESERVE): VM_ACCOUNT
+    -AAAAABBBBB-------------------   [1,6) made read-only: unfaulted, so uncharged (9b9143298585)
+    -AAAAAbbbbb-------------------   B faulted
+    -AAAAAbbbbb-------------------   B made read-only: faulted, so still charged; the flags differ
+                                     and nothing merges, the failure MAP_NORESERVE is there to avoid
+    """
+    steps: list[StepTuple] = [("mprotect", 0, 1, 5, "r"), ("write", 0, 6), ("mprotect", 0, 6, 5, "r")]
+    v = mprotect_case(gen, 1, 10, steps, noreserve=False)
+    assert bounds(v, 0, 1) == (1, 6), where(v, 0)
 
 
 # ---- 6.17: mremap() merges that need no anon_vma relocation ----

@@ -41,6 +41,10 @@ WHY_NOT = _why_not()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"live kernel oracle unavailable: {WHY_NOT}")
 
 
+def noreserve(step: dict[str, object]) -> dict[str, object]:
+    return {**step, "flags": ["noreserve"]}
+
+
 # (name, steps, {pid: final layout on 6.18.44 as recorded in docs/live-oracle.md#scenario-corpus})
 SCENARIOS = [
     ("a1", [mm(0, 0, 4), mm(0, 4, 4)], {0: [(0, 8, "rw")]}),
@@ -84,6 +88,11 @@ SCENARIOS = [
         [mm(0, 0, 4), wr(0, 0), wr(0, 1), rd(0, 2), fork(0), wr(1, 0), fork(1), mp(2, 2, 1, "r")],
         {0: [(0, 4, "rw")], 1: [(0, 4, "rw")], 2: [(0, 2, "rw"), (2, 3, "r"), (3, 4, "rw")]},
     ),
+    # MAP_NORESERVE (measured on 6.18.44 with this test): merge.c's mprotect_unfaulted_left merges,
+    # its charged twin does not, and a charged and an uncharged neighbour never merge
+    ("nr1", [noreserve(mm(0, 0, 8)), mp(0, 0, 4, "r"), wr(0, 4), mp(0, 4, 4, "r")], {0: [(0, 8, "r")]}),
+    ("nr2", [mm(0, 0, 8), mp(0, 0, 4, "r"), wr(0, 4), mp(0, 4, 4, "r")], {0: [(0, 4, "r"), (4, 8, "r")]}),
+    ("nr3", [mm(0, 0, 4), noreserve(mm(0, 4, 4))], {0: [(0, 4, "rw"), (4, 8, "rw")]}),
 ]
 WINDOW = 20
 
@@ -148,6 +157,23 @@ def test_fail_alloc_is_skipped(oracle):
     assert oracle.run([ops.FailAlloc(1), ops.Fork(0)], 8).status == "skipped"
 
 
+def test_noreserve_is_skipped_where_the_kernel_ignores_it(oracle, monkeypatch):
+    """With vm.overcommit_memory at 2 the kernel ignores MAP_NORESERVE: such a sequence is skipped,
+    and a campaign draws plain mmaps only."""
+    from rmapfuzz import strategy
+    from rmapfuzz.oracle.oracle import live_language
+
+    steps = [ops.Mmap(0, 0, 2, "rw", ("noreserve",))]
+    assert oracle.run(steps, 8).status == "agree"
+    monkeypatch.setattr(oracle, "noreserve", False)
+    out = oracle.run(steps, 8)
+    assert out.status == "skipped" and "vm.overcommit_memory is 2" in (out.reason or "")
+    default = strategy.load("default")
+    assert default.mmap_flags == ((), ("noreserve",))
+    assert live_language(default, False).mmap_flags == ((),)
+    assert live_language(default, True).mmap_flags == default.mmap_flags
+
+
 def test_no_worker_left_behind(oracle):
     before = set(os.listdir("/proc"))
     oracle.run(ops.parse_steps([mm(0, 0, 4), fork(0), fork(1), fork(0), ex(0), wr(1, 0)], 8), 8)
@@ -209,8 +235,9 @@ def test_cli_oracle_fuzz_short(tmp_path, capsys):
 def test_exported_c_program_passes(tmp_path):
     from rmapfuzz import export
 
-    steps = ops.parse_steps(SCENARIOS[-1][1], WINDOW)
-    source = export.to_c(corpus.Reproducer("current", WINDOW, steps), "cow scenario")
+    steps = ops.parse_steps(SCENARIOS[-1][1] + SCENARIOS[-3][1], WINDOW)  # nr3 then nr1 over it
+    source = export.to_c(corpus.Reproducer("current", WINDOW, steps), "noreserve scenarios")
+    assert "MAP_NORESERVE" in source
     c_file = tmp_path / "repro.c"
     c_file.write_text(source)
     subprocess.run(["cc", "-Wall", "-O0", "-o", str(tmp_path / "repro"), str(c_file)], check=True)

@@ -49,9 +49,20 @@ def test_bug_a_breaks_merge_superset_at_its_last_step() -> None:
     assert reproduces(RC3, 8, "merge-superset", "mprotect")(list(BUG_A))
 
 
+def test_greedy_drops_map_noreserve_that_the_failure_does_not_need() -> None:
+    """Bug A with its first mmap asking for MAP_NORESERVE: the whole range is then uncharged and its
+    mprotect still splits and merges the same way, so the reduction keeps the step, plain."""
+    steps: list[ops.Op] = [ops.Mmap(0, 0, 3, "rw", ("noreserve",)), *BUG_A[1:]]
+    assert BUG_A[0] == ops.Mmap(0, 0, 3, "rw")
+    rep = rep_of(steps)
+    assert rep.invariant == "merge-superset"
+    out = minimize_reproducer(rep)
+    assert out.rep.steps == list(BUG_A)
+
+
 def test_greedy_shrinks_a_padded_bug_a_to_four_steps() -> None:
     padded: list[ops.Op] = [
-        ops.Mmap(0, 6, 2, "r"),
+        ops.Mmap(0, 6, 2, "r", ("noreserve",)),
         ops.Read(0, 6),
         ops.Fork(0),
         BUG_A[0],
@@ -116,6 +127,7 @@ def test_alphabet_skips_steps_that_change_nothing() -> None:
     letters = alphabet(k, present, processes=1, fail_nths=[])
     assert {op.op for op in letters} == {"mmap", "mremap", "exit"}  # nothing mapped: no fault, no munmap
     assert {op.prot for op in letters if isinstance(op, ops.Mmap)} == {"", "r", "rw"}  # one per class
+    assert {op.flags for op in letters if isinstance(op, ops.Mmap)} == {(), ("noreserve",)}  # MAP_NORESERVE too
     assert not any(isinstance(op, ops.Madvise) and op.advice == "wipeonfork" for op in letters)
     k.apply(ops.Mmap(0, 2, 2, "r"))
     letters = alphabet(k, fingerprint(k)[1], processes=2, fail_nths=[])

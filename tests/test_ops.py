@@ -81,6 +81,19 @@ def test_describe() -> None:
     assert ops.describe(ops.Fork(pid=2)) == "fork(P2)"
     assert ops.describe(ops.Read(pid=0, addr=3)) == "read(P0, 3)"
     assert ops.describe(ops.FailAlloc(nth=1)) == "fail_alloc(nth=1)"
+    assert ops.describe(ops.Mmap(0, 1, 2, "rw", ("noreserve",))) == "mmap(P0, [1,3), rw, noreserve)"
+
+
+def test_mmap_flags_are_optional_and_round_trip() -> None:
+    """A plain mmap's JSON has no ``flags`` (files written before MAP_NORESERVE read the same);
+    a MAP_NORESERVE one has ``["noreserve"]``, and both parse back to the same op."""
+    plain = ops.Mmap(0, 0, 1, "r")
+    noreserve = ops.Mmap(0, 0, 1, "r", ("noreserve",))
+    assert ops.to_json(plain) == MM
+    assert ops.to_json(noreserve) == {**MM, "flags": ["noreserve"]}
+    for op in (plain, noreserve):
+        assert ops.parse_step(ops.to_json(op), 8) == op
+    assert ops.parse_step({**MM, "flags": []}, 8) == plain
 
 
 MM = {"op": "mmap", "pid": 0, "start": 0, "pages": 1, "prot": "r"}
@@ -91,7 +104,9 @@ BAD: list[tuple[str, object, str]] = [
     ("unknown-op", {"op": "brk", "pid": 0}, "unknown op 'brk' (known: mmap, munmap"),
     ("missing-op", {"pid": 0}, "unknown op None"),
     ("missing-field", {"op": "mmap", "pid": 0, "start": 0, "pages": 1}, "mmap: missing field 'prot'"),
-    ("unknown-field", {**MM, "flags": []}, "mmap: unknown field 'flags'"),
+    ("unknown-field", {**MM, "advice": "dontneed"}, "mmap: unknown field 'advice'"),
+    ("mmap-unknown-flag", {**MM, "flags": ["shared"]}, "mmap: flags must be a list of distinct names from noreserve"),
+    ("mmap-dup-flags", {**MM, "flags": ["noreserve", "noreserve"]}, "mmap: flags must be a list of distinct"),
     ("bool-int", {"op": "read", "pid": True, "addr": 0}, "read: field 'pid' must be an integer, got True"),
     ("str-int", {**MM, "start": "0"}, "mmap: field 'start' must be an integer, got '0'"),
     ("negative", {**MM, "pages": -1}, "mmap: field 'pages' must be >= 0, got -1"),
@@ -153,6 +168,6 @@ def test_schema_fields_match_op_class(name: str) -> None:
     variant = next(v for v in variants if v["properties"]["op"]["const"] == name)
     fields = {f.name for f in attrs.fields(ops.OP_CLASSES[name])}
     assert set(variant["properties"]) == fields | {"op"}
-    optional = {"flags"} if name == "mremap" else set()
+    optional = {"flags"} if name in ("mmap", "mremap") else set()
     assert set(variant["required"]) == (fields - optional) | {"op"}
     assert variant["additionalProperties"] is False

@@ -304,6 +304,35 @@ def test_vm_account_gained_by_mprotect_allows_merge_with_rw_mmap() -> None:
     assert merges(k) == ["vma_merge: case 2, prev grows over the hole"]
 
 
+NORESERVE = ("noreserve",)
+
+
+def test_vm_noreserve_blocks_merge_with_a_charged_neighbour() -> None:
+    """
+    A.    mmap rw (ac)
+     B    mmap rw with MAP_NORESERVE (``nr``, never charged)  ->  AB: the flags differ
+    """
+    k = run_clean(FINAL, ("mmap", 0, 0, 1, "rw"), ("mmap", 0, 1, 1, "rw", NORESERVE))
+    assert shape(k) == ("AB......", ["[0,1) rw- ac pgoff=0 anon=- chain=[]", "[1,2) rw- nr pgoff=1 anon=- chain=[]"])
+    assert merges(k) == []
+
+
+def test_vm_noreserve_is_never_charged_so_write_history_does_not_split() -> None:
+    """
+    AB    A = r, B = r once made rw, both MAP_NORESERVE: mprotect_fixup() charges neither (the case
+          test_vm_account_blocks_merge leaves apart)  ->  AA, and the last mprotect is case 7
+    """
+    k = run_clean(
+        FINAL,
+        ("mmap", 0, 0, 2, "r", NORESERVE),
+        ("mprotect", 0, 1, 1, "rw"),
+        ("mprotect", 0, 1, 1, "r"),
+    )
+    assert shape(k) == ("AA......", ["[0,2) r-- nr pgoff=0 anon=- chain=[]"])
+    assert merges(k) == ["vma_merge: case 7, prev absorbs the middle"]
+    assert hits(k)["mprotect_fixup: first write permission of a VM_NORESERVE mapping, not charged"] == 1
+
+
 def test_different_anon_vmas_block_merge_after_fork() -> None:
     """
     P1: AB   A = [0,1) rwx faulted after fork (own AV3: 2.6.34 does not borrow B's forked AV2),

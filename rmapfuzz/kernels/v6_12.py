@@ -435,22 +435,13 @@ class Linux612(Linux60):
 
     # ---- mprotect ----
 
-    def mprotect_fixup(self, vma: Vma, prev: Vma | None, start: int, end: int, newflags: int) -> tuple[Err, Vma]:
-        """mprotect_fixup() (6.7+): as before, and an unfaulted VMA losing write loses VM_ACCOUNT."""
-        oldflags = vma.vm_flags
-        if newflags == oldflags:
-            return None, vma
-        if newflags & VM_WRITE:
-            if not oldflags & (VM_ACCOUNT | VM_WRITE):
-                newflags |= VM_ACCOUNT
-        elif oldflags & VM_ACCOUNT and vma.anon_vma is None:
+    def mprotect_charge(self, vma: Vma, oldflags: int, newflags: int) -> int:
+        """mprotect_fixup()'s accounting (6.7+, 9b9143298585): as before, and an unfaulted VMA that
+        loses write is uncharged (it can then merge with a neighbour that was never writable)."""
+        if not newflags & VM_WRITE and oldflags & VM_ACCOUNT and vma.anon_vma is None:
             self.trace.cover("mprotect_fixup: an unfaulted VMA losing write loses VM_ACCOUNT")
-            newflags &= ~VM_ACCOUNT
-        err, vma = self.vma_modify_flags(vma, prev, start, end, newflags)
-        if err:
-            return err, vma
-        self.change_protection(vma, start, end)
-        return None, vma
+            return newflags & ~VM_ACCOUNT
+        return super().mprotect_charge(vma, oldflags, newflags)
 
     def change_protection(self, vma: Vma, start: int, end: int) -> None:
         """change_protection() with MM_CP_TRY_CHANGE_WRITABLE (6.0+, 64fe24a3e05e): in a writable private VMA a

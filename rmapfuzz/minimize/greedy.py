@@ -100,6 +100,8 @@ def _simpler_args(op: ops.Op) -> Iterator[ops.Op]:
         yield attrs.evolve(op, start=op.start - 1)
     if isinstance(op, (ops.Mmap, ops.Mprotect)) and op.prot not in ("rw",):
         yield attrs.evolve(op, prot="rw")
+    if isinstance(op, ops.Mmap) and op.flags:
+        yield attrs.evolve(op, flags=())
     if isinstance(op, ops.Mremap):
         if op.new_pages > 1:
             yield attrs.evolve(op, new_pages=op.new_pages - 1)

@@ -21,6 +21,7 @@ from rmapfuzz.model.objects import VM_PROT_MASK, VM_WRITE
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.replay import Runner
 
+MMAP_FLAG_SETS: tuple[tuple[str, ...], ...] = ((), ("noreserve",))
 MREMAP_FLAG_SETS: tuple[tuple[str, ...], ...] = (
     (),
     ("dontunmap",),
@@ -74,7 +75,7 @@ def alphabet(
             continue
         for start in range(lo, w):
             for size in range(1, w - start + 1):
-                out.extend(ops.Mmap(pid, start, size, prot) for prot in prots)
+                out.extend(ops.Mmap(pid, start, size, prot, flags) for flags in MMAP_FLAG_SETS for prot in prots)
                 if any(a in covered for a in range(start, start + size)):
                     out.append(ops.Munmap(pid, start, size))
                     out.extend(ops.Madvise(pid, start, size, advice) for advice in advices)
@@ -109,14 +110,16 @@ def _degenerate(op: ops.Op) -> bool:
 
 
 def language_size(window: int, processes: int, fail_nths: Sequence[int]) -> int:
-    """The size of the unpruned op language over the window, ``processes`` pids, the 8 prots, the
-    6 advices, the 6 mremap flag sets and the fail_alloc counts: the alphabet a naive search uses."""
+    """The size of the unpruned op language over the window, ``processes`` pids, the 8 prots (mmap's
+    with and without MAP_NORESERVE), the 6 advices, the 6 mremap flag sets and the fail_alloc counts:
+    the alphabet a naive search uses."""
     ranges = sum(window - s + 1 for s in range(window))  # pages 0..window-start
     moves = sum(
         1 for s in range(window) for p in range(window - s + 1) for ns in range(window) for n in range(window - ns + 1)
     )
     in_place = sum(window - s + 1 for s in range(window) for _p in range(window - s + 1))
-    per_pid = ranges * (len(ops.PROTS) * 2 + 1 + len(ops.ADVICES)) + 2 * in_place + 4 * moves + 2 * window + 2
+    mmaps = len(ops.PROTS) * len(MMAP_FLAG_SETS)
+    per_pid = ranges * (mmaps + len(ops.PROTS) + 1 + len(ops.ADVICES)) + 2 * in_place + 4 * moves + 2 * window + 2
     return processes * per_pid + len(fail_nths)
 
 

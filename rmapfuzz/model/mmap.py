@@ -16,6 +16,7 @@ from rmapfuzz.model.memory import MemoryMixin
 from rmapfuzz.model.objects import (
     VM_ACCOUNT,
     VM_MAY_ALL,
+    VM_NORESERVE,
     VM_PROT_MASK,
     VM_WRITE,
     AnonVma,
@@ -340,14 +341,18 @@ class MmapMixin(MemoryMixin):
 
     @staticmethod
     def accountable_mapping(vm_flags: int) -> bool:
-        """accountable_mapping() (2.6.34): private writable memory is charged (VM_ACCOUNT)."""
-        return bool(vm_flags & VM_WRITE)
+        """accountable_mapping() (2.6.34): private writable memory is charged (VM_ACCOUNT), unless
+        MAP_NORESERVE asked for VM_NORESERVE."""
+        return vm_flags & (VM_NORESERVE | VM_WRITE) == VM_WRITE
 
-    def mmap_region(self, mm: Mm, addr: int, length: int, prot: str) -> str:
-        """do_mmap_pgoff() + mmap_region() (mm/mmap.c, 2.6.34) for MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED.
+    def mmap_region(self, mm: Mm, addr: int, length: int, prot: str, noreserve: bool = False) -> str:
+        """do_mmap_pgoff() + mmap_region() (mm/mmap.c, 2.6.34) for MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED,
+        and MAP_NORESERVE if ``noreserve``.
 
         The old mappings in the range are unmapped first; pgoff is the address; a new range
-        merges with its neighbours if it can (vma_merge with no anon_vma).
+        merges with its neighbours if it can (vma_merge with no anon_vma).  MAP_NORESERVE sets
+        VM_NORESERVE (the kernel honours it unless vm.overcommit_memory is 2, "never"; the model
+        is a kernel in the default mode), and a VM_NORESERVE mapping is never charged.
         """
         if length <= 0:
             return EINVAL
@@ -361,6 +366,9 @@ class MmapMixin(MemoryMixin):
                 return ENOMEM
             vma = self.find_vma(mm, addr)
         vm_flags = prot_to_flags(prot) | VM_MAY_ALL
+        if noreserve:
+            self.trace.cover("mmap_region: MAP_NORESERVE sets VM_NORESERVE")
+            vm_flags |= VM_NORESERVE
         if self.accountable_mapping(vm_flags):
             vm_flags |= VM_ACCOUNT
         if self.mmap_merge(mm, addr, end, vm_flags) is not None:

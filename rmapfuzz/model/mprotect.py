@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rmapfuzz.model.core import ENOMEM, OK, Err
 from rmapfuzz.model.mmap import MmapMixin
-from rmapfuzz.model.objects import VM_ACCOUNT, VM_PROT_MASK, VM_WRITE, Mm, Vma, prot_to_flags
+from rmapfuzz.model.objects import VM_ACCOUNT, VM_NORESERVE, VM_PROT_MASK, VM_WRITE, Mm, Vma, prot_to_flags
 from rmapfuzz.model.trace import UseAfterFree
 
 
@@ -50,19 +50,28 @@ class MprotectMixin(MmapMixin):
         """mprotect_fixup() (mm/mprotect.c, 2.6.34).
 
         Making a private mapping writable that never was charges it: VM_ACCOUNT is added and never
-        taken away again, so it can block later merges.
+        taken away again, so it can block later merges.  A MAP_NORESERVE mapping (VM_NORESERVE) is
+        never charged.
         """
         oldflags = vma.vm_flags
         if newflags == oldflags:
             return None, vma
-        if newflags & VM_WRITE and not oldflags & (VM_ACCOUNT | VM_WRITE):
-            self.trace.cover("mprotect_fixup: first write permission charges VM_ACCOUNT")
-            newflags |= VM_ACCOUNT
+        newflags = self.mprotect_charge(vma, oldflags, newflags)
         err, vma = self.vma_modify_flags(vma, prev, start, end, newflags)
         if err:
             return err, vma
         self.change_protection(vma, start, end)
         return None, vma
+
+    def mprotect_charge(self, vma: Vma, oldflags: int, newflags: int) -> int:
+        """mprotect_fixup()'s accounting (2.6.34): the first write permission of a private mapping
+        charges it, unless it is VM_NORESERVE."""
+        if newflags & VM_WRITE and not oldflags & (VM_ACCOUNT | VM_WRITE | VM_NORESERVE):
+            self.trace.cover("mprotect_fixup: first write permission charges VM_ACCOUNT")
+            return newflags | VM_ACCOUNT
+        if newflags & VM_WRITE and oldflags & VM_NORESERVE and not oldflags & (VM_ACCOUNT | VM_WRITE):
+            self.trace.cover("mprotect_fixup: first write permission of a VM_NORESERVE mapping, not charged")
+        return newflags
 
     def sys_mprotect(self, mm: Mm, start: int, length: int, prot: str) -> str:
         """sys_mprotect() (mm/mprotect.c, 2.6.34): VMA by VMA; a hole ends it with ENOMEM after the

@@ -34,6 +34,7 @@ VM_MAYWRITE = 0x20
 VM_MAYEXEC = 0x40
 VM_DONTCOPY = 0x20000  # MADV_DONTFORK
 VM_ACCOUNT = 0x100000  # private writable memory charged to overcommit
+VM_NORESERVE = 0x200000  # MAP_NORESERVE: never charged (overcommit not in "never" mode)
 VM_WIPEONFORK = 0x2000000  # MADV_WIPEONFORK (4.14+)
 
 VM_PROT_MASK = VM_READ | VM_WRITE | VM_EXEC
@@ -41,6 +42,7 @@ VM_MAY_ALL = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
 _FLAG_NAMES = (
     (VM_ACCOUNT, "ac"),
+    (VM_NORESERVE, "nr"),
     (VM_DONTCOPY, "dc"),
     (VM_WIPEONFORK, "wf"),
 )

@@ -29,7 +29,7 @@ class SyscallMixin(ForkMixin):
         if mm is None:
             return ESRCH
         if isinstance(op, ops.Mmap):
-            return self.mmap_region(mm, op.start, op.pages, op.prot)
+            return self.mmap_region(mm, op.start, op.pages, op.prot, "noreserve" in op.flags)
         if isinstance(op, ops.Munmap):
             return self.do_munmap(mm, op.start, op.pages) or OK
         if isinstance(op, ops.Mprotect):

@@ -32,6 +32,7 @@ from rmapfuzz.model.objects import (
     VM_ACCOUNT,
     VM_DONTCOPY,
     VM_MAY_ALL,
+    VM_NORESERVE,
     VM_PROT_MASK,
     VM_WIPEONFORK,
     describe_flags,
@@ -133,7 +134,7 @@ def model_flags(k: KernelCore, swap_tolerant: bool) -> dict[int, list[FlagsView]
         for v in mm.vmas:
             names = {
                 name
-                for bit, name in ((VM_ACCOUNT, "ac"), (VM_DONTCOPY, "dc"), (VM_WIPEONFORK, "wf"))
+                for bit, name in ((VM_ACCOUNT, "ac"), (VM_NORESERVE, "nr"), (VM_DONTCOPY, "dc"), (VM_WIPEONFORK, "wf"))
                 if v.vm_flags & bit
             }
             present = swapped = 0
@@ -230,7 +231,7 @@ def compare_pages(
 
 # The vm_flags bits L3 compares: the ones the model carries.  Others the kernel may set on these
 # VMAs (VM_SOFTDIRTY with CONFIG_MEM_SOFT_DIRTY, ...) are not part of the model.
-GRAPH_FLAGS = VM_PROT_MASK | VM_MAY_ALL | VM_ACCOUNT | VM_DONTCOPY | VM_WIPEONFORK
+GRAPH_FLAGS = VM_PROT_MASK | VM_MAY_ALL | VM_ACCOUNT | VM_NORESERVE | VM_DONTCOPY | VM_WIPEONFORK
 
 
 class AvState(NamedTuple):

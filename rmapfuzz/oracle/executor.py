@@ -84,7 +84,7 @@ def _execute(line: list[str], window: Window) -> tuple[int, int]:
     """One command in the worker: ``(0 or -errno, extra)``."""
     kind, args = line[0], [int(a) for a in line[1:]]
     if kind == "m":
-        return sc.mmap_fixed(window.addr(args[0]), window.length(args[1]), args[2]), 0
+        return sc.mmap_fixed(window.addr(args[0]), window.length(args[1]), args[2], extra=args[3]), 0
     if kind == "u":
         return sc.munmap(window.addr(args[0]), window.length(args[1])), 0
     if kind == "p":
@@ -308,7 +308,7 @@ class Session:
     @staticmethod
     def _command(op: ops.Op) -> str:
         if isinstance(op, ops.Mmap):
-            return f"m {op.start} {op.pages} {sc.prot_bits(op.prot)}"
+            return f"m {op.start} {op.pages} {sc.prot_bits(op.prot)} {sum(sc.MMAP_BITS[f] for f in op.flags)}"
         if isinstance(op, ops.Munmap):
             return f"u {op.start} {op.pages}"
         if isinstance(op, ops.Mprotect):

@@ -212,7 +212,7 @@ class SmapsVma:
     anonymous_kb: int
 
 
-# the VmFlags that decide merging and that the model has (ac, dc, wf) or must not see (nr, hg, nh)
+# the VmFlags that decide merging and that the model has (ac, nr, dc, wf) or must not see (hg, nh)
 COMPARED_FLAGS = frozenset({"ac", "dc", "wf", "nr", "hg", "nh"})
 
 

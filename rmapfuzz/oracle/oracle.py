@@ -31,6 +31,7 @@ from rmapfuzz.invariants import Violation
 from rmapfuzz.machine import RmapMachine, generated_sequences, machine_settings, make_machine, run_machine
 from rmapfuzz.minimize.greedy import minimize_more
 from rmapfuzz.oracle import bpf, compare, observe, pages, swap
+from rmapfuzz.oracle import syscalls as sc
 from rmapfuzz.oracle.compare import Divergence
 from rmapfuzz.oracle.executor import Executor, ExecutorError, Session, Window
 from rmapfuzz.replay import Runner
@@ -136,10 +137,13 @@ class Outcome:
         }
 
 
-def skip_reason(steps: Sequence[ops.Op]) -> str | None:
+def skip_reason(steps: Sequence[ops.Op], noreserve: bool = True) -> str | None:
+    """Why a sequence cannot run live, or None.  ``noreserve``: the kernel honours MAP_NORESERVE."""
     for i, op in enumerate(steps):
         if isinstance(op, ops.FailAlloc):
             return f"step {i} is fail_alloc, which cannot be injected into a real kernel"
+        if isinstance(op, ops.Mmap) and op.flags and not noreserve:
+            return f"step {i} asks for MAP_NORESERVE, which this kernel ignores (vm.overcommit_memory is 2)"
     return None
 
 
@@ -169,6 +173,7 @@ class Oracle:
         if "L0" not in self.used:
             raise OracleError(f"L0 is unavailable here: {self.info['L0'].how}")
         self.kernel = kernel
+        self.noreserve = sc.noreserve_honoured()
         self.executor = Executor(window)
         self.zero_pfns: set[int] = set()
         if "L2" in self.used:
@@ -257,7 +262,7 @@ class Oracle:
                     self.graph.forget(w.pid for w in session.order)
 
     def run(self, steps: Sequence[ops.Op], window: int) -> Outcome:
-        reason = skip_reason(steps)
+        reason = skip_reason(steps, self.noreserve)
         if reason is not None:
             return Outcome("skipped", 0, reason=reason)
         forks = sum(isinstance(op, ops.Fork) for op in steps)
@@ -514,6 +519,13 @@ class DivergenceFound(AssertionError):
         self.steps = steps
 
 
+def live_language(strategy: Strategy, noreserve: bool) -> Strategy:
+    """``strategy`` as a live kernel can run it: no fail_alloc, and plain mmaps only where the
+    kernel ignores MAP_NORESERVE (``noreserve`` false)."""
+    strategy = no_fail_alloc(strategy)
+    return strategy if noreserve else attrs.evolve(strategy, mmap_flags=((),))
+
+
 def no_fail_alloc(strategy: Strategy) -> Strategy:
     """``strategy`` with fail_alloc left out of every mix it draws, its portfolio's included (a
     real kernel cannot fail an allocation on demand)."""
@@ -587,7 +599,7 @@ class OracleMachine(RmapMachine):
 
 
 def oracle_machine(oracle: Oracle, strategy: Strategy, stats: dict[str, int]) -> type[OracleMachine]:
-    base = make_machine(oracle.kernel, no_fail_alloc(strategy), invariants=())
+    base = make_machine(oracle.kernel, live_language(strategy, oracle.noreserve), invariants=())
     namespace: dict[str, Any] = {"oracle": oracle, "stats": stats, "last_failure": [], "failed_at": []}
     cls: type[OracleMachine] = type("OracleMachine_" + base.__name__, (OracleMachine, base), namespace)
     cls.TestCase.settings = machine_settings(strategy)

@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import os
 import platform
+from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -20,6 +21,8 @@ PROT_NONE, PROT_READ, PROT_WRITE, PROT_EXEC = 0, 1, 2, 4
 MAP_PRIVATE = 0x02
 MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
+MAP_NORESERVE = 0x4000
+MMAP_BITS = {"noreserve": MAP_NORESERVE}
 MAP_FIXED_NOREPLACE = 0x100000
 MAP_FAILED = ctypes.c_void_p(-1).value
 
@@ -60,9 +63,10 @@ def _ret(value: int) -> int:
     return -ctypes.get_errno() if value == -1 else 0
 
 
-def mmap_fixed(addr: int, length: int, prot: int, noreplace: bool = False) -> int:
-    """A private anonymous mapping at exactly ``addr`` (MAP_FIXED, or MAP_FIXED_NOREPLACE)."""
-    flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED_NOREPLACE if noreplace else MAP_FIXED)
+def mmap_fixed(addr: int, length: int, prot: int, noreplace: bool = False, extra: int = 0) -> int:
+    """A private anonymous mapping at exactly ``addr`` (MAP_FIXED, or MAP_FIXED_NOREPLACE), with the
+    ``extra`` flags (MAP_NORESERVE)."""
+    flags = MAP_PRIVATE | MAP_ANONYMOUS | (MAP_FIXED_NOREPLACE if noreplace else MAP_FIXED) | extra
     got = _libc.mmap(ctypes.c_void_p(addr), length, prot, flags, -1, 0)
     if got is None or got == MAP_FAILED:
         return -ctypes.get_errno()
@@ -70,6 +74,15 @@ def mmap_fixed(addr: int, length: int, prot: int, noreplace: bool = False) -> in
         _libc.munmap(ctypes.c_void_p(got), length)
         return -errno.EEXIST
     return 0
+
+
+def noreserve_honoured() -> bool:
+    """Whether this kernel honours MAP_NORESERVE: unless vm.overcommit_memory is 2 ("never"), the
+    mapping gets VM_NORESERVE and is not charged, as the model's kernels do."""
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() != "2"
+    except OSError:
+        return True
 
 
 def mmap_anywhere(length: int, prot: int) -> int:
