@@ -22,6 +22,8 @@ Sections:
   the points some seed missed.
 * ablation: what each part of the default search contributes: the mutation of kept test cases,
   the portfolio of named mixes, the Hypothesis arm; on the slowest bugs and on coverage.
+* portfolio: each source's steps per find of every catalogued bug, and how close the best fixed
+  share of the sources could come to each bug's named strategy (bench/portfolio.py).
 * equivalence: the incremental judge against the whole-state judge on every generation.
 * scale: ``--workers 2`` against one (bench/scale.py).
 * mutants: the mutation score of the default campaign and of the classic strategy on the same
@@ -445,8 +447,16 @@ def section_long(kernel: str, minutes: float, seed: int) -> list[str]:
     return [*lines, ""]
 
 
-SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "equivalence", "scale", "mutants",
-            "minimal", "long")  # fmt: skip
+def section_portfolio(seconds: float, seed: int) -> list[str]:
+    from bench import portfolio  # it reads FIND_SUITE from here
+
+    results = {bug: portfolio.measure(bug, kernel, named, seconds, seed) for bug, kernel, named, _ in FIND_SUITE}
+    return ["### What any fixed share of the default's sources can do (bench/portfolio.py)", "",
+            *portfolio.table(results, seconds, seed), ""]  # fmt: skip
+
+
+SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "portfolio", "equivalence", "scale",
+            "mutants", "minimal", "long")  # fmt: skip
 
 
 def _seeds(value: str | None, count: int) -> list[int]:
@@ -510,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff": lambda: section_diff(trials, seeds[:10], few, args.budget),
         "coverage": lambda: section_coverage(trials, few, args.coverage_budget),
         "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
+        "portfolio": lambda: section_portfolio(2.0 if quick else 8.0, seeds[0]),
         "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
         "scale": lambda: section_scale(10.0 if quick else 30.0),
         "mutants": lambda: section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0]),

@@ -93,3 +93,15 @@ def test_a_bench_run_is_added_to_the_results_file_not_written_over_it() -> None:
     assert new == intro + today + older
     assert with_run(new, ["## again"]).count("## ") == 3
     assert with_run("", ["## first"]) == "## first\n\n"
+
+
+def test_portfolio_game_value_brackets_the_best_fixed_share() -> None:
+    """Two bugs each found by one source only: no share does better than half of each (the ratio 2
+    the bench's criterion allows, at best).  With a third source fair at both, the best share mixes
+    it with the first: x + 0.6 (1 - x) = 0.9 (1 - x) at x = 3/13, a value of 9/13."""
+    from bench.portfolio import game_value
+
+    lower, upper, share = game_value([[1.0, 0.0], [0.0, 1.0]])
+    assert 0.49 <= lower <= 0.5 <= upper <= 0.51 and abs(share[0] - 0.5) < 0.01
+    lower, upper, share = game_value([[1.0, 0.0, 0.6], [0.0, 1.0, 0.9]])
+    assert lower <= 9 / 13 <= upper and upper - lower < 0.01 and abs(share[0] - 3 / 13) < 0.01
