@@ -33,20 +33,27 @@ SOURCES = ("default", "mremap", "swap", "enomem")
 EXAMPLES = 3  # changed verdicts shown per kernel
 
 
-def sequences(count: int, seed: int) -> list[tuple[int, list[dict[str, Any]]]]:
-    """(window, steps) of ``count`` fresh test cases of each source strategy and ``count`` walks."""
+def sequences(count: int, seed: int, plain_mmaps: bool = False) -> list[tuple[int, list[dict[str, Any]]]]:
+    """(window, steps) of ``count`` fresh test cases of each source strategy and ``count`` walks;
+    ``plain_mmaps``: no MAP_NORESERVE (for a revision whose language lacks it)."""
+    import attrs
+
     from bench.speed import fresh_cases
     from bench.walk import Language, random_sequence, uniform_mix
     from rmapfuzz import ops, strategy
     from rmapfuzz.kernels import resolve
 
+    def load(name: str) -> strategy.Strategy:
+        s = strategy.load(name)
+        return attrs.evolve(s, mmap_flags=((),)) if plain_mmaps else s
+
     rng = random.Random(seed)
     current = resolve("current")
     out: list[tuple[int, list[dict[str, Any]]]] = []
     for name in SOURCES:
-        window, cases = fresh_cases(strategy.load(name), current, random.Random(rng.random()), count, [])
+        window, cases = fresh_cases(load(name), current, random.Random(rng.random()), count, [])
         out += [(window, steps) for steps in cases]
-    default = strategy.load("default")
+    default = load("default")
     lang, mix = Language.of(default), uniform_mix(default)
     out += [(lang.window, [ops.to_json(op) for op in random_sequence(rng, 60, lang, mix)]) for _ in range(count)]
     return out
@@ -104,10 +111,10 @@ def compare(here: dict[str, list[str]], there: dict[str, list[str]], against: st
     return lines
 
 
-def run(against: str, count: int, seed: int) -> str:
+def run(against: str, count: int, seed: int, plain_mmaps: bool = False) -> str:
     from bench.speed import worktree
 
-    seqs = sequences(count, seed)
+    seqs = sequences(count, seed, plain_mmaps)
     with tempfile.TemporaryDirectory() as tmp:
         seqs_path = Path(tmp) / "sequences.json"
         seqs_path.write_text(json.dumps(seqs))
@@ -116,7 +123,7 @@ def run(against: str, count: int, seed: int) -> str:
         here = _replay_in(ROOT, seqs_path)
     head = [
         f"### Verdicts against `{against}` ({len(seqs):,} sequences: {count} fresh test cases of each of "
-        f"{', '.join(SOURCES)} and {count} walks; seed {seed})",
+        f"{', '.join(SOURCES)} and {count} walks{', plain mmaps only' if plain_mmaps else ''}; seed {seed})",
         "",
     ]
     return "\n".join(head + compare(here, there, against)) + "\n"
@@ -127,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", metavar="REV", help="the revision to compare with")
     parser.add_argument("--count", type=int, default=60, help="test cases of each source (default 60)")
     parser.add_argument("--seed", type=int, default=None, help="default: drawn at random and printed")
+    parser.add_argument("--plain-mmaps", action="store_true",
+                        help="no MAP_NORESERVE in the sequences (a revision before it cannot read them)")  # fmt: skip
     parser.add_argument("--replay", default=None, help=argparse.SUPPRESS)  # the subprocess' side
     args = parser.parse_args(argv)
     if args.replay:
@@ -135,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.against:
         parser.error("--against REV is required")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    print(run(args.against, args.count, seed))
+    print(run(args.against, args.count, seed, args.plain_mmaps))
     return 0
 
 
