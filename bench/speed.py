@@ -5,7 +5,9 @@ revision of the project measured the same way in the same run.
     python -m bench.speed --against c16ef5e      # this tree and that commit, side by side
 
 The sequences are made once, by this tree: the guided search's own fresh test cases over the whole
-op language (what a default campaign runs), and the naive walker's sequences (bench/walk.py).  Both
+op language (what a default campaign runs; without MAP_NORESERVE when another revision is measured,
+since a revision before it cannot read those steps), and the naive walker's sequences
+(bench/walk.py).  Both
 trees replay the same steps from their JSON form with ``Runner(kernel, window, invariants).step``,
 the one interface every revision has had, with all invariants and with none; then each runs a
 campaign per strategy for the same time.  The other revision is checked out with
@@ -101,14 +103,21 @@ def coverage_cost(kernel: str, sequences: list[list[dict[str, Any]]], rounds: in
     return without, with_coverage
 
 
-def sequences(kernel: str, seed: int, count: int = 300) -> dict[str, list[list[dict[str, Any]]]]:
-    """The campaign's fresh test cases and the walker's sequences, as op-language JSON."""
+def sequences(
+    kernel: str, seed: int, count: int = 300, plain_mmaps: bool = False
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """The campaign's fresh test cases and the walker's sequences, as op-language JSON;
+    ``plain_mmaps``: no MAP_NORESERVE, which a revision before it cannot read."""
     sys.path.insert(0, str(ROOT))
+    import attrs
+
     from bench.walk import Language, random_sequence, uniform_mix
     from rmapfuzz import ops, strategy
     from rmapfuzz.kernels import resolve
 
     strat = strategy.load("default")
+    if plain_mmaps:
+        strat = attrs.evolve(strat, mmap_flags=((),))
     rng = random.Random(seed)
     _, fresh = fresh_cases(strat, resolve(kernel), rng, count)
     lang, mix = Language.of(strat), uniform_mix(strat)
@@ -193,8 +202,9 @@ def _rounds(
 
 
 def run(kernel: str, seconds: float, seed: int, against: str | None) -> str:
-    """The markdown section: this tree (and ``against``) measured on the same sequences."""
-    seqs = sequences(kernel, seed)
+    """The markdown section: this tree (and ``against``) measured on the same sequences (with
+    ``against``, sequences both trees read: no MAP_NORESERVE, which older revisions lack)."""
+    seqs = sequences(kernel, seed, plain_mmaps=against is not None)
     here_strategies = {"default": "default", "classic": str(ROOT / "strategies" / "classic.toml")}
     with tempfile.TemporaryDirectory() as tmp:
         spec = {"kernel": kernel, "sequences": seqs, "seconds": seconds, "seed": seed, "passes": 1}
