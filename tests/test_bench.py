@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import random
+from typing import Any
 
 from bench.mutants import KINDS, mutate, sites
 from bench.walk import UNIFORM, Language, random_sequence, uniform_mix, walk
@@ -105,3 +106,18 @@ def test_portfolio_game_value_brackets_the_best_fixed_share() -> None:
     assert 0.49 <= lower <= 0.5 <= upper <= 0.51 and abs(share[0] - 0.5) < 0.01
     lower, upper, share = game_value([[1.0, 0.0, 0.6], [0.0, 1.0, 0.9]])
     assert lower <= 9 / 13 <= upper and upper - lower < 0.01 and abs(share[0] - 3 / 13) < 0.01
+
+
+def test_coverage_row_counts_each_run_against_its_own_points() -> None:
+    """A run that moved on to a fixed kernel has more reachable points than one that did not: the
+    row shows the range, and a run that reached all of its own leaves nothing unreached."""
+    from bench.run import coverage_rows
+
+    runs: list[dict[str, Any]] = [
+        {"covered_at": 30.0, "reachable": 96, "reached": 96, "unreached": []},
+        {"covered_at": 40.0, "reachable": 94, "reached": 94, "unreached": []},
+        {"covered_at": None, "reachable": 96, "reached": 95, "unreached": ["vma_expand: ENOMEM"]},
+    ]
+    row, missed = coverage_rows("6.16", runs)
+    assert row == "| 6.16 | 94-96 | 2/3 | 35.0 | 40.0 | 1 |"
+    assert missed == {"vma_expand: ENOMEM": 1}
