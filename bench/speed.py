@@ -109,15 +109,13 @@ def sequences(
     """The campaign's fresh test cases and the walker's sequences, as op-language JSON;
     ``plain_mmaps``: no MAP_NORESERVE, which a revision before it cannot read."""
     sys.path.insert(0, str(ROOT))
-    import attrs
-
     from bench.walk import Language, random_sequence, uniform_mix
     from rmapfuzz import ops, strategy
     from rmapfuzz.kernels import resolve
 
     strat = strategy.load("default")
     if plain_mmaps:
-        strat = attrs.evolve(strat, mmap_flags=((),))
+        strat = strat.plain_mmaps()
     rng = random.Random(seed)
     _, fresh = fresh_cases(strat, resolve(kernel), rng, count)
     lang, mix = Language.of(strat), uniform_mix(strat)

@@ -36,8 +36,6 @@ EXAMPLES = 3  # changed verdicts shown per kernel
 def sequences(count: int, seed: int, plain_mmaps: bool = False) -> list[tuple[int, list[dict[str, Any]]]]:
     """(window, steps) of ``count`` fresh test cases of each source strategy and ``count`` walks;
     ``plain_mmaps``: no MAP_NORESERVE (for a revision whose language lacks it)."""
-    import attrs
-
     from bench.speed import fresh_cases
     from bench.walk import Language, random_sequence, uniform_mix
     from rmapfuzz import ops, strategy
@@ -45,7 +43,7 @@ def sequences(count: int, seed: int, plain_mmaps: bool = False) -> list[tuple[in
 
     def load(name: str) -> strategy.Strategy:
         s = strategy.load(name)
-        return attrs.evolve(s, mmap_flags=((),)) if plain_mmaps else s
+        return s.plain_mmaps() if plain_mmaps else s
 
     rng = random.Random(seed)
     current = resolve("current")

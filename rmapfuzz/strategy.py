@@ -57,6 +57,11 @@ class Strategy:
         without this strategy's ``without`` ops."""
         return [attrs.evolve(load(name), portfolio=(), without=self.without) for name in self.portfolio]
 
+    def plain_mmaps(self) -> Strategy:
+        """This strategy with its own mix drawing no MAP_NORESERVE (for a kernel that ignores it, or
+        a revision whose language lacks it); its portfolio's strategies draw what their files say."""
+        return attrs.evolve(self, mmap_flags=((),))
+
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)
 

@@ -66,12 +66,13 @@ class MprotectMixin(MmapMixin):
     def mprotect_charge(self, vma: Vma, oldflags: int, newflags: int) -> int:
         """mprotect_fixup()'s accounting (2.6.34): the first write permission of a private mapping
         charges it, unless it is VM_NORESERVE."""
-        if newflags & VM_WRITE and not oldflags & (VM_ACCOUNT | VM_WRITE | VM_NORESERVE):
-            self.trace.cover("mprotect_fixup: first write permission charges VM_ACCOUNT")
-            return newflags | VM_ACCOUNT
-        if newflags & VM_WRITE and oldflags & VM_NORESERVE and not oldflags & (VM_ACCOUNT | VM_WRITE):
+        if not newflags & VM_WRITE or oldflags & (VM_ACCOUNT | VM_WRITE):
+            return newflags
+        if oldflags & VM_NORESERVE:
             self.trace.cover("mprotect_fixup: first write permission of a VM_NORESERVE mapping, not charged")
-        return newflags
+            return newflags
+        self.trace.cover("mprotect_fixup: first write permission charges VM_ACCOUNT")
+        return newflags | VM_ACCOUNT
 
     def sys_mprotect(self, mm: Mm, start: int, length: int, prot: str) -> str:
         """sys_mprotect() (mm/mprotect.c, 2.6.34): VMA by VMA; a hole ends it with ENOMEM after the

@@ -40,7 +40,8 @@ VM_WIPEONFORK = 0x2000000  # MADV_WIPEONFORK (4.14+)
 VM_PROT_MASK = VM_READ | VM_WRITE | VM_EXEC
 VM_MAY_ALL = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
 
-_FLAG_NAMES = (
+# The merge-relevant flags beyond prot, by their smaps VmFlags names (the oracle compares these).
+FLAG_NAMES = (
     (VM_ACCOUNT, "ac"),
     (VM_NORESERVE, "nr"),
     (VM_DONTCOPY, "dc"),
@@ -65,9 +66,9 @@ def flags_to_prot(flags: int) -> str:
 
 
 def describe_flags(flags: int) -> str:
-    """smaps-like rendering: prot as ``rw-`` plus the merge-relevant VmFlags (``ac``, ``dc``, ``wf``)."""
+    """smaps-like rendering: prot as ``rw-`` plus the merge-relevant VmFlags (:data:`FLAG_NAMES`)."""
     prot = "".join(c if flags & bit else "-" for bit, c in ((VM_READ, "r"), (VM_WRITE, "w"), (VM_EXEC, "x")))
-    extra = [name for bit, name in _FLAG_NAMES if flags & bit]
+    extra = [name for bit, name in FLAG_NAMES if flags & bit]
     return prot + ("" if not extra else " " + ",".join(extra))
 
 

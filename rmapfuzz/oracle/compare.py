@@ -29,12 +29,9 @@ import attrs
 
 from rmapfuzz.model.core import KernelCore
 from rmapfuzz.model.objects import (
-    VM_ACCOUNT,
-    VM_DONTCOPY,
+    FLAG_NAMES,
     VM_MAY_ALL,
-    VM_NORESERVE,
     VM_PROT_MASK,
-    VM_WIPEONFORK,
     describe_flags,
     flags_to_prot,
 )
@@ -132,11 +129,7 @@ def model_flags(k: KernelCore, swap_tolerant: bool) -> dict[int, list[FlagsView]
         mm = k.mms[pid]
         views = []
         for v in mm.vmas:
-            names = {
-                name
-                for bit, name in ((VM_ACCOUNT, "ac"), (VM_NORESERVE, "nr"), (VM_DONTCOPY, "dc"), (VM_WIPEONFORK, "wf"))
-                if v.vm_flags & bit
-            }
+            names = {name for bit, name in FLAG_NAMES if v.vm_flags & bit}
             present = swapped = 0
             for n in range(v.vm_start, v.vm_end):
                 pte = mm.ptes.get(n)
@@ -231,7 +224,7 @@ def compare_pages(
 
 # The vm_flags bits L3 compares: the ones the model carries.  Others the kernel may set on these
 # VMAs (VM_SOFTDIRTY with CONFIG_MEM_SOFT_DIRTY, ...) are not part of the model.
-GRAPH_FLAGS = VM_PROT_MASK | VM_MAY_ALL | VM_ACCOUNT | VM_NORESERVE | VM_DONTCOPY | VM_WIPEONFORK
+GRAPH_FLAGS = VM_PROT_MASK | VM_MAY_ALL | sum(bit for bit, _ in FLAG_NAMES)
 
 
 class AvState(NamedTuple):

@@ -523,7 +523,7 @@ def live_language(strategy: Strategy, noreserve: bool) -> Strategy:
     """``strategy`` as a live kernel can run it: no fail_alloc, and plain mmaps only where the
     kernel ignores MAP_NORESERVE (``noreserve`` false)."""
     strategy = no_fail_alloc(strategy)
-    return strategy if noreserve else attrs.evolve(strategy, mmap_flags=((),))
+    return strategy if noreserve else strategy.plain_mmaps()
 
 
 def no_fail_alloc(strategy: Strategy) -> Strategy:
