@@ -133,8 +133,8 @@ def fresh_cases(
     from rmapfuzz.search import Pool, execute
 
     swarm = Swarm.of(strat, kernel)
-    pool = Pool(swarm, strat.steps, rng, headers=strat.swarm > 0)
-    cases = [[ops.to_json(op) for op in execute(kernel, swarm, pool.fresh(), invariants, strat.steps).ops]
+    pool = Pool(swarm, rng, headers=strat.swarm > 0)
+    cases = [[ops.to_json(op) for op in execute(kernel, swarm, pool.fresh(), invariants).ops]
              for _ in range(count)]  # fmt: skip
     return swarm.base.window, cases
 

@@ -53,7 +53,9 @@ from rmapfuzz.strategy import Strategy
 
 # The version of the machine's choice sequence and of the guided test cases: bump it when a change to
 # machine.py or generate.py makes old database entries mean other operations.
-MACHINE_FORMAT = 5  # 5: fail_alloc in one slot of a portfolio mix; the mremap mix draws old length 0
+# 5: fail_alloc in one slot of a portfolio mix; the mremap mix draws old length 0.  6: a portfolio
+# mix's test cases run its strategy's own length.
+MACHINE_FORMAT = 6
 
 
 class Stop(KeyboardInterrupt):
@@ -209,7 +211,7 @@ class Hunt:
         self.kernel: Kernel = resolve(config.kernel)
         self.rng = random.Random(config.seed * 1_000_003 + worker * 10_007)
         self.swarm = Swarm.of(config.strategy, self.kernel)
-        self.pool = Pool(self.swarm, config.strategy.steps, self.rng, headers=config.strategy.swarm > 0)
+        self.pool = Pool(self.swarm, self.rng, headers=config.strategy.swarm > 0)
         self.arms = Arms(self.rng, tuple(a for a in ARMS if a in config.arms))
         self.known: set[str] = set()
         self.pending: dict[str, _Pending] = {}
@@ -307,7 +309,7 @@ class Hunt:
     def run_case(self, case: Case, via: str) -> float:
         """Execute one test case; returns its reward (rmapfuzz.search.Pool.add)."""
         kernel = self.kernel_for_case()
-        out = execute(kernel, self.swarm, case, self.config.invariants, self.config.strategy.steps)
+        out = execute(kernel, self.swarm, case, self.config.invariants)
         stats = self.stats
         stats.examples += 1
         stats.steps += len(out.ops)
@@ -351,7 +353,7 @@ class Hunt:
             if case is None or kernel is None:
                 self.db.delete(key, value)
                 continue
-            out = execute(kernel, self.swarm, case, self.config.invariants, self.config.strategy.steps)
+            out = execute(kernel, self.swarm, case, self.config.invariants)
             self.stats.examples += 1
             self.stats.steps += len(out.ops)
             if out.violations:

@@ -115,7 +115,7 @@ def run(config: DiffConfig, on_find: Callable[[DiffFind], None] | None = None) -
     rng = random.Random(config.seed)
     swarm = Swarm.of(config.strategy, kernel_a).without(config.without)
     window = swarm.base.window
-    pool = Pool(swarm, config.strategy.steps, rng, headers=config.strategy.swarm > 0)
+    pool = Pool(swarm, rng, headers=config.strategy.swarm > 0)
     arms = Arms(rng, DEFAULT_ARMS)
     started = time.monotonic()
     deadline = None if config.budget is None else started + config.budget
@@ -131,7 +131,7 @@ def run(config: DiffConfig, on_find: Callable[[DiffFind], None] | None = None) -
         return config.examples is not None and result.examples >= config.examples
 
     def one(case: Case) -> float:
-        out = execute(kernel_a, swarm, case, config.invariants, config.strategy.steps, runner=pair)
+        out = execute(kernel_a, swarm, case, config.invariants, runner=pair)
         result.examples += 1
         result.steps += len(out.ops)
         if not out.violations:

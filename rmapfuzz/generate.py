@@ -41,6 +41,7 @@ class Mix:
 
     window: int  # pages 0 .. window-1
     max_processes: int
+    steps: int  # ops per test case: its strategy's run length (a portfolio mix keeps its own)
     weights: tuple[tuple[str, int], ...]  # (op, weight > 0), in RULE_ORDER
     prots: tuple[str, ...]
     advices: tuple[str, ...]
@@ -51,8 +52,8 @@ class Mix:
     @classmethod
     def of(cls, s: Strategy) -> Mix:
         weights = tuple((op, s.weights[op]) for op in RULE_ORDER if s.weights.get(op, 0) > 0)
-        return cls(s.window, s.max_processes, weights, s.prots, s.advices, s.mremap_flags, s.mremap_zero_old_len,
-                   s.mmap_flags)  # fmt: skip
+        return cls(s.window, s.max_processes, s.steps, weights, s.prots, s.advices, s.mremap_flags,
+                   s.mremap_zero_old_len, s.mmap_flags)  # fmt: skip
 
     @classmethod
     def for_kernel(cls, s: Strategy, kernel: type[SyscallMixin]) -> Mix:
@@ -127,7 +128,7 @@ def from_header(base: Mix, header: bytes) -> Mix:
     # mmap's flag sets take the flag byte's high half (mremap's sets, four at most in the named
     # strategies, its low half), so a header picks the same mremap sets as before MAP_NORESERVE
     mmap_flags = tuple(base.mmap_flags[i] for i in _subset(base.mmap_flags, header[at + 2] >> 4))
-    return Mix(window, procs, tuple(weights), prots, advices, flags, base.mremap_zero_old_len, mmap_flags)
+    return Mix(window, procs, base.steps, tuple(weights), prots, advices, flags, base.mremap_zero_old_len, mmap_flags)
 
 
 @attrs.frozen
@@ -168,6 +169,11 @@ class Swarm:
     def picks(self) -> int:
         """How many different sources of mixes a header can pick: the portfolio's and the swarm."""
         return 1 + len(self.portfolio)
+
+    def steps(self, header: bytes | None) -> int:
+        """The run length of the mix ``header`` picks (:meth:`mix`'s ``steps``, without building it)."""
+        pick = 0 if header is None else header[0] % self.picks
+        return self.portfolio[pick - 1].steps if pick else self.base.steps
 
     def mix(self, header: bytes | None) -> Mix:
         if header is None:

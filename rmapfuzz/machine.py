@@ -86,7 +86,7 @@ class RmapMachine(RuleBasedStateMachine):
         self.burst_start = len(self.steps)
         decoder = self.decoder or generate.decoder(_swarm(self.strategy).base)
         for at in range(0, len(chunk) - OP_BYTES + 1, OP_BYTES):
-            if len(self.steps) >= self.strategy.steps:
+            if len(self.steps) >= decoder.mix.steps:
                 return
             word = chunk[at : at + OP_BYTES]
             self.words += word
@@ -189,7 +189,7 @@ def machine_settings(s: Strategy, **overrides: Any) -> settings:
     """Settings for a campaign: the strategy's run length, no deadline, no health checks that a
     stateful model search trips by design (slow data generation, filtered rules)."""
     base: dict[str, Any] = {
-        "stateful_step_count": -(-s.steps // s.burst),  # bursts; the machine stops at s.steps ops
+        "stateful_step_count": -(-s.longest_run() // s.burst),  # bursts; the machine stops at its mix's steps
         "deadline": None,
         "suppress_health_check": list(HealthCheck),
         "print_blob": False,

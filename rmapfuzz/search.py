@@ -94,14 +94,15 @@ def execute(
     swarm: Swarm,
     case: Case,
     invariants: Sequence[str] | None,
-    max_steps: int,
     runner: Callable[[Counter[str]], Stepper] | None = None,
 ) -> Outcome:
     """Run ``case`` on a fresh ``kernel`` (or on what ``runner(coverage)`` makes), judging every
-    step; stop at the first violation or after ``max_steps`` ops."""
+    step; stop at the first violation or after its mix's run length (``Mix.steps``) in ops."""
     hits: Counter[str] = Counter()
     stepper: Stepper = Runner(kernel, swarm.base.window, invariants, coverage=hits) if runner is None else runner(hits)
-    decoder = generate.decoder(swarm.mix(case.header))
+    mix = swarm.mix(case.header)
+    decoder = generate.decoder(mix)
+    max_steps = mix.steps
     k = stepper.kernel
     live = [0]
     steps: list[ops.Op] = []
@@ -161,7 +162,6 @@ class Pool:
     """The kept test cases, and what the search has reached so far."""
 
     swarm: Swarm
-    length: int  # words per fresh case
     rng: random.Random
     reached: Counter[str] = attrs.field(factory=Counter)  # point -> test cases that reached it
     buckets: set[tuple[str, int]] = attrs.field(factory=set)
@@ -208,14 +208,19 @@ class Pool:
     def random_words(self, n: int) -> bytes:
         return self.rng.randbytes(OP_BYTES * n)
 
+    def length(self, header: bytes | None) -> int:
+        """Words in a test case of this mix: its strategy's run length (a portfolio source's own, so
+        fork-tree's and mremap's longer runs are not cut short in the default campaign)."""
+        return self.swarm.steps(header)
+
     def fresh(self) -> Case:
         if not self.headers:
-            return Case(None, self.random_words(self.length))
+            return Case(None, self.random_words(self.length(None)))
         header = bytearray(self.rng.randbytes(HEADER_BYTES))
         if self.picks is None:
             self.picks = Picks(self.swarm.picks)
         header[0] = self.picks.pick(self.rng)
-        return Case(bytes(header), self.random_words(self.length))
+        return Case(bytes(header), self.random_words(self.length(bytes(header))))
 
     def target(self) -> str:
         """A point to push from: rarely reached points more often (weight 1 / sqrt(cases))."""
@@ -250,7 +255,7 @@ class Pool:
         """The case cut right after the word that first reached ``point``, continued at random."""
         cut = entry.first.get(point, 0) + 1
         keep = entry.case.words[: OP_BYTES * cut]
-        return Case(entry.case.header, keep + self.random_words(max(self.length - cut, 1)))
+        return Case(entry.case.header, keep + self.random_words(max(self.length(entry.case.header) - cut, 1)))
 
     def fail_before(self, entry: Entry, point: str) -> Case | None:
         """The case with an injected allocation failure (fail_alloc N) right before the word that
@@ -266,7 +271,7 @@ class Pool:
         word = bytes([table.index("fail_alloc")]) + nth.to_bytes(OP_BYTES - 1, "big")
         words = entry.case.words
         failing = words[: OP_BYTES * at] + word + words[OP_BYTES * at :]
-        return Case(entry.case.header, failing[: OP_BYTES * self.length])
+        return Case(entry.case.header, failing[: OP_BYTES * self.length(entry.case.header)])
 
     def havoc(self, case: Case) -> Case:
         """A few word-level edits: replace, insert, delete, change an argument byte, repeat a run."""
@@ -291,14 +296,14 @@ class Pool:
                 j = rng.randrange(len(words))
                 run = words[min(i, j) : max(i, j) + 1][:8]
                 words[i:i] = run
-        return Case(case.header, b"".join(words[: self.length]))
+        return Case(case.header, b"".join(words[: self.length(case.header)]))
 
     def splice(self, a: Case, b: Case) -> Case:
         """The head of ``a`` and the tail of ``b`` (``a``'s mix)."""
         i = self.rng.randrange(a.length + 1)
         j = self.rng.randrange(b.length + 1)
         words = a.words[: OP_BYTES * i] + b.words[OP_BYTES * j :]
-        return Case(a.header, words[: OP_BYTES * self.length])
+        return Case(a.header, words[: OP_BYTES * self.length(a.header)])
 
 
 class Picks:

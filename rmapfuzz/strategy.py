@@ -51,16 +51,23 @@ class Strategy:
     without: tuple[str, ...] = ()  # ops left out of every mix, the portfolio's too (set by tools, not files)
     mremap_zero_old_len: int = 0  # one mremap in this many has an old length of 0 (0: none)
     mmap_flags: tuple[tuple[str, ...], ...] = ((),)  # flag sets mmap draws from
+    plain_mmaps_only: bool = False  # no MAP_NORESERVE in any mix, the portfolio's too (set by tools)
 
     def portfolio_strategies(self) -> list[Strategy]:
         """The portfolio's strategies (a portfolio strategy's own portfolio is not followed), each
-        without this strategy's ``without`` ops."""
-        return [attrs.evolve(load(name), portfolio=(), without=self.without) for name in self.portfolio]
+        without this strategy's ``without`` ops, and with plain mmaps only if this one has."""
+        found = [attrs.evolve(load(name), portfolio=(), without=self.without) for name in self.portfolio]
+        return [s.plain_mmaps() for s in found] if self.plain_mmaps_only else found
+
+    def longest_run(self) -> int:
+        """The most ops a test case of this strategy runs: its own run length or a portfolio
+        strategy's, whose mix keeps its own."""
+        return max(t.steps for t in (self, *self.portfolio_strategies()))
 
     def plain_mmaps(self) -> Strategy:
-        """This strategy with its own mix drawing no MAP_NORESERVE (for a kernel that ignores it, or
-        a revision whose language lacks it); its portfolio's strategies draw what their files say."""
-        return attrs.evolve(self, mmap_flags=((),))
+        """This strategy with no mix drawing MAP_NORESERVE, its portfolio's included (for a kernel
+        that ignores the flag, or a revision whose language lacks it)."""
+        return attrs.evolve(self, mmap_flags=((),), plain_mmaps_only=True)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

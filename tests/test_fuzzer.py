@@ -331,7 +331,7 @@ def test_derandomized_campaign_per_kernel(kernel: str, strat: str, must_find: bo
 def test_generated_sequences_keep_each_test_case_and_its_failing_step() -> None:
     s = strategy.load("default")
     clean = generated_sequences("current", s, 20, seed=1)
-    assert 0 < len(clean) <= 20 and all(0 < len(seq) <= s.steps for seq in clean)
+    assert 0 < len(clean) <= 20 and all(0 < len(seq) <= s.longest_run() for seq in clean)
     found = generated_sequences("2.6.34-rc3", s, 300, seed=1)
     assert any(not replay(seq, "2.6.34-rc3", s.window).clean for seq in found)
 
@@ -442,3 +442,46 @@ def test_mixes_draw_map_noreserve_only_where_the_strategy_asks() -> None:
     words = [bytes([0]) + rng.randbytes(3) for _ in range(200)]
     plain = [decoder(classic).decode(w, k, [0]) for w in words]
     assert all(isinstance(op, ops.Mmap) and op.flags == () for op in plain)
+
+
+def test_a_portfolio_source_runs_its_own_strategys_length() -> None:
+    """fork-tree's and mremap's files ask for 120 ops a test case (deep trees take long to grow); in
+    the default campaign their test cases are that long too, not the default's 100 (cut short, the
+    fork-tree source needed 1.2x the steps per find of bug G: bench/RESULTS.md).  A drawn mix runs
+    the default's length; execute() stops at the mix's length however many words a case has."""
+    from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Swarm
+    from rmapfuzz.kernels import resolve
+    from rmapfuzz.search import Case, Pool, execute
+
+    default = strategy.load("default")
+    k = resolve("current")
+    swarm = Swarm.of(default, k)
+    own = {t.name: t.steps for t in default.portfolio_strategies()}
+    assert own["fork-tree"] == 120 and own["classic"] == default.steps == 100
+    assert default.longest_run() == 120
+    pool = Pool(swarm, random.Random(3))
+    for _ in range(200):
+        case = pool.fresh()
+        assert case.header is not None
+        pick = case.header[0] % swarm.picks
+        assert case.length == (own[default.portfolio[pick - 1]] if pick else default.steps)
+    for pick, name in enumerate(default.portfolio, start=1):
+        header = bytes([pick]) + bytes(HEADER_BYTES - 1)
+        words = bytes([1, 0, 0, 0]) * 200  # 200 writes (or whatever slot 1 holds): more than any run
+        assert len(execute(k, swarm, Case(header, words), ()).ops) <= own[name]
+        assert swarm.steps(header) == own[name] and len(words) // OP_BYTES > own[name]
+
+
+def test_plain_mmaps_reach_the_portfolio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that ignores MAP_NORESERVE (vm.overcommit_memory = 2) gets no noreserve mmap from any
+    source: the strategy's own mix and every portfolio strategy's, even one whose file asks for it."""
+    load = strategy.load
+    asks = attrs.evolve(load("classic"), mmap_flags=((), ("noreserve",)))
+    monkeypatch.setattr(strategy, "load", lambda name: asks if name == "classic" else load(name))
+    default = load("default")
+    assert "classic" in default.portfolio and default.mmap_flags != ((),)
+    drawn = {t.name: t.mmap_flags for t in default.portfolio_strategies()}
+    assert drawn["classic"] == ((), ("noreserve",))
+    plain = default.plain_mmaps()
+    assert plain.mmap_flags == ((),)
+    assert all(t.mmap_flags == ((),) for t in plain.portfolio_strategies())
