@@ -6,17 +6,20 @@
 The default campaign draws each fresh test case from one of its sources: the named strategies of
 its portfolio and the swarm of mixes drawn over the whole language.  For every catalogued bug this
 measures, on the bug's kernel, how many steps per find each source's fresh test cases need (as the
-default campaign runs them: its test case length, its swarm), and the same for the named strategy
-on its own and for the naive walker.
+default campaign runs them: its swarm, each source at its strategy's test case length), and the
+same for the named strategy on its own and for the naive walker.
 
 A fixed share ``p`` of fresh test cases over the sources finds bug ``b`` at the rate
 ``sum_i p_i r_ib``.  The bench's criterion asks that rate to be at least half the named strategy's
 on every bug; the best any share can do is the value of a small zero-sum game (sources against
-bugs), which fictitious play brackets from both sides: the share it plays is a lower bound (it
-achieves that ratio on every bug), and its mixture of bugs an upper bound (no share does better on
-that mixture, so none does better on every bug).  A ratio above 2 for every share means no fixed
-share of these sources meets the criterion, however it is tuned: the search would have to know the
-bug.  Mutation of kept test cases is not counted: the named strategies' campaigns mutate too.
+bugs), a linear program (:func:`best_fixed_share`).  A ratio above 2 for every share means no fixed
+share of these sources meets the criterion, however it is tuned.
+
+A share may also change as the steps add up: the fast bugs' sources first, the slow bugs' later.
+:func:`best_schedule` finds the best such schedule for the measured rates, chosen knowing every
+bug, and what it runs when.  It says how far apart the fixed share and what a search could reach
+are, and what a search would have to know to get there.  Mutation of kept test cases is not counted
+in either: the named strategies' campaigns mutate too.
 
 Each bug is hunted on its kernel with the other catalogued bugs of that kernel fixed, as a
 keep-going campaign sees it once it has found them; B keeps M (965f55dea0e3, M's fix, refuses the
@@ -26,11 +29,16 @@ merges B needs; a campaign finds B long before M).
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+import attrs
+import numpy as np
+from scipy.optimize import linprog
 
 from bench.run import FIND_SUITE
 from bench.walk import Language, random_sequence, uniform_mix
@@ -77,8 +85,9 @@ def measure(bug: str, kernel: str, named: str, seconds: float, seed: int) -> dic
         if pick is not None:
             header[0] = pick
         use_header = pick is not None or rng.random() < s.swarm
-        case = Case(bytes(header) if use_header else None, rng.randbytes(OP_BYTES * s.steps))
-        o = execute(k, sw, case, None, s.steps)
+        chosen = bytes(header) if use_header else None
+        case = Case(chosen, rng.randbytes(OP_BYTES * sw.steps(chosen)))
+        o = execute(k, sw, case, None)
         return len(o.ops), bool(o.violations) and bug in classify(k, o.ops, s.window)
 
     for pick, name in enumerate(names):
@@ -100,29 +109,91 @@ def measure(bug: str, kernel: str, named: str, seconds: float, seed: int) -> dic
     return out
 
 
-def game_value(m: Sequence[Sequence[float]], rounds: int = 20000) -> tuple[float, float, list[float]]:
-    """Bounds on max_p min_b (M p)_b for M[b][i] >= 0 (bugs by sources), by fictitious play: (lower,
-    upper, the share achieving ``lower``)."""
+def best_fixed_share(m: Sequence[Sequence[float]]) -> tuple[float, list[float]]:
+    """max over shares p of min over bugs b of (M p)_b, for M[b][i] >= 0 (bugs by sources, each
+    source's rate over the named strategy's): the value of the zero-sum game of sources against
+    bugs, as a linear program, and the share that reaches it."""
     nb, ns = len(m), len(m[0])
-    src_total = [0.0] * ns  # payoff of each source against the bugs' play so far
-    bug_total = [0.0] * nb  # payoff of each bug against the sources' play so far
-    p_count = [0] * ns
-    q_count = [0] * nb
-    i, b = 0, 0
-    for _ in range(rounds):
-        p_count[i] += 1
-        q_count[b] += 1
-        for j in range(ns):
-            src_total[j] += m[b][j]
-        for c in range(nb):
-            bug_total[c] += m[c][i]
-        i = max(range(ns), key=src_total.__getitem__)
-        b = min(range(nb), key=bug_total.__getitem__)
-    p = [c / rounds for c in p_count]
-    q = [c / rounds for c in q_count]
-    lower = min(sum(m[c][j] * p[j] for j in range(ns)) for c in range(nb))
-    upper = max(sum(m[c][j] * q[c] for c in range(nb)) for j in range(ns))
-    return lower, upper, p
+    # variables: p_1 .. p_ns, v; maximise v subject to v <= (M p)_b, sum p = 1
+    cost = np.zeros(ns + 1)
+    cost[-1] = -1.0
+    rows = np.hstack([-np.asarray(m, dtype=float), np.ones((nb, 1))])
+    result = linprog(cost, A_ub=rows, b_ub=np.zeros(nb), A_eq=[[1.0] * ns + [0.0]], b_eq=[1.0],
+                     bounds=[(0, None)] * ns + [(None, None)], method="highs")  # fmt: skip
+    assert result.status == 0 and result.x is not None, result.message  # always feasible: any share is
+    return float(result.x[-1]), [float(x) for x in result.x[:ns]]
+
+
+@attrs.frozen
+class Schedule:
+    """A share of the fresh test cases that changes with the steps run: ``shares[k]`` over the
+    sources from ``ends[k - 1]`` (0 for the first) to ``ends[k]`` steps."""
+
+    ratio: float  # on its worst bug, the median steps to a find over the named strategy's
+    ends: list[float]
+    shares: list[list[float]]
+
+
+def best_schedule(rates: Sequence[Sequence[float]], named: Sequence[float]) -> Schedule | None:
+    """The schedule over the sources (shares that may change as the steps add up, chosen knowing
+    every bug) whose median steps to a find is the least multiple of the named strategy's on its
+    worst bug, or None when some bug has no source that finds it.
+
+    ``rates[b][i]``: finds per step of source i on bug b; ``named[b]``: the named strategy's.  Finds
+    come at a constant rate per step (a Poisson process), so the median steps to a find of bug b
+    are where sum_i rates[b][i] W_i reaches ln 2, W_i being the steps given to source i so far; the
+    named strategy's are ln 2 / named[b].  Whether a ratio ``x`` is reachable is a linear program over
+    the steps each source gets between consecutive bugs' deadlines ``x ln 2 / named[b]``, and larger
+    ratios only loosen it, so bisection finds the least."""
+    if any(not any(r > 0 for r in row) for row in rates):
+        return None
+    lo, hi = 1.0, 2.0
+    while _schedule(rates, named, hi) is None:
+        lo, hi = hi, hi * 2
+    best = _schedule(rates, named, hi)
+    while hi - lo > 0.001 * hi:
+        mid = (lo + hi) / 2
+        found = _schedule(rates, named, mid)
+        lo, hi, best = (lo, mid, found) if found is not None else (mid, hi, best)
+    assert best is not None
+    ends, steps = best
+    starts = [0.0, *ends[:-1]]
+    shares = [[w / (e - s) for w in row] for row, s, e in zip(steps, starts, ends, strict=True)]
+    return Schedule(hi, ends, shares)
+
+
+def _schedule(
+    rates: Sequence[Sequence[float]], named: Sequence[float], ratio: float
+) -> tuple[list[float], list[list[float]]] | None:
+    """Steps per source in each interval between deadlines meeting every bug's deadline at ``ratio``
+    times its named median, or None."""
+    ln2 = math.log(2)
+    deadline = [ratio * ln2 / n for n in named]
+    ends = sorted(set(deadline))
+    ns, nk = len(rates[0]), len(ends)
+    starts = [0.0, *ends[:-1]]
+    # one row per interval: its steps; one per bug: the finds expected by its deadline, at least ln 2
+    budget = np.zeros((nk, nk * ns))
+    for k in range(nk):
+        budget[k, k * ns : (k + 1) * ns] = 1.0
+    finds = np.zeros((len(rates), nk * ns))
+    for b, row in enumerate(rates):
+        last = ends.index(deadline[b])
+        for k in range(last + 1):
+            finds[b, k * ns : (k + 1) * ns] = [-r for r in row]
+    # of the schedules that do, the one expecting the most finds by the deadlines (so every interval
+    # spends its steps where they count, and the shares shown say something)
+    result = linprog(finds.sum(axis=0), A_ub=np.vstack([budget, finds]),
+                     b_ub=np.concatenate([np.subtract(ends, starts), np.full(len(rates), -ln2)]),
+                     bounds=[(0, None)] * (nk * ns), method="highs")  # fmt: skip
+    if result.status != 0 or result.x is None:
+        return None
+    x = [float(v) for v in result.x]
+    return ends, [x[k * ns : (k + 1) * ns] for k in range(nk)]
+
+
+def _rate_of(finds: int, steps: int) -> float:
+    return finds / steps if steps else 0.0
 
 
 def _per_find(finds: int, steps: int) -> str:
@@ -153,18 +224,44 @@ def table(results: dict[str, dict[str, tuple[int, int]]], seconds: float, seed: 
             f"| {bug} | {kernel} | {cells} | {_per_find(*rows[named_of[bug]])} ({named_of[bug][6:]}) | {ratio} |"
         )
     usable = {b: v for b, v in rates.items() if v and any(v)}
+    own = [s for s in sources if not s.startswith("named") and s != "walker"]
     if usable:
-        lower, upper, p = game_value(list(usable.values()))
-        own = [s for s in sources if not s.startswith("named") and s != "walker"]
+        value, p = best_fixed_share(list(usable.values()))
         share = ", ".join(f"{s} {x:.0%}" for s, x in zip(own, p, strict=True) if x >= 0.005)
         lines += [
             "",
-            f"The best fixed share of the default's sources over bugs {', '.join(usable)} (fictitious play): "
-            f"its rate is at best {upper:.3f} and at least {lower:.3f} of the named strategy's on its worst bug, "
-            f"so its steps to a find at least {1 / upper:.2f}x the named strategy's there (the share reaching "
-            f"{1 / lower:.2f}x: {share}).",
+            f"The best fixed share of the default's sources over bugs {', '.join(usable)} (a linear program): "
+            f"its rate is at best {value:.3f} of the named strategy's on its worst bug, so its steps to a find "
+            f"at least {1 / value:.2f}x the named strategy's there ({share}).",
         ]
+    per_step = {b: [_rate_of(*rows[s]) for s in own] for b, rows in results.items()}
+    named_rate = {b: _rate_of(*rows[named_of[b]]) for b, rows in results.items()}
+    timed = [b for b in results if named_rate[b] > 0]
+    plan = best_schedule([per_step[b] for b in timed], [named_rate[b] for b in timed]) if timed else None
+    if plan is not None:
+        lines += ["", *schedule_lines(plan, own, timed, named_rate)]
     return lines
+
+
+def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str], named: dict[str, float]) -> list[str]:
+    """The best schedule in words: its ratio and, interval by interval, the bug whose deadline ends
+    it and the sources it runs."""
+    ln2 = math.log(2)
+    due = {round(plan.ratio * ln2 / named[b], 6): b for b in bugs}
+    steps = []
+    start = 0.0
+    for end, share in zip(plan.ends, plan.shares, strict=True):
+        bug = min(due.items(), key=lambda kv: abs(kv[0] - end))[1]
+        runs = ", ".join(f"{s} {x:.0%}" for s, x in zip(sources, share, strict=True) if x >= 0.005)
+        steps.append(f"{start:,.0f}-{end:,.0f} steps ({bug}'s deadline): {runs or 'anything'}")
+        start = end
+    return [
+        f"A share that changes as the steps add up, chosen knowing every bug (finds at a constant rate per step, "
+        f"a linear program per ratio): at best {plan.ratio:.2f}x the named strategy's median steps on its worst "
+        f"bug of {', '.join(bugs)}, by running, in turn:",
+        "",
+        *(f"* {line}" for line in steps),
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import random
 from typing import Any
 
@@ -96,16 +97,34 @@ def test_a_bench_run_is_added_to_the_results_file_not_written_over_it() -> None:
     assert with_run("", ["## first"]) == "## first\n\n"
 
 
-def test_portfolio_game_value_brackets_the_best_fixed_share() -> None:
+def test_best_fixed_share_solves_the_game_of_sources_against_bugs() -> None:
     """Two bugs each found by one source only: no share does better than half of each (the ratio 2
     the bench's criterion allows, at best).  With a third source fair at both, the best share mixes
     it with the first: x + 0.6 (1 - x) = 0.9 (1 - x) at x = 3/13, a value of 9/13."""
-    from bench.portfolio import game_value
+    from bench.portfolio import best_fixed_share
 
-    lower, upper, share = game_value([[1.0, 0.0], [0.0, 1.0]])
-    assert 0.49 <= lower <= 0.5 <= upper <= 0.51 and abs(share[0] - 0.5) < 0.01
-    lower, upper, share = game_value([[1.0, 0.0, 0.6], [0.0, 1.0, 0.9]])
-    assert lower <= 9 / 13 <= upper and upper - lower < 0.01 and abs(share[0] - 3 / 13) < 0.01
+    value, share = best_fixed_share([[1.0, 0.0], [0.0, 1.0]])
+    assert abs(value - 0.5) < 1e-6 and abs(share[0] - 0.5) < 1e-6
+    value, share = best_fixed_share([[1.0, 0.0, 0.6], [0.0, 1.0, 0.9]])
+    assert abs(value - 9 / 13) < 1e-6 and abs(share[0] - 3 / 13) < 1e-6 and share[1] < 1e-6
+
+
+def test_best_schedule_runs_each_source_before_its_bugs_deadline() -> None:
+    """A fast bug only source 0 finds (one find per step, as its named strategy) and a slow one only
+    source 1 finds (one per 100 steps): a fixed share pays 2x on one of them, but a schedule giving
+    source 0 every step until the fast bug's deadline and source 1 the rest pays 1x on the fast bug
+    and 100/99x on the slow one (its deadline comes x ln 2 steps late).  A bug nothing finds has
+    no schedule."""
+    from bench.portfolio import best_schedule
+
+    plan = best_schedule([[1.0, 0.0], [0.0, 0.01]], [1.0, 0.01])
+    assert plan is not None
+    assert abs(plan.ratio - 100 / 99) < 0.002 * plan.ratio
+    assert plan.shares[0][0] >= 1 / plan.ratio - 1e-6 and plan.shares[1][1] > 0.99
+    assert abs(plan.ends[-1] - plan.ratio * math.log(2) * 100) < 1e-6
+    both = best_schedule([[1.0, 0.0], [0.0, 1.0]], [1.0, 1.0])  # the same deadline: no order helps
+    assert both is not None and abs(both.ratio - 2.0) < 0.005
+    assert best_schedule([[1.0, 0.0], [0.0, 0.0]], [1.0, 1.0]) is None
 
 
 def test_coverage_row_counts_each_run_against_its_own_points() -> None:
