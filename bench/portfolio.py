@@ -236,10 +236,13 @@ def table(results: dict[str, dict[str, tuple[int, int]]], seconds: float, seed: 
         ]
     per_step = {b: [_rate_of(*rows[s]) for s in own] for b, rows in results.items()}
     named_rate = {b: _rate_of(*rows[named_of[b]]) for b, rows in results.items()}
-    timed = [b for b in results if named_rate[b] > 0]
+    # a bug that the named strategy or every source missed in the time given has no rate to plan by
+    timed = [b for b in results if named_rate[b] > 0 and any(per_step[b])]
     plan = best_schedule([per_step[b] for b in timed], [named_rate[b] for b in timed]) if timed else None
     if plan is not None:
         lines += ["", *schedule_lines(plan, own, timed, named_rate)]
+        if len(timed) < len(results):
+            lines += ["", f"Left out, no find to plan by: {', '.join(b for b in results if b not in timed)}."]
     return lines
 
 

@@ -127,6 +127,24 @@ def test_best_schedule_runs_each_source_before_its_bugs_deadline() -> None:
     assert best_schedule([[1.0, 0.0], [0.0, 0.0]], [1.0, 1.0]) is None
 
 
+def test_portfolio_table_plans_only_bugs_with_a_find() -> None:
+    """The table's two bounds over the bugs some source found; a bug that no source found in the
+    time given is named as left out, not planned for as if it could not be found at all."""
+    from bench.portfolio import table
+
+    def rows(a: tuple[int, int], b: tuple[int, int], named: tuple[int, int]) -> dict[str, tuple[int, int]]:
+        return {"classic": a, "enomem": b, "walker": (1, 1000), "named x": named}
+
+    results = {"A": rows((10, 1000), (1, 1000), (10, 1000)), "C": rows((1, 1000), (10, 1000), (10, 1000)),
+               "M": rows((0, 5000), (0, 5000), (1, 5000))}  # fmt: skip
+    text = "\n".join(table(results, 1.0, 0))
+    assert "over bugs A, C (a linear program)" in text and "Left out, no find to plan by: M." in text
+    assert "at best 0.550 of the named strategy's" in text  # an even share: (1 + 0.1) / 2
+    assert "worst bug of A, C" in text
+    lines = [line for line in text.splitlines() if line.startswith("* ")]
+    assert len(lines) == 1 and "classic 50%" in lines[0] and "enomem 50%" in lines[0]
+
+
 def test_coverage_row_counts_each_run_against_its_own_points() -> None:
     """A run that moved on to a fixed kernel has more reachable points than one that did not: the
     row shows the range, and a run that reached all of its own leaves nothing unreached."""
