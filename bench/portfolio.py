@@ -132,6 +132,7 @@ class Schedule:
     ratio: float  # on its worst bug, the median steps to a find over the named strategy's
     ends: list[float]
     shares: list[list[float]]
+    due: list[list[int]]  # the bugs (their indices) whose deadline ends each interval
 
 
 def best_schedule(rates: Sequence[Sequence[float]], named: Sequence[float]) -> Schedule | None:
@@ -148,18 +149,23 @@ def best_schedule(rates: Sequence[Sequence[float]], named: Sequence[float]) -> S
     if any(not any(r > 0 for r in row) for row in rates):
         return None
     lo, hi = 1.0, 2.0
-    while _schedule(rates, named, hi) is None:
+    while (best := _schedule(rates, named, hi)) is None:
         lo, hi = hi, hi * 2
-    best = _schedule(rates, named, hi)
     while hi - lo > 0.001 * hi:
         mid = (lo + hi) / 2
         found = _schedule(rates, named, mid)
         lo, hi, best = (lo, mid, found) if found is not None else (mid, hi, best)
-    assert best is not None
     ends, steps = best
     starts = [0.0, *ends[:-1]]
     shares = [[w / (e - s) for w in row] for row, s, e in zip(steps, starts, ends, strict=True)]
-    return Schedule(hi, ends, shares)
+    deadlines = _deadlines(named, hi)
+    due = [[b for b, d in enumerate(deadlines) if d == end] for end in ends]
+    return Schedule(hi, ends, shares, due)
+
+
+def _deadlines(named: Sequence[float], ratio: float) -> list[float]:
+    """Each bug's deadline at ``ratio``: that many times the named strategy's median steps."""
+    return [ratio * math.log(2) / n for n in named]
 
 
 def _schedule(
@@ -168,7 +174,7 @@ def _schedule(
     """Steps per source in each interval between deadlines meeting every bug's deadline at ``ratio``
     times its named median, or None."""
     ln2 = math.log(2)
-    deadline = [ratio * ln2 / n for n in named]
+    deadline = _deadlines(named, ratio)
     ends = sorted(set(deadline))
     ns, nk = len(rates[0]), len(ends)
     starts = [0.0, *ends[:-1]]
@@ -214,7 +220,7 @@ def table(results: dict[str, dict[str, tuple[int, int]]], seconds: float, seed: 
     rates: dict[str, list[float]] = {}
     for bug, rows in results.items():
         own = [s for s in rows if not s.startswith("named") and s != "walker"]
-        r = {s: f / n if n else 0.0 for s, (f, n) in rows.items()}
+        r = {s: _rate_of(f, n) for s, (f, n) in rows.items()}
         rates[bug] = [r[s] / r[named_of[bug]] for s in own] if r[named_of[bug]] else []
         uniform = sum(r[s] for s in own) / len(own)
         ratio = f"{r[named_of[bug]] / uniform:.2f}" if uniform else "-"
@@ -240,23 +246,21 @@ def table(results: dict[str, dict[str, tuple[int, int]]], seconds: float, seed: 
     timed = [b for b in results if named_rate[b] > 0 and any(per_step[b])]
     plan = best_schedule([per_step[b] for b in timed], [named_rate[b] for b in timed]) if timed else None
     if plan is not None:
-        lines += ["", *schedule_lines(plan, own, timed, named_rate)]
+        lines += ["", *schedule_lines(plan, own, timed)]
         if len(timed) < len(results):
             lines += ["", f"Left out, no find to plan by: {', '.join(b for b in results if b not in timed)}."]
     return lines
 
 
-def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str], named: dict[str, float]) -> list[str]:
-    """The best schedule in words: its ratio and, interval by interval, the bug whose deadline ends
+def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str]) -> list[str]:
+    """The best schedule in words: its ratio and, interval by interval, the bugs whose deadline ends
     it and the sources it runs."""
-    ln2 = math.log(2)
-    due = {round(plan.ratio * ln2 / named[b], 6): b for b in bugs}
     steps = []
     start = 0.0
-    for end, share in zip(plan.ends, plan.shares, strict=True):
-        bug = min(due.items(), key=lambda kv: abs(kv[0] - end))[1]
+    for end, share, due in zip(plan.ends, plan.shares, plan.due, strict=True):
         runs = ", ".join(f"{s} {x:.0%}" for s, x in zip(sources, share, strict=True) if x >= 0.005)
-        steps.append(f"{start:,.0f}-{end:,.0f} steps ({bug}'s deadline): {runs or 'anything'}")
+        whose = ", ".join(bugs[b] for b in due)
+        steps.append(f"{start:,.0f}-{end:,.0f} steps ({whose}'s deadline): {runs or 'anything'}")
         start = end
     return [
         f"A share that changes as the steps add up, chosen knowing every bug (finds at a constant rate per step, "

@@ -170,16 +170,22 @@ class Swarm:
         """How many different sources of mixes a header can pick: the portfolio's and the swarm."""
         return 1 + len(self.portfolio)
 
+    def source(self, header: bytes | None) -> int:
+        """The source ``header`` picks: a portfolio mix (from 1), or 0 for the strategy's own mix
+        (no header) or one drawn over its language."""
+        return 0 if header is None else header[0] % self.picks
+
     def steps(self, header: bytes | None) -> int:
-        """The run length of the mix ``header`` picks (:meth:`mix`'s ``steps``, without building it)."""
-        pick = 0 if header is None else header[0] % self.picks
+        """The run length of the mix ``header`` picks (:meth:`mix`'s ``steps``, without building it:
+        a drawn mix keeps the base's)."""
+        pick = self.source(header)
         return self.portfolio[pick - 1].steps if pick else self.base.steps
 
     def mix(self, header: bytes | None) -> Mix:
-        if header is None:
-            return self.base
-        pick = header[0] % self.picks
-        return self.portfolio[pick - 1] if pick else from_header(self.base, header[1:])
+        pick = self.source(header)
+        if pick:
+            return self.portfolio[pick - 1]
+        return self.base if header is None else from_header(self.base, header[1:])
 
 
 # ---- the decoder ----
