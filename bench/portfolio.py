@@ -1,13 +1,15 @@
 """How close can any fixed share of the default campaign's sources come to each bug's named strategy?
 
-    python -m bench.portfolio                     # 8 s per source and bug, a markdown table
-    python -m bench.portfolio --seconds 20 --bugs S,M,G --seed 7
+    python -m bench.portfolio                     # a markdown table; 30 finds or 20 s per source and bug
+    python -m bench.portfolio --finds 50 --seconds 60 --bugs S,M,G --seed 7 --jobs 2
 
 The default campaign draws each fresh test case from one of its sources: the named strategies of
 its portfolio and the swarm of mixes drawn over the whole language.  For every catalogued bug this
 measures, on the bug's kernel, how many steps per find each source's fresh test cases need (as the
 default campaign runs them: its swarm, each source at its strategy's test case length), and the
-same for the named strategy on its own and for the naive walker.
+same for the named strategy on its own and for the naive walker.  Each runs until it has found
+the bug ``--finds`` times or spent ``--seconds``: a slow bug's rate rests on as many finds as a fast
+one's, and a source that cannot find a bug costs a bounded time.
 
 A fixed share ``p`` of fresh test cases over the sources finds bug ``b`` at the rate
 ``sum_i p_i r_ib``.  The bench's criterion asks that rate to be at least half the named strategy's
@@ -30,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing as mp
 import random
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import attrs
@@ -60,18 +64,27 @@ def hunted_kernel(bug: str, kernel: str) -> Kernel:
     return k
 
 
-def _rate(run_one: Any, seconds: float) -> tuple[int, int]:
-    """(finds, steps) of ``run_one()`` (which returns (steps, found)) repeated for ``seconds``."""
+@attrs.frozen
+class Effort:
+    """How long each source hunts each bug: until ``finds`` finds or ``seconds``, whichever first."""
+
+    finds: int
+    seconds: float
+
+
+def _rate(run_one: Any, effort: Effort) -> tuple[int, int]:
+    """(finds, steps) of ``run_one()`` (which returns (steps, found)) repeated until ``effort``'s
+    finds or its seconds."""
     finds = steps = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    end = time.monotonic() + effort.seconds
+    while finds < effort.finds and time.monotonic() < end:
         n, found = run_one()
         steps += n
         finds += found
     return finds, steps
 
 
-def measure(bug: str, kernel: str, named: str, seconds: float, seed: int) -> dict[str, tuple[int, int]]:
+def measure(bug: str, kernel: str, named: str, effort: Effort, seed: int) -> dict[str, tuple[int, int]]:
     """source -> (finds, steps) of bug ``bug``: the default's sources, the named strategy, the walker."""
     rng = random.Random(seed)
     k = hunted_kernel(bug, kernel)
@@ -91,10 +104,10 @@ def measure(bug: str, kernel: str, named: str, seconds: float, seed: int) -> dic
         return len(o.ops), bool(o.violations) and bug in classify(k, o.ops, s.window)
 
     for pick, name in enumerate(names):
-        out[name] = _rate(lambda pick=pick: case_of(default, swarm, pick), seconds)
+        out[name] = _rate(lambda pick=pick: case_of(default, swarm, pick), effort)
     own = strategy.load(named)
     own_swarm = Swarm.of(own, k)
-    out[f"named {named}"] = _rate(lambda: case_of(own, own_swarm, None), seconds)
+    out[f"named {named}"] = _rate(lambda: case_of(own, own_swarm, None), effort)
     lang, mix = Language.of(default), uniform_mix(default)
 
     def walk_one() -> tuple[int, bool]:
@@ -105,7 +118,7 @@ def measure(bug: str, kernel: str, named: str, seconds: float, seed: int) -> dic
                 return i + 1, bug in classify(k, steps[: i + 1], lang.window)
         return len(steps), False
 
-    out["walker"] = _rate(walk_one, seconds)
+    out["walker"] = _rate(walk_one, effort)
     return out
 
 
@@ -206,11 +219,12 @@ def _per_find(finds: int, steps: int) -> str:
     return f"{steps / finds:,.0f}" if finds else f"> {steps:,}"
 
 
-def table(results: dict[str, dict[str, tuple[int, int]]], seconds: float, seed: int) -> list[str]:
+def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: int) -> list[str]:
     sources = next(iter(results.values())).keys()
     named_of = {b: next(s for s in rows if s.startswith("named")) for b, rows in results.items()}
     lines = [
-        f"Steps per find of fresh test cases, {seconds:g} s per source and bug (seed {seed}); `> N`: none in N steps.",
+        f"Steps per find of fresh test cases, {effort.finds} finds or {effort.seconds:g} s per source and bug, "
+        f"whichever came first (seed {seed}); `> N`: none in N steps.",
         "",
         "| bug | kernel | "
         + " | ".join(s for s in sources if not s.startswith("named"))
@@ -273,18 +287,25 @@ def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str]) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.portfolio", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="per source and bug")
+    parser.add_argument("--finds", type=int, default=30, help="finds per source and bug before it stops")
+    parser.add_argument("--seconds", type=float, default=20.0, help="the most per source and bug")
     parser.add_argument("--bugs", default=None, help="comma-separated (default: the find suite's)")
     parser.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
+    parser.add_argument("--jobs", type=int, default=1, help="bugs measured at once, each in a process")
     args = parser.parse_args(argv)
+    if args.finds < 1 or args.seconds <= 0 or args.jobs < 1:
+        parser.error("--finds and --jobs must be at least 1, --seconds above 0")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    effort = Effort(args.finds, args.seconds)
     wanted = args.bugs.split(",") if args.bugs else None
-    results: dict[str, dict[str, tuple[int, int]]] = {}
-    for bug, kernel, named, _ in FIND_SUITE:
-        if wanted is None or bug in wanted:
-            results[bug] = measure(bug, kernel, named, args.seconds, seed)
+    suite = [(bug, kernel, named) for bug, kernel, named, _ in FIND_SUITE if wanted is None or bug in wanted]
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {bug: pool.submit(measure, bug, kernel, named, effort, seed) for bug, kernel, named in suite}
+        results = {}
+        for bug, future in futures.items():
+            results[bug] = future.result()
             print(f"  {bug}: done", file=sys.stderr)
-    print("\n".join(table(results, args.seconds, seed)))
+    print("\n".join(table(results, effort, seed)))
     return 0
 
 

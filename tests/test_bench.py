@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+import time
 from typing import Any
 
 from bench.mutants import KINDS, mutate, sites
@@ -127,17 +128,28 @@ def test_best_schedule_runs_each_source_before_its_bugs_deadline() -> None:
     assert best_schedule([[1.0, 0.0], [0.0, 0.0]], [1.0, 1.0]) is None
 
 
+def test_portfolio_rate_stops_at_its_finds_or_its_time() -> None:
+    """A source that finds the bug every test case stops after the finds asked for, long before its
+    time; one that never finds it stops when its time is up."""
+    from bench.portfolio import Effort, _rate
+
+    start = time.monotonic()
+    assert _rate(lambda: (10, True), Effort(3, 60.0)) == (3, 30)
+    finds, steps = _rate(lambda: (10, False), Effort(3, 0.05))
+    assert finds == 0 and steps > 0 and time.monotonic() - start < 5
+
+
 def test_portfolio_table_plans_only_bugs_with_a_find() -> None:
     """The table's two bounds over the bugs some source found; a bug that no source found in the
     time given is named as left out, not planned for as if it could not be found at all."""
-    from bench.portfolio import table
+    from bench.portfolio import Effort, table
 
     def rows(a: tuple[int, int], b: tuple[int, int], named: tuple[int, int]) -> dict[str, tuple[int, int]]:
         return {"classic": a, "enomem": b, "walker": (1, 1000), "named x": named}
 
     results = {"A": rows((10, 1000), (1, 1000), (10, 1000)), "C": rows((1, 1000), (10, 1000), (10, 1000)),
                "M": rows((0, 5000), (0, 5000), (1, 5000))}  # fmt: skip
-    text = "\n".join(table(results, 1.0, 0))
+    text = "\n".join(table(results, Effort(30, 1.0), 0))
     assert "over bugs A, C (a linear program)" in text and "Left out, no find to plan by: M." in text
     assert "at best 0.550 of the named strategy's" in text  # an even share: (1 + 0.1) / 2
     assert "worst bug of A, C" in text
