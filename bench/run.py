@@ -452,12 +452,13 @@ def section_long(kernel: str, minutes: float, seed: int) -> list[str]:
     return [*lines, ""]
 
 
-def section_portfolio(seconds: float, seed: int) -> list[str]:
+def section_portfolio(finds: int, seconds: float, seed: int) -> list[str]:
     from bench import portfolio  # it reads FIND_SUITE from here
 
-    results = {bug: portfolio.measure(bug, kernel, named, seconds, seed) for bug, kernel, named, _ in FIND_SUITE}
+    effort = portfolio.Effort(finds, seconds)
+    results = {bug: portfolio.measure(bug, kernel, named, effort, seed) for bug, kernel, named, _ in FIND_SUITE}
     return ["### What any fixed share of the default's sources can do (bench/portfolio.py)", "",
-            *portfolio.table(results, seconds, seed), ""]  # fmt: skip
+            *portfolio.table(results, effort, seed), ""]  # fmt: skip
 
 
 SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "portfolio", "equivalence", "scale",
@@ -525,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "diff": lambda: section_diff(trials, seeds[:10], few, args.budget),
         "coverage": lambda: section_coverage(trials, few, args.coverage_budget),
         "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
-        "portfolio": lambda: section_portfolio(2.0 if quick else 8.0, seeds[0]),
+        "portfolio": lambda: section_portfolio(5 if quick else 30, 2.0 if quick else 20.0, seeds[0]),
         "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
         "scale": lambda: section_scale(10.0 if quick else 30.0),
         "mutants": lambda: section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0]),
