@@ -298,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     effort = Effort(args.finds, args.seconds)
     wanted = args.bugs.split(",") if args.bugs else None
+    unknown = sorted(set(wanted or ()) - {bug for bug, *_ in FIND_SUITE})
+    if unknown:
+        parser.error(f"--bugs: {', '.join(unknown)} not in the find suite ({', '.join(b for b, *_ in FIND_SUITE)})")
     suite = [(bug, kernel, named) for bug, kernel, named, _ in FIND_SUITE if wanted is None or bug in wanted]
     with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {bug: pool.submit(measure, bug, kernel, named, effort, seed) for bug, kernel, named in suite}

@@ -8,6 +8,8 @@ import random
 import time
 from typing import Any
 
+import pytest
+
 from bench.mutants import KINDS, mutate, sites
 from bench.walk import UNIFORM, Language, random_sequence, uniform_mix, walk
 from rmapfuzz import strategy
@@ -137,6 +139,14 @@ def test_portfolio_rate_stops_at_its_finds_or_its_time() -> None:
     assert _rate(lambda: (10, True), Effort(3, 60.0)) == (3, 30)
     finds, steps = _rate(lambda: (10, False), Effort(3, 0.05))
     assert finds == 0 and steps > 0 and time.monotonic() - start < 5
+
+
+def test_portfolio_refuses_a_bug_outside_the_find_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.portfolio import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--bugs", "A,Q", "--seconds", "0.01"])
+    assert stop.value.code == 2 and "Q not in the find suite" in capsys.readouterr().err
 
 
 def test_portfolio_table_plans_only_bugs_with_a_find() -> None:
