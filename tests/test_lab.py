@@ -545,3 +545,40 @@ def test_lab_repro_c_file_that_does_not_compile(tmp_path, capsys):
     assert main(["lab", "repro", str(bad), "--vm", "debian-6.1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not compile" in err
+
+
+# ---- lab/ci-oracle ----
+
+# A stand-in for `python -m rmapfuzz oracle --vm NAME ...`: each guest says it started, waits for the
+# other to start (so guests run one after the other never meet: the first times out), then answers
+# with the exit code the test gives its kernel.
+FAKE_ORACLE = """#!/usr/bin/env bash
+while [ $# -gt 0 ] && [ "$1" != --vm ]; do shift; done
+k=$2 other=debian-6.12
+[ "$k" = debian-6.1 ] || other=debian-6.1
+touch "$LAB_TEST_DIR/started-$k"
+for _ in $(seq 200); do [ -e "$LAB_TEST_DIR/started-$other" ] && break; sleep 0.05; done
+[ -e "$LAB_TEST_DIR/started-$other" ] || { echo "$k: ran alone"; exit 9; }
+echo "guest $k done"
+exit "$(cat "$LAB_TEST_DIR/code-$k")"
+"""
+
+
+@pytest.mark.parametrize(("codes", "expected"), [((0, 0), 0), ((0, 1), 1), ((3, 1), 3)])
+def test_ci_oracle_runs_the_guests_at_once_and_fails_with_the_first_failure(tmp_path, codes, expected):
+    """Both guests run side by side (each waits to see the other start); their output comes whole,
+    in the kernels' order; the run's exit code is the first kernel's failure, or 0."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_ORACLE)
+    fake.chmod(0o755)
+    for kernel, code in zip(("debian-6.1", "debian-6.12"), codes, strict=True):
+        (tmp_path / f"code-{kernel}").write_text(str(code))
+    env = {**os.environ, "PYTHON": str(fake), "LAB_TEST_DIR": str(tmp_path),
+           "RMAPFUZZ_LAB_CACHE": str(tmp_path / "cache")}  # fmt: skip
+    done = subprocess.run([str(ROOT / "lab" / "ci-oracle"), "run"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    out = done.stdout
+    assert "ran alone" not in out
+    assert out.index("guest debian-6.1 done") < out.index("lab/ci-oracle: debian-6.1 in") < \
+        out.index("guest debian-6.12 done") < out.index("lab/ci-oracle: debian-6.12 in")  # fmt: skip
+    assert done.returncode == expected

@@ -242,7 +242,7 @@ def run_oracle(args: argparse.Namespace, kernel: LabKernel, timeout: float) -> i
             (target / Path(name).name).write_text(text)
             print(f"saved from the guest: {target / Path(name).name}")
     if code is None:
-        log = lab_cache() / "last-oracle-console.log"
+        log = lab_cache() / f"last-oracle-console-{kernel.name}.log"  # one per kernel: CI boots two at once
         log.write_text(booted.console)
         why = "timed out" if booted.timed_out else "ended"
         print(f"rmapfuzz: lab unavailable: the guest {why} after {booted.seconds:.0f} s without the oracle's exit "
