@@ -216,8 +216,11 @@ def _rate_of(finds: int, steps: int) -> float:
     return finds / steps if steps else 0.0
 
 
-def _per_find(finds: int, steps: int) -> str:
-    return f"{steps / finds:,.0f}" if finds else f"> {steps:,}"
+def _per_find(finds: int, steps: int, wanted: int) -> str:
+    """Steps per find; with the number of finds when the time ran out before ``wanted`` of them."""
+    if not finds:
+        return f"> {steps:,}"
+    return f"{steps / finds:,.0f}" + (f" ({finds})" if finds < wanted else "")
 
 
 def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: int) -> list[str]:
@@ -225,7 +228,7 @@ def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: 
     named_of = {b: next(s for s in rows if s.startswith("named")) for b, rows in results.items()}
     lines = [
         f"Steps per find of fresh test cases, {effort.finds} finds or {effort.seconds:g} s per source and bug, "
-        f"whichever came first (seed {seed}); `> N`: none in N steps.",
+        f"whichever came first (seed {seed}); `(n)`: only n finds in the time; `> N`: none in N steps.",
         "",
         "| bug | kernel | "
         + " | ".join(s for s in sources if not s.startswith("named"))
@@ -240,10 +243,9 @@ def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: 
         uniform = sum(r[s] for s in own) / len(own)
         ratio = f"{r[named_of[bug]] / uniform:.2f}" if uniform else "-"
         kernel = next(k for b, k, _, _ in FIND_SUITE if b == bug)
-        cells = " | ".join(_per_find(*rows[s]) for s in rows if not s.startswith("named"))
-        lines.append(
-            f"| {bug} | {kernel} | {cells} | {_per_find(*rows[named_of[bug]])} ({named_of[bug][6:]}) | {ratio} |"
-        )
+        cells = " | ".join(_per_find(*rows[s], effort.finds) for s in rows if not s.startswith("named"))
+        named = f"{_per_find(*rows[named_of[bug]], effort.finds)} ({named_of[bug][6:]})"
+        lines.append(f"| {bug} | {kernel} | {cells} | {named} | {ratio} |")
     usable = {b: v for b, v in rates.items() if v and any(v)}
     own = [s for s in sources if not s.startswith("named") and s != "walker"]
     if usable:

@@ -163,6 +163,8 @@ def test_portfolio_table_plans_only_bugs_with_a_find() -> None:
     assert "over bugs A, C (a linear program)" in text and "Left out, no find to plan by: M." in text
     assert "at best 0.550 of the named strategy's" in text  # an even share: (1 + 0.1) / 2
     assert "worst bug of A, C" in text
+    assert "| A | 2.6.34-rc3 | 100 (10) | 1,000 (1) | 1,000 (1) | 100 (10) (x) |" in text  # short of 30 finds
+    assert "| A | 2.6.34-rc3 | 100 | 1,000 (1) | 1,000 (1) | 100 (x) |" in "\n".join(table(results, Effort(10, 1.0), 0))
     lines = [line for line in text.splitlines() if line.startswith("* ")]
     assert len(lines) == 1 and "classic 50%" in lines[0] and "enomem 50%" in lines[0]
 
