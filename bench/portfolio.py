@@ -235,19 +235,18 @@ def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: 
         + " | named | uniform share / named |",
         "|---|---|" + "---:|" * (len(sources) + 1),
     ]
-    rates: dict[str, list[float]] = {}
+    own = [s for s in sources if not s.startswith("named") and s != "walker"]
+    per_step = {b: [_rate_of(*rows[s]) for s in own] for b, rows in results.items()}
+    named_rate = {b: _rate_of(*rows[named_of[b]]) for b, rows in results.items()}
     for bug, rows in results.items():
-        own = [s for s in rows if not s.startswith("named") and s != "walker"]
-        r = {s: _rate_of(f, n) for s, (f, n) in rows.items()}
-        rates[bug] = [r[s] / r[named_of[bug]] for s in own] if r[named_of[bug]] else []
-        uniform = sum(r[s] for s in own) / len(own)
-        ratio = f"{r[named_of[bug]] / uniform:.2f}" if uniform else "-"
+        uniform = sum(per_step[bug]) / len(own)
+        ratio = f"{named_rate[bug] / uniform:.2f}" if uniform else "-"
         kernel = next(k for b, k, _, _ in FIND_SUITE if b == bug)
         cells = " | ".join(_per_find(*rows[s], effort.finds) for s in rows if not s.startswith("named"))
         named = f"{_per_find(*rows[named_of[bug]], effort.finds)} ({named_of[bug][6:]})"
         lines.append(f"| {bug} | {kernel} | {cells} | {named} | {ratio} |")
-    usable = {b: v for b, v in rates.items() if v and any(v)}
-    own = [s for s in sources if not s.startswith("named") and s != "walker"]
+    relative = {b: [r / named_rate[b] for r in per_step[b]] for b in results if named_rate[b]}
+    usable = {b: v for b, v in relative.items() if any(v)}
     if usable:
         value, p = best_fixed_share(list(usable.values()))
         share = ", ".join(f"{s} {x:.0%}" for s, x in zip(own, p, strict=True) if x >= 0.005)
@@ -257,8 +256,6 @@ def table(results: dict[str, dict[str, tuple[int, int]]], effort: Effort, seed: 
             f"its rate is at best {value:.3f} of the named strategy's on its worst bug, so its steps to a find "
             f"at least {1 / value:.2f}x the named strategy's there ({share}).",
         ]
-    per_step = {b: [_rate_of(*rows[s]) for s in own] for b, rows in results.items()}
-    named_rate = {b: _rate_of(*rows[named_of[b]]) for b, rows in results.items()}
     # a bug that the named strategy or every source missed in the time given has no rate to plan by
     timed = [b for b in results if named_rate[b] > 0 and any(per_step[b])]
     plan = best_schedule([per_step[b] for b in timed], [named_rate[b] for b in timed]) if timed else None
@@ -288,6 +285,21 @@ def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str]) 
     ]
 
 
+def measure_suite(
+    effort: Effort, seed: int, bugs: Sequence[str] | None = None, jobs: int = 1
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """:func:`measure` of every bug of the find suite (or of ``bugs``), ``jobs`` bugs at once, each in a
+    process of its own."""
+    suite = [(bug, kernel, named) for bug, kernel, named, _ in FIND_SUITE if bugs is None or bug in bugs]
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {bug: pool.submit(measure, bug, kernel, named, effort, seed) for bug, kernel, named in suite}
+        results = {}
+        for bug, future in futures.items():
+            results[bug] = future.result()
+            print(f"  {bug}: done", file=sys.stderr)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.portfolio", description=__doc__.split("\n\n")[0])
     parser.add_argument("--finds", type=int, default=30, help="finds per source and bug before it stops")
@@ -304,13 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(wanted or ()) - {bug for bug, *_ in FIND_SUITE})
     if unknown:
         parser.error(f"--bugs: {', '.join(unknown)} not in the find suite ({', '.join(b for b, *_ in FIND_SUITE)})")
-    suite = [(bug, kernel, named) for bug, kernel, named, _ in FIND_SUITE if wanted is None or bug in wanted]
-    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {bug: pool.submit(measure, bug, kernel, named, effort, seed) for bug, kernel, named in suite}
-        results = {}
-        for bug, future in futures.items():
-            results[bug] = future.result()
-            print(f"  {bug}: done", file=sys.stderr)
+    results = measure_suite(effort, seed, wanted, args.jobs)
     print("\n".join(table(results, effort, seed)))
     return 0
 

@@ -456,7 +456,7 @@ def section_portfolio(finds: int, seconds: float, seed: int) -> list[str]:
     from bench import portfolio  # it reads FIND_SUITE from here
 
     effort = portfolio.Effort(finds, seconds)
-    results = {bug: portfolio.measure(bug, kernel, named, effort, seed) for bug, kernel, named, _ in FIND_SUITE}
+    results = portfolio.measure_suite(effort, seed)
     return ["### What any fixed share of the default's sources can do (bench/portfolio.py)", "",
             *portfolio.table(results, effort, seed), ""]  # fmt: skip
 
