@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from bench import fresh_seed
 from rmapfuzz import generate, ops, strategy
 from rmapfuzz.generate import HEADER_BYTES, OP_BYTES, Swarm
 from rmapfuzz.kernels import KERNELS, Kernel, resolve
@@ -93,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="default: drawn at random and printed")
     parser.add_argument("--kernel", action="append", help="default: every generation")
     args = parser.parse_args(argv)
-    seed = random.SystemRandom().randrange(2**32) if args.seed is None else args.seed
-    print(f"seed {seed}", file=sys.stderr)
+    seed = fresh_seed(args.seed)
     tallies = [compare(k, args.steps, seed) for k in (args.kernel or list(KERNELS))]
     print(table(tallies))
     for t in tallies:

@@ -1,6 +1,6 @@
 """Mutation score: how many small faults injected into the model a campaign notices.
 
-    python -m bench.mutants [--kernel current] [--budget 60] [--count 30] [--jobs 1] [--seed 1]
+    python -m bench.mutants [--kernel current] [--budget 60] [--count 30] [--jobs 1] [--seed N]
 
 Mutants are generated, not hand-picked: the script parses the model modules (rmapfuzz/model/*.py),
 collects every site of a few mutation kinds inside the kernel functions, and draws ``--count`` of
@@ -36,6 +36,7 @@ from typing import Any
 
 import attrs
 
+from bench import fresh_seed
 from rmapfuzz import strategy
 from rmapfuzz.machine import generated_sequences
 
@@ -262,11 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=60.0)
     parser.add_argument("--count", type=int, default=30)
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
     parser.add_argument("--strategy", action="append", help="strategies to compare (default: default)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("MUTANTS.md")))
     args = parser.parse_args(argv)
-    text = report(args.kernel, args.budget, args.count, args.jobs, args.seed, tuple(args.strategy or ["default"]))
+    seed = fresh_seed(args.seed)
+    text = report(args.kernel, args.budget, args.count, args.jobs, seed, tuple(args.strategy or ["default"]))
     print(text)
     Path(args.out).write_text(text + "\n")
     return 0

@@ -1,6 +1,6 @@
 """How many deliberate semantic changes to the ``current`` model the live oracle notices.
 
-    sudo .venv/bin/python -m bench.oracle_mutants [--budget 60] [--seed 1] [--strategy default] [--only NAME,...]
+    sudo .venv/bin/python -m bench.oracle_mutants [--budget 60] [--seed N] [--strategy default] [--only NAME,...]
 
 Each mutant is one small change of what the model does (where a new page goes, whether a COW
 write reuses or copies, where a swapped-in page goes, a merge rule, an errno, what fork shares),
@@ -25,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+
+from bench import fresh_seed
 
 Patch = Callable[[type], None]
 
@@ -322,12 +324,13 @@ def run_one(name: str, budget: float, seed: int, strategy_name: str) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--budget", type=float, default=60.0)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
     p.add_argument("--strategy", default="default")
     p.add_argument("--only", default=None, help="comma-separated mutant names")
     p.add_argument("--json", action="store_true")
     p.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.seed = fresh_seed(args.seed)  # one seed for every mutant's campaign, printed
     if args.run_one:
         print(json.dumps(run_one(args.run_one, args.budget, args.seed, args.strategy)))
         return 0

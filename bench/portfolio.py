@@ -45,6 +45,7 @@ import attrs
 import numpy as np
 from scipy.optimize import linprog
 
+from bench import fresh_seed
 from bench.run import FIND_SUITE
 from bench.walk import Language, random_sequence, uniform_mix
 from rmapfuzz import strategy
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.finds < 1 or args.seconds <= 0 or args.jobs < 1:
         parser.error("--finds and --jobs must be at least 1, --seconds above 0")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    seed = fresh_seed(args.seed)
     effort = Effort(args.finds, args.seconds)
     wanted = args.bugs.split(",") if args.bugs else None
     unknown = sorted(set(wanted or ()) - {bug for bug, *_ in FIND_SUITE})

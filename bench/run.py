@@ -404,11 +404,11 @@ def section_equivalence(steps: int, seed: int) -> list[str]:
     return out
 
 
-def section_scale(seconds: float) -> list[str]:
+def section_scale(seconds: float, seed: int) -> list[str]:
     return [
         f"### Scale ({seconds:.0f} s per row, kernel current, strategy default)",
         "",
-        scale.table(scale.run(seconds)),
+        scale.table(scale.run(seconds, seed)),
         "",
     ]
 
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
         "portfolio": lambda: section_portfolio(5 if quick else 30, 2.0 if quick else 20.0, seeds[0]),
         "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
-        "scale": lambda: section_scale(10.0 if quick else 30.0),
+        "scale": lambda: section_scale(10.0 if quick else 30.0, seeds[0]),
         "mutants": lambda: section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0]),
         "minimal": section_minimal,
         "long": lambda: section_long("2.6.34", args.long_minutes or 10.0, seeds[0]),

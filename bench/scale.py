@@ -1,10 +1,11 @@
 """Scale-out: campaign throughput with N worker processes against one, on the same kernel, strategy
-and seed, each from an empty corpus and an empty Hypothesis database in a temporary directory.
+and seed (drawn fresh unless ``--seed`` is given, and printed), each from an empty corpus and an
+empty Hypothesis database in a temporary directory.
 
     python -m bench.scale                      # 30 s each for 1 and 2 workers, a markdown table
     python -m bench.scale --seconds 10 --workers 1,2,4
 
-``run(seconds)`` returns the rows and ``table(rows)`` formats them, for ``bench.run`` to call.
+``run(seconds, seed)`` returns the rows and ``table(rows)`` formats them, for ``bench.run`` to call.
 "cores busy" is the CPU time of the campaign's processes (parent and workers) over the wall
 time: on a shared machine it tells whether the workers got the cores they asked for, and "steps
 per CPU s" what the workers make of the CPU they got (fork and queue overhead would lower it).
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import fresh_seed
 from rmapfuzz import campaign, strategy
 
 
@@ -31,9 +33,7 @@ def _cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(
-    workers: int, seconds: float, kernel: str = "current", strat: str = "default", seed: int = 1
-) -> dict[str, Any]:
+def measure(workers: int, seconds: float, seed: int, kernel: str = "current", strat: str = "default") -> dict[str, Any]:
     """One campaign of ``seconds`` with ``workers`` processes: its steps, test cases and rates."""
     with tempfile.TemporaryDirectory(prefix="rmapfuzz-scale-") as tmp:
         config = campaign.Config(
@@ -59,18 +59,19 @@ def measure(
         "cores_busy": cpu / result.seconds,
         "steps_per_cpu_s": result.stats["steps"] / cpu if cpu else 0.0,
         "finds": len(result.finds),
+        "seed": seed,
     }
 
 
 def run(
-    seconds: float, workers: Sequence[int] = (1, 2), kernel: str = "current", strat: str = "default"
+    seconds: float, seed: int, workers: Sequence[int] = (1, 2), kernel: str = "current", strat: str = "default"
 ) -> list[dict[str, Any]]:
-    """One campaign per worker count (one worker first, the baseline); each row has ``ratio``,
-    its steps/s over the one-worker campaign's."""
+    """One campaign per worker count (one worker first, the baseline), all with ``seed``; each row
+    has ``ratio``, its steps/s over the one-worker campaign's."""
     counts = [1, *(w for w in workers if w != 1)]
     rows = []
     for n in counts:
-        rows.append(measure(n, seconds, kernel, strat))
+        rows.append(measure(n, seconds, seed, kernel, strat))
         print(f"  {n} worker(s): {rows[-1]['steps_per_s']:,.0f} steps/s", file=sys.stderr)
     base = rows[0]["steps_per_s"]
     for row in rows:
@@ -85,7 +86,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     first = rows[0]
     lines = [
         f"### Workers ({first['kernel']}, strategy {first['strategy']}, {first['seconds']:.0f} s each, "
-        f"{os.cpu_count()} CPUs)",
+        f"{os.cpu_count()} CPUs, seed {first['seed']})",
         "",
         "| workers | steps | steps/s | ratio vs 1 worker | cores busy | steps per CPU s |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--kernel", default="current")
     parser.add_argument("--strategy", default="default")
+    parser.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
     args = parser.parse_args(argv)
     try:
         counts = [int(w) for w in args.workers.split(",") if w.strip()]
@@ -112,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--workers: comma-separated integers, got {args.workers!r}")
     if not counts or min(counts) < 1:
         parser.error("--workers: each count must be at least 1")
-    print(table(run(args.seconds, counts, args.kernel, args.strategy)))
+    print(table(run(args.seconds, fresh_seed(args.seed), counts, args.kernel, args.strategy)))
     return 0
 
 

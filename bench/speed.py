@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(json.loads(Path(args.measure).read_text()))))
         return 0
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    from bench import fresh_seed  # here: the --measure side runs with another tree's bench on its path
+
+    seed = fresh_seed(args.seed)
     print(run(args.kernel, args.seconds, seed, args.against))
     return 0
 

@@ -141,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.against:
         parser.error("--against REV is required")
-    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    from bench import fresh_seed  # here: the --replay side runs with another tree's bench on its path
+
+    seed = fresh_seed(args.seed)
     print(run(args.against, args.count, seed, args.plain_mmaps))
     return 0
 
