@@ -2,9 +2,10 @@
 
     python -m bench.mutants [--kernel current] [--budget 60] [--count 30] [--jobs 1] [--seed N]
 
-Mutants are generated, not hand-picked: the script parses the model modules (rmapfuzz/model/*.py),
-collects every site of a few mutation kinds inside the kernel functions, and draws ``--count`` of
-them at random (seeded).  Kinds:
+Mutants are generated, not hand-picked: the script parses the model modules (rmapfuzz/model/*.py)
+and the kernel overlays the generation is built from (the rmapfuzz/kernels/*.py modules of its
+class's MRO: 6.x's merge code, 3.19's anon_vma reuse, ...), collects every site of a few mutation
+kinds inside the kernel functions, and draws ``--count`` of them at random (seeded).  Kinds:
 
 * ``drop-call``: delete a statement that is a bare call (``self.unlink_anon_vmas(vma)``,
   ``self.anon_vma_clone(...)``, ``self.page_dup_rmap(page)`` ...), replaced by ``pass``;
@@ -41,13 +42,15 @@ from rmapfuzz import strategy
 from rmapfuzz.machine import generated_sequences
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "rmapfuzz" / "model"
+PACKAGE = ROOT / "rmapfuzz"
+MODEL = PACKAGE / "model"
+KERNELS = PACKAGE / "kernels"
 KINDS = ("drop-call", "swap-args", "off-by-one", "negate-if", "drop-augassign")
 
 
 @attrs.frozen
 class Site:
-    file: str
+    file: str  # relative to the package: model/mmap.py, kernels/v6_12.py
     kind: str
     lineno: int
     index: int  # which node of that kind in the file (ast.walk order)
@@ -80,16 +83,85 @@ def _nodes(kind: str, tree: ast.AST) -> list[ast.AST]:
 SYMMETRIC = frozenset({"max", "min"})  # builtins whose first two arguments commute
 
 
-def _equivalent(node: ast.AST, lines: list[str]) -> bool:
-    """Sites whose mutant is not a model fault: a tracepoint (``self.trace.cover(...)`` and the
-    other calls of rmapfuzz.model.trace), which changes what an observer sees, never the model; and
-    swapping the arguments of a call whose arguments commute (``max(a, b)``)."""
+def _observer_call(node: ast.AST, observers: frozenset[str]) -> bool:
+    """A call of a tracepoint (``self.trace.cover(...)`` and the other calls of
+    rmapfuzz.model.trace) or of a method that only calls tracepoints (:func:`observers`)."""
     call = node.value if isinstance(node, ast.Expr) else node
     if not isinstance(call, ast.Call):
         return False
-    if ast.unparse(call.func).startswith("self.trace."):
+    func = ast.unparse(call.func)
+    return func.startswith("self.trace.") or (func.startswith("self.") and func[len("self.") :] in observers)
+
+
+def _calls(node: ast.AST | None) -> bool:
+    return node is not None and any(isinstance(n, ast.Call) for n in ast.walk(node))
+
+
+def _branch_observes_only(branch: ast.If, observers: frozenset[str]) -> bool:
+    return not _calls(branch.test) and all(_observes_only(b, observers) for b in (branch.body, branch.orelse))
+
+
+def _observes_only(body: list[ast.stmt], observers: frozenset[str]) -> bool:
+    """Statements that change nothing of the model: tracepoint calls, branches on call-free tests
+    around them, call-free bindings of local names, a bare return (and docstrings)."""
+    for stmt in body:
+        if isinstance(stmt, ast.Expr):
+            if not (isinstance(stmt.value, ast.Constant) or _observer_call(stmt, observers)):
+                return False
+        elif isinstance(stmt, ast.If):
+            if not _branch_observes_only(stmt, observers):
+                return False
+        elif isinstance(stmt, ast.Assign):
+            if _calls(stmt.value) or not all(isinstance(t, ast.Name) for t in stmt.targets):
+                return False
+        elif not (isinstance(stmt, ast.Return) and stmt.value is None):
+            return False
+    return True
+
+
+def observers(trees: list[ast.Module]) -> frozenset[str]:
+    """The methods that only observe (coverage helpers such as 6.12's ``cover_new_range``): every
+    definition of the name, in every module, observes only."""
+    defs: dict[str, list[ast.FunctionDef]] = {}
+    for tree in trees:
+        for _, fn in _methods(tree):
+            defs.setdefault(fn.name, []).append(fn)
+    found: frozenset[str] = frozenset()
+    while True:  # until no new name joins (one observer may call another)
+        more = frozenset(name for name, fns in defs.items() if all(_observes_only(fn.body, found) for fn in fns))
+        if more == found:
+            return found
+        found = more
+
+
+def _equivalent(node: ast.AST, observers: frozenset[str]) -> bool:
+    """Sites whose mutant is not a model fault: a tracepoint call or a branch around tracepoints
+    only, which change what an observer sees, never the model; and swapping the arguments of a call
+    whose arguments commute (``max(a, b)``)."""
+    if _observer_call(node, observers):
         return True
+    if isinstance(node, ast.If):
+        return _branch_observes_only(node, observers)
+    call = node.value if isinstance(node, ast.Expr) else node
+    if not isinstance(call, ast.Call):
+        return False
     return isinstance(node, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in SYMMETRIC
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def source_files(kernel: str | None = None) -> list[Path]:
+    """The model modules, and the overlay modules ``kernel`` is built from (None: every overlay)."""
+    model = sorted(MODEL.glob("*.py"))
+    overlays = sorted(p for p in KERNELS.glob("*.py") if p.stem not in ("__init__", "user"))
+    if kernel is not None:
+        from rmapfuzz.kernels import resolve
+
+        used = {cls.__module__ for cls in resolve(kernel).__mro__}
+        overlays = [p for p in overlays if _module(p) in used]
+    return model + overlays
 
 
 def _runs_on(kernel: str | None, path: Path, cls_name: str, fn_name: str) -> bool:
@@ -99,7 +171,7 @@ def _runs_on(kernel: str | None, path: Path, cls_name: str, fn_name: str) -> boo
         return True
     from rmapfuzz.kernels import resolve
 
-    module = f"rmapfuzz.model.{path.stem}"
+    module = _module(path)
     for owner in resolve(kernel).__mro__:
         if fn_name in owner.__dict__:
             return owner.__module__ == module and owner.__name__ == cls_name
@@ -117,19 +189,20 @@ def _methods(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef]]:
 
 
 def covered_lines(kernel: str, count: int = 300) -> set[tuple[str, int]]:
-    """(model file, line) pairs that ``count`` test cases of the default strategy run on
-    ``kernel``: mutants elsewhere (code the generation never runs, such as the pre-6.x merge path
-    on a 6.x kernel) could not be killed by any campaign on it."""
+    """(file, line) pairs of the model and the overlays that ``count`` test cases of the default
+    strategy run on ``kernel``: mutants elsewhere (code the generation never runs, such as the
+    pre-6.x merge path on a 6.x kernel) could not be killed by any campaign on it."""
     seen: set[tuple[str, int]] = set()
-    model_dir = str(MODEL)
+    dirs = (str(MODEL), str(KERNELS))
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if not frame.f_code.co_filename.startswith(model_dir):
+        if not frame.f_code.co_filename.startswith(dirs):
             return None
+        file = Path(frame.f_code.co_filename).relative_to(PACKAGE).as_posix()
 
         def lines(frame: Any, event: str, arg: Any) -> Any:
             if event == "line":
-                seen.add((Path(frame.f_code.co_filename).name, frame.f_lineno))
+                seen.add((file, frame.f_lineno))
             return lines
 
         return lines
@@ -143,26 +216,30 @@ def covered_lines(kernel: str, count: int = 300) -> set[tuple[str, int]]:
 
 
 def sites(kernel: str | None = None, covered: set[tuple[str, int]] | None = None) -> list[Site]:
-    """Every mutation site inside a function of a model module (docstrings excluded); with
-    ``kernel``, only in the functions that generation runs (not overridden by its overlays); with
-    ``covered``, only on lines the generation's workload runs."""
+    """Every mutation site inside a function of a model module or an overlay (docstrings excluded);
+    with ``kernel``, only in the modules and functions that generation runs (not overridden by a
+    newer overlay); with ``covered``, only on lines the generation's workload runs."""
     out = []
-    for path in sorted(MODEL.glob("*.py")):
-        text = path.read_text()
-        tree, lines = ast.parse(text), text.splitlines()
+    trees = {path: ast.parse(path.read_text()) for path in source_files()}
+    watching = observers(list(trees.values()))
+    for path in source_files(kernel):
+        file = path.relative_to(PACKAGE).as_posix()
+        tree = trees[path]
         for cls_name, fn in _methods(tree):
             if cls_name and not _runs_on(kernel, path, cls_name, fn.name):
                 continue
+            if fn.name in watching:
+                continue  # it only observes: every mutant of it is equivalent
             for kind in KINDS:
                 all_nodes = _nodes(kind, tree)
                 for node in _nodes(kind, fn):
                     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
                         continue
-                    if _equivalent(node, lines):
+                    if _equivalent(node, watching):
                         continue
-                    if covered is not None and (path.name, getattr(node, "lineno", 0)) not in covered:
+                    if covered is not None and (file, getattr(node, "lineno", 0)) not in covered:
                         continue
-                    out.append(Site(path.name, kind, getattr(node, "lineno", 0), all_nodes.index(node), fn.name))
+                    out.append(Site(file, kind, getattr(node, "lineno", 0), all_nodes.index(node), fn.name))
     return sorted(set(out), key=lambda s: (s.file, s.lineno, s.kind, s.index))
 
 
@@ -189,7 +266,7 @@ class _Mutate(ast.NodeTransformer):
 
 
 def mutate(site: Site) -> str:
-    tree = ast.parse((MODEL / site.file).read_text())
+    tree = ast.parse((PACKAGE / site.file).read_text())
     new = _Mutate(site, tree).visit(tree)
     ast.fix_missing_locations(new)
     return ast.unparse(new)
@@ -203,7 +280,7 @@ def run_mutant(site: Site | None, kernel: str, budget: float, seed: int, strat: 
         shutil.copytree(ROOT / "rmapfuzz", pkg, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "strategies", Path(tmp) / "strategies")
         if site is not None:
-            (pkg / "model" / site.file).write_text(mutate(site))
+            (pkg / site.file).write_text(mutate(site))
         cmd = [
             sys.executable, "-m", "rmapfuzz", "fuzz", "--kernel", kernel, "--budget", str(budget),
             "--seed", str(seed), "--corpus", str(Path(tmp) / "corpus"), "--no-database", "--json",
@@ -238,16 +315,23 @@ def report(
     by = {run: result for run, result in zip(runs, results, strict=True)}
     scores = []
     for strat in strategies:
+        parts = []
+        for where, part in (("model", "model/"), ("overlays", "kernels/")):
+            mine = [site for site in chosen if site.file.startswith(part)]
+            parts.append(f"{where} {sum(by[site, strat] != 'survived' for site in mine)}/{len(mine)}")
         killed = sum(by[site, strat] != "survived" for site in chosen)
-        scores.append(f"strategy {strat}: killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %)")
+        scores.append(f"strategy {strat}: killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %; "
+                      f"{', '.join(parts)})")  # fmt: skip
+    in_overlays = sum(site.file.startswith("kernels/") for site in pool)
     lines = [
         f"### Mutation score on {kernel} ({len(chosen)} of {len(pool)} generated mutants, "
         f"{budget:.0f} s campaign each, seed {seed}, {jobs} at once)",
         "",
-        f"Sites: every drop-call, swap-args, off-by-one, negate-if and drop-augassign in the model "
-        f"({len(sites())} in all) on a line that {kernel} runs in 300 test cases of the "
-        f"default strategy ({len(pool)}): mutants of code the generation never runs (methods its "
-        f"overlays override, the older merge paths) cannot be killed on it.  The unmutated model ran "
+        f"Sites: every drop-call, swap-args, off-by-one, negate-if and drop-augassign in the model and "
+        f"the overlays ({len(sites())} in all) on a line that {kernel} runs in 300 test cases of the "
+        f"default strategy ({len(pool)}, {in_overlays} of them in the overlays {kernel} is built from): "
+        f"mutants of code the generation never runs (methods its overlays override, the older merge "
+        f"paths) cannot be killed on it.  The unmutated model ran "
         f"the same campaigns clean.  " + "; ".join(scores) + ".",
         "",
         "| mutant | " + " | ".join(strategies) + " |",

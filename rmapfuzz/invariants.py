@@ -605,6 +605,12 @@ def _mremap_invalid(op: ops.Mremap, features: Features) -> bool:
     return "dontunmap" in flags and (not features.dontunmap or not maymove or op.pages != op.new_pages)
 
 
+def _moves_many(op: ops.Mremap, features: Features) -> bool:
+    """A move that 6.17's remap_move() may take over several VMAs: MREMAP_MAYMOVE|MREMAP_FIXED,
+    same size, not empty."""
+    return features.multi_vma_move and {"maymove", "fixed"} <= set(op.flags) and op.pages == op.new_pages > 0
+
+
 def _range_answer(
     k: KernelCore, op: ops.Mmap | ops.Munmap | ops.Mprotect | ops.Madvise | ops.Mremap, result: str, step: StepRecord
 ) -> Finding | None:
@@ -614,9 +620,10 @@ def _range_answer(
     with a hole; madvise EINVAL only for an advice the generation lacks, ENOMEM only for a range
     with a hole; mremap is EINVAL only for arguments some check refuses (:func:`_mremap_invalid`),
     EFAULT only when the old range (up to the new length) did not lie inside one VMA
-    (vma_to_resize(), and the 5.16 and 6.17 lookups before it), ENOMEM only for a growth in place
-    (no MREMAP_FIXED) that vma_expandable() refuses: of a range that does not end its VMA, or into
-    pages another VMA holds."""
+    (vma_to_resize(), and the 5.16 and 6.17 lookups before it) and, from 6.17 on, for a same-size
+    fixed move (which may span VMAs and gaps, d23cb648e365) only when it starts in a gap, ENOMEM
+    only for a growth in place (no MREMAP_FIXED) that vma_expandable() refuses: of a range that does
+    not end its VMA, or into pages another VMA holds."""
     wrong = ""
     if isinstance(op, ops.Mmap | ops.Munmap):
         # MAP_FIXED|MAP_PRIVATE|MAP_ANONYMOUS of a non-empty, aligned range inside the address
@@ -636,6 +643,8 @@ def _range_answer(
             wrong = "valid arguments"
         elif result == "EFAULT" and kept > 0 and _inside_one(step.spans or (), op.start, kept):
             wrong = "an old range inside one VMA"
+        elif result == "EFAULT" and _moves_many(op, k.features) and _inside_one(step.spans or (), op.start, 1):
+            wrong = "a same-size fixed move whose old range starts in a VMA"
         elif result == "ENOMEM" and not step.alloc_failed:
             if "fixed" in op.flags or op.new_pages <= op.pages:
                 wrong = "a move or a shrink" if "fixed" in op.flags else "a shrink"
@@ -922,8 +931,9 @@ CATALOGUE: tuple[Invariant, ...] = (
         "target), a fork none of the parent's.  mmap of a non-empty range is never EINVAL.  An "
         "error has its documented cause: ESRCH only for an exited process, SEGV exactly where no VMA allows the "
         "access, EINVAL only for an argument some check refuses, ENOMEM from mprotect or madvise only for a range "
-        "with a hole, EFAULT from mremap only for an old range not inside one VMA and ENOMEM only for a growth in "
-        "place that finds no room (unless an injected allocation failure explains an ENOMEM).",
+        "with a hole, EFAULT from mremap only for an old range not inside one VMA (from 6.17, for a same-size "
+        "fixed move, only for one that starts in a gap) and ENOMEM only for a growth in place that finds no room "
+        "(unless an injected allocation failure explains an ENOMEM).",
         check_syscall_effect,
         Kind.TRANSITION,
     ),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bench.mutants import KINDS, mutate, sites
+from bench.mutants import KINDS, PACKAGE, mutate, sites
 from bench.walk import UNIFORM, Language, random_sequence, uniform_mix, walk
 from rmapfuzz import strategy
 
@@ -21,7 +21,7 @@ def test_mutant_sites_cover_every_kind_and_mutate_to_different_code() -> None:
     for site in random.Random(0).sample(pool, 25):
         code = mutate(site)
         ast.parse(code)
-        original = ast.unparse(ast.parse((sites.__globals__["MODEL"] / site.file).read_text()))
+        original = ast.unparse(ast.parse((PACKAGE / site.file).read_text()))
         assert code != original, site.label
 
 
@@ -49,22 +49,53 @@ def test_the_walker_speaks_the_strategy_language() -> None:
 def test_mutant_sites_leave_out_methods_the_kernel_overrides() -> None:
     """6.18.8 overrides mmap_merge (vma_merge_new_range) and mprotect_charge (9b9143298585), 3.7 does not."""
     for name in ("mmap_merge", "mprotect_charge"):
-        assert any(s.function == name for s in sites("3.7"))
-        assert not any(s.function == name for s in sites("6.18.8"))
-    assert len(sites("6.18.8")) < len(sites("3.7")) <= len(sites())
+        assert any(s.function == name and s.file.startswith("model/") for s in sites("3.7"))
+        assert not any(s.function == name and s.file.startswith("model/") for s in sites("6.18.8"))
+    assert set(sites("6.18.8")) <= set(sites()) and set(sites("3.7")) <= set(sites())
+
+
+def test_mutant_sites_include_the_overlays_the_kernel_is_built_from() -> None:
+    """The overlays hold much of what a generation runs (6.x's merge code, 3.19's reuse): their
+    functions are mutated too, where the generation runs them and no newer overlay replaces them."""
+    current = sites("current")
+    files = {s.file for s in current}
+    assert "kernels/v6_12.py" in files and "kernels/v3_19_rc4.py" in files
+    assert not files & {"kernels/v3_12.py", "kernels/v7_0.py", "kernels/__init__.py"}  # not in current's line
+    reuse = {s.function for s in sites("3.19-rc4") if s.file == "kernels/v3_19_rc4.py"}
+    assert "anon_vma_clone" in reuse  # 3.19-rc4 runs its own
+    assert "anon_vma_clone" not in {s.function for s in current if s.file == "kernels/v3_19_rc4.py"}  # 2555283e's
+    site = next(s for s in current if s.file == "kernels/v6_12.py" and s.kind == "negate-if")
+    text = (PACKAGE / site.file).read_text()
+    mutant = mutate(site)
+    assert ast.dump(ast.parse(mutant)) != ast.dump(ast.parse(text))
 
 
 def test_mutant_sites_leave_out_equivalent_mutants() -> None:
     """Swapping max()'s arguments or dropping a tracepoint changes nothing the model does: such a
     mutant can never be killed and would only lower the score."""
-    model = sites.__globals__["MODEL"]
-    lines = (model / "mprotect.py").read_text().splitlines()
+    lines = (PACKAGE / "model/mprotect.py").read_text().splitlines()
     at = next(i for i, line in enumerate(lines, 1) if "nstart = max(tmp, prev.vm_end)" in line)
     pool = sites()
-    assert not any(s.file == "mprotect.py" and s.lineno == at and s.kind == "swap-args" for s in pool)
+    assert not any(s.file == "model/mprotect.py" and s.lineno == at and s.kind == "swap-args" for s in pool)
     for s in pool:
         if s.kind == "drop-call":
-            assert "self.trace." not in (model / s.file).read_text().splitlines()[s.lineno - 1], s.label
+            assert "self.trace." not in (PACKAGE / s.file).read_text().splitlines()[s.lineno - 1], s.label
+
+
+def test_mutant_sites_leave_out_code_that_only_observes() -> None:
+    """6.12's cover_new_range() only picks a coverage point, and vma_merge_new_range() calls it
+    under an ``if`` of its own: mutants of either change what the coverage sees, never the model.
+    A method that traces and then acts (6.0's wp_page_reuse) is mutated as before."""
+    from bench.mutants import observers, source_files
+
+    watching = observers([ast.parse(p.read_text()) for p in source_files()])
+    assert "cover_new_range" in watching and "wp_page_reuse" not in watching
+    pool = sites("current")
+    assert not any(s.function == "cover_new_range" for s in pool)
+    lines = (PACKAGE / "kernels/v6_12.py").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines, 1) if line.strip() == "if can_left or can_right:")
+    assert not any(s.file == "kernels/v6_12.py" and s.lineno == at for s in pool)
+    assert any(s.function == "wp_page_reuse" and s.kind == "drop-call" for s in pool)
 
 
 def test_verdicts_compare_counts_and_shows_what_moved() -> None:

@@ -532,6 +532,30 @@ def test_syscall_effect_mremap_efault_only_outside_one_vma() -> None:
     assert quiet(k)
 
 
+def test_syscall_effect_mremap_efault_of_a_move_over_several_vmas() -> None:
+    """P0: AA.B....  -> .....AA.B  (6.17+, d23cb648e365) a same-size fixed move of [0,4) spans two
+    VMAs and the gap between them, and is EFAULT only when it starts in a gap.  remap_move()'s gap
+    test negated (the mutant bench/mutants.py found surviving) makes the good move EFAULT; a move of
+    [2,5), which starts in the gap, is EFAULT in the kernel and passes.  6.16 has no such move: there
+    a range over two VMAs is EFAULT and passes."""
+    spanning = ("mmap", 0, 0, 2, "rw"), ("write", 0, 0), ("mmap", 0, 3, 1, "rw")
+    move = ("mremap", 0, 0, 4, 4, 4, ("maymove", "fixed"))
+    k = booted(*spanning, kernel="current")
+    assert diagram(k, 0) == "AA.B...."
+    assert applied(k, move) == "ok" and quiet(k)
+    k = booted(*spanning, kernel="current")
+    k.remap_move = lambda mm, addr, length, new_addr, flags: "EFAULT"  # type: ignore[attr-defined]
+    assert applied(k, move) == "EFAULT"
+    assert effect_messages(k) == [
+        "mremap(P0, [0,4) -> [4,8), maymove|fixed) answered EFAULT for a same-size fixed move whose old range "
+        "starts in a VMA"
+    ]
+    k = booted(*spanning, kernel="current")
+    assert applied(k, ("mremap", 0, 2, 3, 5, 3, ("maymove", "fixed"))) == "EFAULT" and quiet(k)
+    k = booted(*spanning, kernel="6.16")
+    assert applied(k, move) == "EFAULT" and quiet(k)
+
+
 def test_syscall_effect_enomem_needs_a_hole_or_a_failed_allocation() -> None:
     """P0: AA......  mprotect and madvise of [0,2) answer ENOMEM only for a hole: [0,3) has one
     (page 2), so its ENOMEM passes; a fixed mremap is ENOMEM only when an allocation failed, a

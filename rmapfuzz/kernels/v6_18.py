@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from rmapfuzz.kernels.fix_61f67c23 import Linux616With61f67c23
 from rmapfuzz.kernels.v6_15 import VmaMergeStruct
-from rmapfuzz.model.core import EFAULT, EINVAL, OK
+from rmapfuzz.model.core import EFAULT, EINVAL, OK, FeatureChanges
 from rmapfuzz.model.objects import Mm, Vma
 
 C3B617FD3 = ("3b617fd3d317", "mm/vma: enforce VMA fork limit on unfaulted,faulted mremap merge too")
@@ -48,6 +48,7 @@ class Linux6188(Linux616With61f67c23):
     summary = "the running kernel's rules: 6.16 plus both bug J fixes (dup from copied_from, fork-child check on it)"
     commits: ClassVar[tuple[tuple[str, str], ...]] = (C3B617FD3, *MREMAP_6_17)
     bugs: ClassVar[tuple[str, ...]] = ()
+    feature_changes = FeatureChanges(multi_vma_move=True)
 
     def vmg_fork_check_source(self, vmg: VmaMergeStruct) -> Vma | None:
         """3b617fd3d317: ``vmg->middle``, or mremap's ``vmg->copied_from`` for a new range."""

@@ -47,6 +47,7 @@ class Features:
     dontunmap: bool = False  # MREMAP_DONTUNMAP (e346b3813067, 5.7)
     pageout_skips_shared: bool = False  # MADV_PAGEOUT (1a4e58cce84e, 5.4) skips pages mapped twice
     case6_imports_first: bool = False  # 734537c9cb72 (4.8): vma_adjust case 6 picks its exporter up front
+    multi_vma_move: bool = False  # d23cb648e365 (6.17): a same-size MREMAP_FIXED move may span VMAs and gaps
 
 
 @attrs.frozen
@@ -61,6 +62,7 @@ class FeatureChanges:
     dontunmap: bool | None = None
     pageout_skips_shared: bool | None = None
     case6_imports_first: bool | None = None
+    multi_vma_move: bool | None = None
 
     def apply(self, features: Features) -> Features:
         changed = {f.name: v for f in attrs.fields(FeatureChanges) if (v := getattr(self, f.name)) is not None}
