@@ -505,6 +505,24 @@ def test_syscall_effect_mmap_noreserve() -> None:
     assert effect_messages(k) == ["mmap P0:[0,2) without MAP_NORESERVE returned 0 but P0:[0,2) has VM_NORESERVE"]
 
 
+def test_syscall_effect_mmap_charges_private_writable_memory() -> None:
+    """P0: AA......  mmap [0,2) rw is charged (VM_ACCOUNT), mmap [0,2) r is not: accountable_mapping()
+    in every generation.  A model that drops the charge (the mutant of mmap_region()'s
+    ``vm_flags |= VM_ACCOUNT`` bench/mutants.py found surviving: the VMA then merges with uncharged
+    neighbours) fails, and so does one that charges read-only memory."""
+    for kernel in ("2.6.34", "current"):
+        k = booted(("mmap", 0, 0, 2, "rw"), ("mmap", 0, 4, 2, "r"), kernel=kernel)
+        assert [" ac " in line for line in layout(k, 0)] == [True, False] and quiet(k)
+        k = booted(kernel=kernel)
+        k.accountable_mapping = lambda vm_flags: False  # type: ignore[method-assign]
+        assert applied(k, ("mmap", 0, 0, 2, "rw")) == "ok"
+        assert effect_messages(k) == ["mmap P0:[0,2) rw returned 0 but P0:[0,2) is not charged (VM_ACCOUNT)"]
+        k = booted(kernel=kernel)
+        k.accountable_mapping = lambda vm_flags: True  # type: ignore[method-assign]
+        assert applied(k, ("mmap", 0, 0, 2, "r")) == "ok"
+        assert effect_messages(k) == ["mmap P0:[0,2) r returned 0 but P0:[0,2) is charged (VM_ACCOUNT)"]
+
+
 def test_syscall_effect_mmap_of_a_valid_range_is_never_einval() -> None:
     """P0: ........  mmap [0,2) whose mmap_region() refuses everything: the model then does nothing at
     all, which breaks no state invariant; only the answer shows it."""
