@@ -191,6 +191,11 @@ def beyond_the_language(kernel: type[KernelCore]) -> dict[str, str]:
         out["madvise_pageout: a shared page is skipped"] = (
             "before 5.4 the language's reclaim (shrink_page_list() reaching the range) takes shared pages too"
         )
+    if "F" not in kernel.bugs:
+        out["free_pgtables: the page table goes with ptes no VMA covers"] = (
+            "the range's ptes are all zapped before its page table is freed; only a tail unmapped whole after "
+            "a split that answered success without splitting (3.12's bug F, ef0855d334e1) leaves one"
+        )
     if issubclass(kernel, Linux60):
         out["do_swap_page: read the page back into the swap cache"] = (
             "from 6.0 in the model a swap-cache miss is read in before 2.6.34's do_swap_page() body runs: a sole "

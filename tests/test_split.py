@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from rmapfuzz.model.syscalls import SyscallMixin
 from tests.helpers import FINAL, KERNELS, chain, hits, page_at, run, run_clean, shape, vma_at, walk
 
 
@@ -149,15 +150,29 @@ def test_bug_f_munmap_frees_an_unsplit_tail_whole() -> None:
     """
     AAA.....   faulted at 0 and 2; munmap [0,2) with the tail split's anon_vma_clone failing
     ........   3.12: do_munmap() detaches [0,3) whole (it starts before the range's end) but zaps
-               only [0,2): page 2's pte stays, no VMA covers it, and AV1 went with [0,3)'s chain
+               only [0,2), and AV1 goes with [0,3)'s chain.  No VMA is left beside the hole, so
+               free_pgtables() frees the page table and page 2's pte with it: page 2 stays counted
+               as mapped, its anon_vma freed (no-dangling, mapcount)
+    AAA..B..   the same with [5,6) mapped first: the VMA after the hole keeps the page table, and
+    .....A..   page 2's pte outlives every VMA over it, mapping a page whose anon_vma is freed
     AAA.....   fixed: ENOMEM, nothing unmapped
     """
     v = run("3.12", *F_MUNMAP_TAIL)
     assert v.results == ["ok"] * 5 and shape(v.final)[0] == "........"
-    assert sorted(v.final.mms[0].ptes) == [2]
-    assert [x.invariant for x in v.violations][:2] == ["no-dangling", "page-index"]
+    assert v.final.mms[0].ptes == {} and page_counts(v.final) == {2: 1}
+    assert [x.invariant for x in v.violations][:2] == ["no-dangling", "mapcount"]
+    assert hits(v.final)["free_pgtables: the page table goes with ptes no VMA covers"] == 1
+    kept = run("3.12", ("mmap", 0, 5, 1, "rw"), *F_MUNMAP_TAIL)
+    assert kept.results == ["ok"] * 6 and shape(kept.final)[0] == ".....A.."
+    assert sorted(kept.final.mms[0].ptes) == [2]
+    assert [x.invariant for x in kept.violations][:2] == ["no-dangling", "page-index"]
     fixed = run("3.12+c4ea95d7", *F_MUNMAP_TAIL)
     assert fixed.results[-1] == "ENOMEM" and fixed.violation is None and shape(fixed.final)[0] == "AAA....."
+
+
+def page_counts(k: SyscallMixin) -> dict[int, int]:
+    """Page index -> mapcount, for the pages not freed whose mapcount is not 0."""
+    return {p.index: p.mapcount for p in k.pages if not p.freed and p.mapcount}
 
 
 def test_bug_f_mmap_unmaps_again_until_nothing_overlaps() -> None:

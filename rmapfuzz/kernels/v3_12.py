@@ -7,6 +7,7 @@ found by Daniel Forrest's audit of anon_vma_clone()'s callers, linux-mm, Novembe
 caller goes on with the VMA whole: mprotect_fixup() gives all of it the new protection;
 do_munmap() keeps an unsplit head and detaches an unsplit tail whole, zapping only the range
 (:meth:`rmapfuzz.model.mmap.MmapMixin.do_munmap`), so the tail's pages past the range stay mapped
+(by their ptes, or only by their mapcount when free_pgtables() frees the page table under them)
 while its anon_vmas are unlinked, and may be freed under them (no-dangling; docs/model.md#bug-f).
 """
 

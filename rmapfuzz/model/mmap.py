@@ -323,12 +323,26 @@ class MmapMixin(MemoryMixin):
 
     def unmap_region(self, mm: Mm, vmas: list[Vma], start: int, end: int) -> None:
         """unmap_region(): unmap_vmas() zaps the ptes of [start, end) in the VMAs, free_pgtables()
-        unlinks their anon_vmas."""
+        unlinks their anon_vmas and frees the page table they leave empty."""
         for v in vmas:
             self.zap_page_range(mm, max(v.vm_start, start), min(v.vm_end, end))
         for v in vmas:
             self.unlink_anon_vmas(v)
             self.remove_vma(v)
+        self.free_pgtables(mm)
+
+    def free_pgtables(self, mm: Mm) -> None:
+        """free_pgtables() (mm/memory.c): free_pgd_range() frees a page-table page only if the
+        whole PMD it maps lies between the VMA before the hole (floor) and the one after it
+        (ceiling).  The window lies in one PMD (2 MiB-aligned, as the oracle maps it), so its table
+        goes when the process has no VMA left.  It frees the table, not the pages it maps: that
+        every pte in it was zapped is the caller's promise.  Only a tail unmapped whole after a
+        split that failed silently (3.12, bug F) breaks it; such a pte goes with the table, and
+        its page stays counted as mapped, with its anon_vma."""
+        if mm.vmas or not mm.ptes:
+            return
+        self.trace.cover("free_pgtables: the page table goes with ptes no VMA covers")
+        mm.ptes.clear()
 
     def exit_mmap(self, mm: Mm) -> None:
         """exit_mmap() (mm/mmap.c): unmap everything, free_pgtables() (unlink_anon_vmas), remove_vma()."""
