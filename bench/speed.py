@@ -139,6 +139,12 @@ def fresh_cases(
     return swarm.base.window, cases
 
 
+def known_revision(rev: str) -> bool:
+    """Whether ``rev`` names a commit of this repository (checked before any measuring starts)."""
+    probe = ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
+    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
+
 @contextlib.contextmanager
 def worktree(rev: str, where: Path) -> Iterator[Path]:
     """``rev`` checked out at ``where`` (``git worktree add``), removed again on the way out."""
@@ -257,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench import fresh_seed  # here: the --measure side runs with another tree's bench on its path
 
+    if args.against and not known_revision(args.against):
+        parser.error(f"--against {args.against}: not a commit of this repository")
     seed = fresh_seed(args.seed)
     print(run(args.kernel, args.seconds, seed, args.against))
     return 0

@@ -213,3 +213,17 @@ def test_coverage_row_counts_each_run_against_its_own_points() -> None:
     row, missed = coverage_rows("6.16", runs)
     assert row == "| 6.16 | 94-96 | 2/3 | 35.0 | 40.0 | 1 |"
     assert missed == {"vma_expand: ENOMEM": 1}
+
+
+@pytest.mark.parametrize("module", ["bench.verdicts", "bench.speed", "bench.run"])
+def test_an_unknown_revision_is_a_usage_error(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--against`` names a commit that does not exist: one line and exit 2, before anything runs
+    (it used to end in git's CalledProcessError traceback after the first tree's replays)."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exc:
+        main(["--against", "no-such-revision", "--out", "/dev/null"] if module == "bench.run" else
+             ["--against", "no-such-revision"])  # fmt: skip
+    assert exc.value.code == 2
+    assert "--against no-such-revision: not a commit of this repository" in capsys.readouterr().err
