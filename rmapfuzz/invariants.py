@@ -444,7 +444,9 @@ def _unmap_effect(op: ops.Munmap, mm: Mm) -> Iterator[Finding]:
 def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma]) -> Iterator[Finding]:
     """mmap and mprotect that returned 0: the VMAs covering the range have the asked protection;
     after mmap, VM_NORESERVE exactly if MAP_NORESERVE was asked, and VM_ACCOUNT exactly if the
-    mapping is writable without it (accountable_mapping(): private writable memory is charged)."""
+    mapping is writable without it (accountable_mapping(): private writable memory is charged);
+    after an mprotect that grants write, VM_ACCOUNT exactly where there is no VM_NORESERVE
+    (mprotect_fixup() charges a private mapping's first write permission, in every generation)."""
     want = _prot_bits(op.prot)
     wrong = [v for v in vmas if v.vm_flags & VM_PROT_MASK != want]
     if wrong:
@@ -463,6 +465,14 @@ def _mapping_effect(op: ops.Mmap | ops.Mprotect, vmas: list[Vma]) -> Iterator[Fi
         if wrong:
             yield (f"mmap {_where(op)} {op.prot or 'none'} returned 0 but {', '.join(v.name for v in wrong)} "
                    f"{'is not' if charged else 'is'} charged (VM_ACCOUNT)", wrong)  # fmt: skip
+    elif want & VM_WRITE:
+        for wrong, what in (
+            ([v for v in vmas if not v.vm_flags & (VM_ACCOUNT | VM_NORESERVE)], "is not charged (VM_ACCOUNT)"),
+            ([v for v in vmas if v.vm_flags & VM_ACCOUNT and v.vm_flags & VM_NORESERVE], "is charged but VM_NORESERVE"),
+        ):
+            if wrong:
+                yield (f"mprotect {_where(op)} {op.prot} returned 0 but {', '.join(v.name for v in wrong)} {what}",
+                       wrong)  # fmt: skip
 
 
 def _madvise_effect(k: KernelCore, op: ops.Madvise, mm: Mm, vmas: list[Vma]) -> Iterator[Finding]:
@@ -939,7 +949,8 @@ CATALOGUE: tuple[Invariant, ...] = (
         "mmap(2), munmap(2), mprotect(2), madvise(2), mremap(2), fork(2)",
         "A call answers ok or an errno the kernel gives, and one that returned 0 did what it says: after mmap "
         "or mprotect the whole range is mapped with the asked protection (after mmap, VM_NORESERVE and no "
-        "VM_ACCOUNT exactly where MAP_NORESERVE was asked, VM_ACCOUNT where the mapping is writable without it), "
+        "VM_ACCOUNT exactly where MAP_NORESERVE was asked, VM_ACCOUNT where the mapping is writable without it; "
+        "after an mprotect that grants write, VM_ACCOUNT exactly where there is no VM_NORESERVE), "
         "after munmap none of it is; madvise "
         "sets or clears its flag on the range, DONTNEED leaves no pte there and PAGEOUT no page it may "
         "reclaim; mremap's new range holds what the old range held and the rest of the old range is unmapped "

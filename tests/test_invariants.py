@@ -10,7 +10,7 @@ import pytest
 from rmapfuzz import invariants as inv
 from rmapfuzz.layout import diagram, layout
 from rmapfuzz.model.core import FeatureChanges
-from rmapfuzz.model.objects import VM_WRITE, Vma
+from rmapfuzz.model.objects import VM_ACCOUNT, VM_WRITE, Vma
 from rmapfuzz.model.syscalls import SyscallMixin
 from rmapfuzz.probe import Probe, Reuse, StepRecord, Takeover
 from rmapfuzz.replay import Runner
@@ -521,6 +521,25 @@ def test_syscall_effect_mmap_charges_private_writable_memory() -> None:
         k.accountable_mapping = lambda vm_flags: True  # type: ignore[method-assign]
         assert applied(k, ("mmap", 0, 0, 2, "r")) == "ok"
         assert effect_messages(k) == ["mmap P0:[0,2) r returned 0 but P0:[0,2) is charged (VM_ACCOUNT)"]
+
+
+def test_syscall_effect_mprotect_charges_the_first_write_permission() -> None:
+    """P0: AA..BB..  [0,2) r and [4,6) r with MAP_NORESERVE; mprotect both rw: mprotect_fixup()
+    charges [0,2) (VM_ACCOUNT) and not [4,6), in every generation.  A model whose NORESERVE test
+    is negated (the mutant of mprotect_charge() bench/mutants.py found surviving on 3.7) charges
+    the wrong one and fails; so does one that never charges."""
+    setup = ("mmap", 0, 0, 2, "r"), ("mmap", 0, 4, 2, "r", ("noreserve",))
+    for kernel in ("2.6.34", "3.7+734537c9", "current"):
+        k = booted(*setup, ("mprotect", 0, 0, 2, "rw"), ("mprotect", 0, 4, 2, "rw"), kernel=kernel)
+        assert [" ac " in line for line in layout(k, 0)] == [True, False]
+        k = booted(*setup, kernel=kernel)
+        k.mprotect_charge = lambda vma, oldflags, newflags: newflags  # type: ignore[method-assign]
+        assert applied(k, ("mprotect", 0, 0, 2, "rw")) == "ok"
+        assert effect_messages(k) == ["mprotect P0:[0,2) rw returned 0 but P0:[0,2) is not charged (VM_ACCOUNT)"]
+        k = booted(*setup, kernel=kernel)
+        k.mprotect_charge = lambda vma, oldflags, newflags: newflags | VM_ACCOUNT  # type: ignore[method-assign]
+        assert applied(k, ("mprotect", 0, 4, 2, "rw")) == "ok"
+        assert effect_messages(k) == ["mprotect P0:[4,6) rw returned 0 but P0:[4,6) is charged but VM_NORESERVE"]
 
 
 def test_syscall_effect_mmap_of_a_valid_range_is_never_einval() -> None:
