@@ -137,15 +137,16 @@ def observers(trees: list[ast.Module]) -> frozenset[str]:
 def _equivalent(node: ast.AST, observers: frozenset[str]) -> bool:
     """Sites whose mutant is not a model fault: a tracepoint call or a branch around tracepoints
     only, which change what an observer sees, never the model; and swapping the arguments of a call
-    whose arguments commute (``max(a, b)``)."""
+    whose arguments commute (``max(a, b)``) or are the same expression (``f(near, near, vma)``)."""
     if _observer_call(node, observers):
         return True
     if isinstance(node, ast.If):
         return _branch_observes_only(node, observers)
-    call = node.value if isinstance(node, ast.Expr) else node
-    if not isinstance(call, ast.Call):
+    if not isinstance(node, ast.Call):
         return False
-    return isinstance(node, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in SYMMETRIC
+    if ast.dump(node.args[0]) == ast.dump(node.args[1]):
+        return True
+    return isinstance(node.func, ast.Name) and node.func.id in SYMMETRIC
 
 
 def _module(path: Path) -> str:

@@ -77,6 +77,11 @@ def test_mutant_sites_leave_out_equivalent_mutants() -> None:
     at = next(i for i, line in enumerate(lines, 1) if "nstart = max(tmp, prev.vm_end)" in line)
     pool = sites()
     assert not any(s.file == "model/mprotect.py" and s.lineno == at and s.kind == "swap-args" for s in pool)
+    lines = (PACKAGE / "kernels/fix_d0e9fe17.py").read_text().splitlines()
+    same = next(i for i, line in enumerate(lines, 1) if "reusable_anon_vma(near, near, vma)" in line)
+    other = next(i for i, line in enumerate(lines, 1) if "reusable_anon_vma(near, vma, near)" in line)
+    swaps = {s.lineno for s in pool if s.file == "kernels/fix_d0e9fe17.py" and s.kind == "swap-args"}
+    assert same not in swaps and other in swaps  # swapping two equal arguments changes nothing
     for s in pool:
         if s.kind == "drop-call":
             assert "self.trace." not in (PACKAGE / s.file).read_text().splitlines()[s.lineno - 1], s.label

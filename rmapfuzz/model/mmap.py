@@ -323,7 +323,7 @@ class MmapMixin(MemoryMixin):
 
     def unmap_region(self, mm: Mm, vmas: list[Vma], start: int, end: int) -> None:
         """unmap_region(): unmap_vmas() zaps the ptes of [start, end) in the VMAs, free_pgtables()
-        unlinks their anon_vmas and frees the page table they leave empty."""
+        unlinks their anon_vmas and frees the page table once no VMA is left beside the hole."""
         for v in vmas:
             self.zap_page_range(mm, max(v.vm_start, start), min(v.vm_end, end))
         for v in vmas:
