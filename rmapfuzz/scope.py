@@ -68,7 +68,11 @@ def full(k: KernelCore) -> Scope:
     vmas = [v for mm in alive for v in mm.vmas]
     avs = [av for av in k.anon_vmas if not av.freed]
     pages = [p for p in k.pages if not p.freed]
-    scope = Scope(vmas, alive, avs, _mapped_of(alive), pages, _swaps(alive, pages), alive)
+    swaps = _swaps(alive, pages)
+    for slot in k.swap_slots:  # one no pte and no page holds any more, but still counted: a leak
+        if slot.count and id(slot) not in swaps:
+            swaps[id(slot)] = (slot, 0)
+    scope = Scope(vmas, alive, avs, _mapped_of(alive), pages, swaps, alive)
     for y in avs:
         if y.parent is not None and y.head:
             scope.children[id(y.parent)] = scope.children.get(id(y.parent), 0) + 1

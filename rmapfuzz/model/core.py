@@ -95,6 +95,7 @@ class KernelCore(ABC):
     next_pid: int = 1
     anon_vmas: list[AnonVma] = attrs.field(factory=list, metadata={REGISTRY: True})
     pages: list[Page] = attrs.field(factory=list, metadata={REGISTRY: True})
+    swap_slots: list[SwapSlot] = attrs.field(factory=list, metadata={REGISTRY: True})
     fail_nth: int | None = None  # the fail_alloc countdown
     next_vma_ident: int = attrs.field(default=1, metadata={IDENTITY: True})
     next_page_ident: int = attrs.field(default=1, metadata={IDENTITY: True})
@@ -166,6 +167,7 @@ class KernelCore(ABC):
     def alloc_swap_slot(self) -> SwapSlot:
         slot = SwapSlot(ident=self.next_swap_ident)
         self.next_swap_ident += 1
+        self.swap_slots.append(slot)
         return slot
 
     # ---- the VMA list (mm->mmap), sorted by address ----

@@ -159,6 +159,11 @@ class SwapSlot:
     count: int = 0
     page: Page | None = None
 
+    @property
+    def freed(self) -> bool:
+        """No swap pte and no swap-cache page holds it: swap_map's entry is free again."""
+        return self.count == 0 and self.page is None
+
     def __repr__(self) -> str:
         return f"swap{self.ident}"
 
