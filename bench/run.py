@@ -500,8 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")),
                         help="results file: the run is added as its newest section, older runs kept")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.against and not speed.known_revision(args.against):
-        parser.error(f"--against {args.against}: not a commit of this repository")
+    speed.require_revision(parser, args.against)
     if args.quick:
         args.count, args.budget, args.mutants = 5, 20.0, 10
         args.keep_going_budget = args.coverage_budget = 60.0

@@ -139,10 +139,12 @@ def fresh_cases(
     return swarm.base.window, cases
 
 
-def known_revision(rev: str) -> bool:
-    """Whether ``rev`` names a commit of this repository (checked before any measuring starts)."""
+def require_revision(parser: argparse.ArgumentParser, rev: str | None) -> None:
+    """A usage error (one line, exit 2) unless ``rev`` is None or names a commit of this
+    repository: checked before any measuring starts."""
     probe = ["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"]
-    return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+    if rev is not None and subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+        parser.error(f"--against {rev}: not a commit of this repository")
 
 
 @contextlib.contextmanager
@@ -263,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from bench import fresh_seed  # here: the --measure side runs with another tree's bench on its path
 
-    if args.against and not known_revision(args.against):
-        parser.error(f"--against {args.against}: not a commit of this repository")
+    require_revision(parser, args.against)
     seed = fresh_seed(args.seed)
     print(run(args.kernel, args.seconds, seed, args.against))
     return 0

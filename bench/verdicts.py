@@ -142,10 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.against:
         parser.error("--against REV is required")
     from bench import fresh_seed  # here: the --replay side runs with another tree's bench on its path
-    from bench.speed import known_revision
+    from bench.speed import require_revision
 
-    if not known_revision(args.against):
-        parser.error(f"--against {args.against}: not a commit of this repository")
+    require_revision(parser, args.against)
     seed = fresh_seed(args.seed)
     print(run(args.against, args.count, seed, args.plain_mmaps))
     return 0

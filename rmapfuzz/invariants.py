@@ -179,10 +179,10 @@ def check_no_dangling(k: KernelCore, step: StepRecord, scope: Scope) -> Iterator
                 f"whose anon_vma {page.mapping.name} is freed",
                 [page, page.mapping],
             )
-    by_pte = {id(page) for _, _, page in scope.mapped}
+    ptes_of = _ptes_per_page(scope)
     for page in scope.pages:
         # a page table freed under a pte (3.12's bug F) leaves its page counted as mapped
-        if page.mapcount > 0 and id(page) not in by_pte and page.mapping is not None and page.mapping.freed:
+        if page.mapcount > 0 and id(page) not in ptes_of and page.mapping is not None and page.mapping.freed:
             yield (
                 f"{page.name} (index {page.index}) is counted as mapped ({page.mapcount}) with no pte left, "
                 f"and its anon_vma {page.mapping.name} is freed",
