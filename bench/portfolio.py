@@ -36,10 +36,13 @@ import math
 import multiprocessing as mp
 import random
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import attrs
 import numpy as np
@@ -284,6 +287,57 @@ def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str]) 
         "",
         *(f"* {line}" for line in steps),
     ]
+
+
+@attrs.frozen
+class Blindness:
+    """What the default campaign did on a bug's kernel before finding the bug, and whether it did the
+    same on that kernel with the bug's fix (same seed): a search that sensed the bug before finding
+    it would have shared its time differently there."""
+
+    cases: int  # test cases run up to and including the one that found the bug
+    same: int  # how many of them, from the first, the campaign on the fixed kernel ran alike
+    own_share: float  # share of those test cases drawn from the bug's named strategy's mix
+    own_share_fixed: float  # the same share over as many test cases on the fixed kernel
+
+
+Ran = list[tuple[str, int, bytes]]  # each test case a campaign ran: its arm, its source, its bytes
+
+
+def _cases_run(kernel: str, seed: int, bug: str, budget: float | None, examples: int | None) -> tuple[Ran, int | None]:
+    """Each test case a default campaign hunting ``bug`` on ``kernel`` ran (arm, source, bytes), and
+    how many had run when the one that found the bug did (None: not found)."""
+    from rmapfuzz import campaign
+
+    ran: Ran = []
+    run_case = campaign.Hunt.run_case
+
+    def recorded(hunt: campaign.Hunt, case: Case, via: str) -> float:
+        ran.append((via, hunt.swarm.source(case.header), case.to_bytes()))
+        return run_case(hunt, case, via)
+
+    config = campaign.Config(strategy=strategy.load("default"), kernel=kernel, seed=seed, budget=budget,
+                             examples=examples, targets=(bug,), keep_going=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(campaign.Hunt, "run_case", recorded):
+        result = campaign.run(attrs.evolve(config, corpus_dir=Path(tmp) / "corpus", database=Path(tmp) / "db"))
+    first = next((f for f in result.finds if bug in f.bugs), None)
+    return ran, None if first is None else first.examples_before
+
+
+def blindness(bug: str, kernel: str, named: str, seed: int, budget: float) -> Blindness | None:
+    """:class:`Blindness` of one seed's default campaign hunting ``bug`` (None: not found in ``budget``)."""
+    hunted = hunted_kernel(bug, kernel)
+    ran, found = _cases_run(hunted.name, seed, bug, budget, None)
+    if found is None:
+        return None
+    fixed, _ = _cases_run(with_fix(hunted, bug).name, seed, bug, None, found)
+    same = next((i for i, (a, b) in enumerate(zip(ran[:found], fixed, strict=False)) if a != b), min(found, len(fixed)))
+    own = 1 + strategy.load("default").portfolio.index(named)
+
+    def share(cases: Sequence[tuple[str, int, bytes]]) -> float:
+        return sum(source == own for _, source, _ in cases) / max(len(cases), 1)
+
+    return Blindness(found, same, share(ran[:found]), share(fixed[:found]))
 
 
 def measure_suite(

@@ -24,6 +24,8 @@ Sections:
   the portfolio of named mixes, the Hypothesis arm; on the slowest bugs and on coverage.
 * portfolio: each source's steps per find of every catalogued bug, and how close the best fixed
   share of the sources could come to each bug's named strategy (bench/portfolio.py).
+* blind: whether the default campaign, before it finds a bug, shares its time any differently than
+  on the same kernel with the bug's fix (bench/portfolio.py): what a search can know before a find.
 * equivalence: the incremental judge against the whole-state judge on every generation.
 * scale: ``--workers 2`` against one (bench/scale.py).
 * mutants: the mutation score of the default campaign and of the classic strategy on the same
@@ -461,8 +463,42 @@ def section_portfolio(finds: int, seconds: float, seed: int) -> list[str]:
             *portfolio.table(results, effort, seed), ""]  # fmt: skip
 
 
-SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "portfolio", "equivalence", "scale",
-            "mutants", "minimal", "long")  # fmt: skip
+def trial_blind(bug: str, kernel: str, named: str, seed: int, budget: float) -> Any:
+    from bench import portfolio
+
+    return portfolio.blindness(bug, kernel, named, seed, budget)
+
+
+def section_blind(trials: Trials, seeds: Sequence[int], budget: float) -> list[str]:
+    """Does the default campaign share its time differently on a bug's kernel before it finds the bug?"""
+    calls = [(b, k, named, s, budget) for b, k, named, _ in FIND_SUITE for s in seeds]
+    results = trials.map(trial_blind, calls, "blind")
+    n = len(seeds)
+    out = [
+        f"### Before the find, the default campaign is blind to the bug ({n} seeds, {budget:.0f} s each)",
+        "",
+        "Each seed's default campaign hunts the bug on its kernel, then runs as many test cases with the same "
+        "seed on that kernel with the bug's fix (`bench.portfolio.blindness`). *Alike*: campaigns whose test "
+        "cases, up to the one that found the bug, were the same bytes from the same arm and source on both "
+        "kernels. *Own share*: the share of those test cases drawn from the mix of the bug's named strategy.",
+        "",
+        "| bug | kernel | named | found | alike up to the find | median test cases to the find "
+        "| own share, bug's kernel | own share, fixed kernel |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for i, (bug, kernel, named, _) in enumerate(FIND_SUITE):
+        hits = [r for r in results[i * n : (i + 1) * n] if r is not None]
+        alike = sum(r.same == r.cases for r in hits)
+        cases = _median([float(r.cases) for r in hits], ".0f")
+        own = _median([r.own_share for r in hits], ".1%")
+        fixed = _median([r.own_share_fixed for r in hits], ".1%")
+        row = f"| {bug} | {kernel} | {named} | {len(hits)}/{n} | {alike}/{len(hits)} | {cases} | {own} | {fixed} |"
+        out.append(row)
+    return [*out, ""]
+
+
+SECTIONS = ("speed", "find", "keep-going", "diff", "coverage", "ablation", "portfolio", "blind", "equivalence",
+            "scale", "mutants", "minimal", "long")  # fmt: skip
 
 
 def _seeds(value: str | None, count: int) -> list[int]:
@@ -528,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "coverage": lambda: section_coverage(trials, few, args.coverage_budget),
         "ablation": lambda: section_ablation(trials, few, args.budget, 30.0 if quick else 60.0),
         "portfolio": lambda: section_portfolio(5 if quick else 30, 2.0 if quick else 20.0, seeds[0]),
+        "blind": lambda: section_blind(trials, few, args.budget),
         "equivalence": lambda: section_equivalence(20_000 if quick else 100_000, seeds[0]),
         "scale": lambda: section_scale(10.0 if quick else 30.0, seeds[0]),
         "mutants": lambda: section_mutants("current", args.budget, args.mutants, args.jobs, seeds[0]),

@@ -232,3 +232,18 @@ def test_an_unknown_revision_is_a_usage_error(module: str, capsys: pytest.Captur
              ["--against", "no-such-revision"])  # fmt: skip
     assert exc.value.code == 2
     assert "--against no-such-revision: not a commit of this repository" in capsys.readouterr().err
+
+
+def test_blindness_compares_the_same_campaign_on_the_bug_s_kernel_and_with_its_fix() -> None:
+    """Bug A's default campaign, and as many test cases with the same seed on 2.6.34-rc3 with A's
+    fix (and the kernel's other bugs fixed): counted up to the finding test case.  A kernel run
+    twice with one seed runs the same test cases."""
+    from bench.portfolio import _cases_run, blindness, hunted_kernel
+
+    kernel = hunted_kernel("A", "2.6.34-rc3").name
+    first, found = _cases_run(kernel, 5, "A", 20.0, None)
+    again, _ = _cases_run(kernel, 5, "A", None, len(first))
+    assert found is not None and 1 <= found <= len(first) and again[:found] == first[:found]
+    result = blindness("A", "2.6.34-rc3", "classic", 5, 20.0)
+    assert result is not None and result.cases == found and 0 <= result.same <= result.cases
+    assert 0.0 <= result.own_share <= 1.0 and 0.0 <= result.own_share_fixed <= 1.0
