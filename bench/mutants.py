@@ -1,6 +1,6 @@
 """Mutation score: how many small faults injected into the model a campaign notices.
 
-    python -m bench.mutants [--kernel current] [--budget 60] [--count 30] [--jobs 1] [--seed N]
+    python -m bench.mutants [--kernel current] [--budget 60] [--count 30] [--jobs 1] [--seed N] [--tests]
 
 Mutants are generated, not hand-picked: the script parses the model modules (rmapfuzz/model/*.py)
 and the kernel overlays the generation is built from (the rmapfuzz/kernels/*.py modules of its
@@ -19,18 +19,26 @@ Each mutant is written into a copy of the package in a temporary directory and a
 (``rmapfuzz fuzz``, empty corpus, no database) runs against it in a subprocess.  A mutant is
 *killed* if the campaign reports a violation (exit 1) or the model crashes; it *survives* if the
 budget runs out clean.  The kernel should be one that carries no catalogued bug.
+
+With ``--tests``, every mutant that a campaign let through is also run against the model's own
+tests (:data:`MODEL_TESTS`: every vma_merge() case drawn, the kernel's VMA tests and selftests
+restated, split, mremap, fork, COW and swap).  They state what the kernel does, layouts and answers
+included, where the judge only states what is safe: a mutant that merges less than the kernel does
+is invisible to any safety rule but fails a test that draws the merge.  The second score says which
+survivors only the judge misses.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,6 +54,12 @@ PACKAGE = ROOT / "rmapfuzz"
 MODEL = PACKAGE / "model"
 KERNELS = PACKAGE / "kernels"
 KINDS = ("drop-call", "swap-args", "off-by-one", "negate-if", "drop-augassign")
+# The model's own tests: what the kernel does, stated without the judge (tests/*.py).
+MODEL_TESTS = (
+    "test_vma_merge.py", "test_kernel_vma_tests.py", "test_kernel_merge_selftests.py", "test_kernel_cow_selftests.py",
+    "test_split.py", "test_mremap.py", "test_fork.py", "test_cow.py", "test_swap_exclusive.py",
+    "test_swap_readahead.py", "test_stable_dontunmap.py", "test_bugs_2010.py", "test_gen_6_1.py", "test_gen_7_0.py",
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -273,47 +287,86 @@ def mutate(site: Site) -> str:
     return ast.unparse(new)
 
 
-def run_mutant(site: Site | None, kernel: str, budget: float, seed: int, strat: str = "default") -> str:
-    """'killed', 'crashed' or 'hung' (both also kills), or 'survived'; ``site`` None runs the
-    unmutated model."""
+@contextlib.contextmanager
+def _mutant_tree(site: Site | None, tests: bool = False) -> Iterator[Path]:
+    """A temporary directory holding a copy of the package (and of the tests) with ``site`` mutated."""
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "rmapfuzz"
         shutil.copytree(ROOT / "rmapfuzz", pkg, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(ROOT / "strategies", Path(tmp) / "strategies")
+        if tests:
+            shutil.copytree(ROOT / "tests", Path(tmp) / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy(ROOT / "pyproject.toml", Path(tmp) / "pyproject.toml")
         if site is not None:
             (pkg / site.file).write_text(mutate(site))
-        cmd = [
+        yield Path(tmp)
+
+
+def _run(cmd: Sequence[str], tmp: Path, timeout: float) -> int | None:
+    """The exit code of ``cmd`` run in ``tmp`` with the mutated package first on the path (None:
+    timed out)."""
+    try:
+        proc = subprocess.run(cmd, cwd=tmp, env={"PYTHONPATH": str(tmp), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return None
+    return proc.returncode
+
+
+def run_mutant(site: Site | None, kernel: str, budget: float, seed: int, strat: str = "default") -> str:
+    """'killed', 'crashed' or 'hung' (both also kills), or 'survived'; ``site`` None runs the
+    unmutated model."""
+    with _mutant_tree(site) as tmp:
+        code = _run([
             sys.executable, "-m", "rmapfuzz", "fuzz", "--kernel", kernel, "--budget", str(budget),
-            "--seed", str(seed), "--corpus", str(Path(tmp) / "corpus"), "--no-database", "--json",
-            "--strategy", strat,
-        ]  # fmt: skip
-        try:
-            proc = subprocess.run(cmd, cwd=tmp, env={"PYTHONPATH": tmp, "PATH": "/usr/bin:/bin"},
-                                  capture_output=True, text=True, timeout=budget + 60, check=False)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            return "hung"  # the mutant made the model loop forever: counted as killed
-    if proc.returncode == 1:
+            "--seed", str(seed), "--corpus", str(tmp / "corpus"), "--no-database", "--json", "--strategy", strat,
+        ], tmp, budget + 60)  # fmt: skip
+    if code is None:
+        return "hung"  # the mutant made the model loop forever: counted as killed
+    return {1: "killed", 0: "survived"}.get(code, "crashed")
+
+
+TESTS_TIMEOUT = 900.0  # seconds: the model's tests take about a minute on a quiet machine
+
+
+def run_tests(site: Site | None, names: Sequence[str] = MODEL_TESTS) -> str:
+    """'killed' if the model's own tests (``names`` in tests/) fail on the mutant (or hang), 'survived'
+    if they pass, 'error' if pytest could not run them; ``site`` None runs them on the unmutated model."""
+    with _mutant_tree(site, tests=True) as tmp:
+        code = _run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                     *(f"tests/{name}" for name in names)], tmp, TESTS_TIMEOUT)  # fmt: skip
+    if code is None or code in (1, 2):  # failed, or could not even be collected (an import broke)
         return "killed"
-    if proc.returncode == 0:
-        return "survived"
-    return "crashed"
+    return "survived" if code == 0 else "error"
 
 
 def report(
-    kernel: str, budget: float, count: int, jobs: int, seed: int, strategies: tuple[str, ...] = ("default",)
+    kernel: str,
+    budget: float,
+    count: int,
+    jobs: int,
+    seed: int,
+    strategies: tuple[str, ...] = ("default",),
+    tests: bool = False,
 ) -> str:
-    """Run the unmutated model and ``count`` drawn mutants, each under every strategy; the markdown report."""
+    """Run the unmutated model and ``count`` drawn mutants, each under every strategy (and, with
+    ``tests``, every survivor against the model's own tests); the markdown report."""
     for strat in strategies:
         baseline = run_mutant(None, kernel, budget, seed, strat)
         if baseline != "survived":
             return f"### Mutation score on {kernel}\n\nThe unmutated model does not run clean on {kernel} " \
                    f"with strategy {strat}: {baseline}."  # fmt: skip
+    if tests and (baseline := run_tests(None)) != "survived":
+        return f"### Mutation score on {kernel}\n\nThe model's own tests fail on the unmutated model: {baseline}."
     pool = sites(kernel, covered_lines(kernel))
     chosen = random.Random(seed).sample(pool, min(count, len(pool)))
     runs = [(site, strat) for site in chosen for strat in strategies]
     with ThreadPoolExecutor(jobs) as ex:
         results = list(ex.map(lambda run: run_mutant(run[0], kernel, budget, seed, run[1]), runs))
     by = {run: result for run, result in zip(runs, results, strict=True)}
+    survivors = [site for site in chosen if any(by[site, strat] == "survived" for strat in strategies)]
+    with ThreadPoolExecutor(jobs) as ex:
+        tested = dict(zip(survivors, ex.map(run_tests, survivors), strict=True)) if tests else {}
     scores = []
     for strat in strategies:
         parts = []
@@ -323,6 +376,9 @@ def report(
         killed = sum(by[site, strat] != "survived" for site in chosen)
         scores.append(f"strategy {strat}: killed {killed}/{len(chosen)} ({100 * killed / len(chosen):.0f} %; "
                       f"{', '.join(parts)})")  # fmt: skip
+        if tests:
+            either = sum(by[site, strat] != "survived" or tested[site] == "killed" for site in chosen)
+            scores[-1] += f", with the model's own tests {either}/{len(chosen)}"
     in_overlays = sum(site.file.startswith("kernels/") for site in pool)
     lines = [
         f"### Mutation score on {kernel} ({len(chosen)} of {len(pool)} generated mutants, "
@@ -335,11 +391,25 @@ def report(
         f"paths) cannot be killed on it.  The unmutated model ran "
         f"the same campaigns clean.  " + "; ".join(scores) + ".",
         "",
-        "| mutant | " + " | ".join(strategies) + " |",
-        "|---|" + "---|" * len(strategies),
-        *(f"| `{s.label}` | " + " | ".join(by[s, strat] for strat in strategies) + " |" for s in chosen),
+        "| mutant | " + " | ".join(strategies) + (" | model's own tests |" if tests else " |"),
+        "|---|" + "---|" * (len(strategies) + tests),
+        *(
+            _row(site, [by[site, strat] for strat in strategies], tested.get(site, "-") if tests else None)
+            for site in chosen
+        ),
     ]
+    if tests:
+        lines += [
+            "",
+            f"The model's own tests ({', '.join(MODEL_TESTS)}) ran on every mutant a campaign "
+            "let through (`-`: not run, every campaign killed it); they pass on the unmutated model.",
+        ]
     return "\n".join(lines)
+
+
+def _row(site: Site, campaigns: list[str], tests: str | None) -> str:
+    cells = [f"`{site.label}`", *campaigns, *([tests] if tests is not None else [])]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,10 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
     parser.add_argument("--strategy", action="append", help="strategies to compare (default: default)")
+    parser.add_argument("--tests", action="store_true", help="run the model's own tests on every survivor too")
     parser.add_argument("--out", default=str(Path(__file__).with_name("MUTANTS.md")))
     args = parser.parse_args(argv)
     seed = fresh_seed(args.seed)
-    text = report(args.kernel, args.budget, args.count, args.jobs, seed, tuple(args.strategy or ["default"]))
+    strategies = tuple(args.strategy or ["default"])
+    text = report(args.kernel, args.budget, args.count, args.jobs, seed, strategies, args.tests)
     print(text)
     Path(args.out).write_text(text + "\n")
     return 0

@@ -247,3 +247,17 @@ def test_blindness_compares_the_same_campaign_on_the_bug_s_kernel_and_with_its_f
     result = blindness("A", "2.6.34-rc3", "classic", 5, 20.0)
     assert result is not None and result.cases == found and 0 <= result.same <= result.cases
     assert 0.0 <= result.own_share <= 1.0 and 0.0 <= result.own_share_fixed <= 1.0
+
+
+def test_the_model_s_own_tests_kill_a_merge_mutant_the_unmutated_model_passes() -> None:
+    """``bench.mutants --tests``: vma_merge() with its test for cases 6-8 negated fails the drawn
+    merge cases (tests/test_vma_merge.py); the unmutated model passes them.  Every file the second
+    score runs exists."""
+    from bench.mutants import MODEL_TESTS, ROOT, run_tests
+
+    assert all((ROOT / "tests" / name).is_file() for name in MODEL_TESTS)
+    lines = (PACKAGE / "model" / "mmap.py").read_text().splitlines()
+    site = next(s for s in sites() if s.file == "model/mmap.py" and s.kind == "negate-if"
+                and s.function == "vma_merge" and lines[s.lineno - 1].strip().startswith("if middle:"))  # fmt: skip
+    assert run_tests(None, ("test_vma_merge.py",)) == "survived"
+    assert run_tests(site, ("test_vma_merge.py",)) == "killed"
