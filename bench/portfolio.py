@@ -293,10 +293,12 @@ def schedule_lines(plan: Schedule, sources: Sequence[str], bugs: Sequence[str]) 
 class Blindness:
     """What the default campaign did on a bug's kernel before finding the bug, and whether it did the
     same on that kernel with the bug's fix (same seed): a search that sensed the bug before finding
-    it would have shared its time differently there."""
+    it would have shared its time differently there.  The arms share time by reward per second, so
+    two runs of one kernel with one seed can part too: the control runs the bug's kernel again."""
 
     cases: int  # test cases run up to and including the one that found the bug
     same: int  # how many of them, from the first, the campaign on the fixed kernel ran alike
+    same_again: int  # how many of them, from the first, the bug's kernel run again ran alike
     own_share: float  # share of those test cases drawn from the bug's named strategy's mix
     own_share_fixed: float  # the same share over as many test cases on the fixed kernel
 
@@ -330,14 +332,18 @@ def blindness(bug: str, kernel: str, named: str, seed: int, budget: float) -> Bl
     ran, found = _cases_run(hunted.name, seed, bug, budget, None)
     if found is None:
         return None
+    ran = ran[:found]
     fixed, _ = _cases_run(with_fix(hunted, bug).name, seed, bug, None, found)
-    same = next((i for i, (a, b) in enumerate(zip(ran[:found], fixed, strict=False)) if a != b), min(found, len(fixed)))
+    again, _ = _cases_run(hunted.name, seed, bug, None, found)
     own = 1 + strategy.load("default").portfolio.index(named)
 
-    def share(cases: Sequence[tuple[str, int, bytes]]) -> float:
+    def alike(other: Ran) -> int:
+        return next((i for i, (a, b) in enumerate(zip(ran, other, strict=False)) if a != b), min(found, len(other)))
+
+    def share(cases: Ran) -> float:
         return sum(source == own for _, source, _ in cases) / max(len(cases), 1)
 
-    return Blindness(found, same, share(ran[:found]), share(fixed[:found]))
+    return Blindness(found, alike(fixed), alike(again), share(ran), share(fixed[:found]))
 
 
 def measure_suite(

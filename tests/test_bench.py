@@ -246,6 +246,7 @@ def test_blindness_compares_the_same_campaign_on_the_bug_s_kernel_and_with_its_f
     assert found is not None and 1 <= found <= len(first) and again[:found] == first[:found]
     result = blindness("A", "2.6.34-rc3", "classic", 5, 20.0)
     assert result is not None and result.cases == found and 0 <= result.same <= result.cases
+    assert result.same_again == result.cases  # a campaign this short does not part from its rerun
     assert 0.0 <= result.own_share <= 1.0 and 0.0 <= result.own_share_fixed <= 1.0
 
 
