@@ -20,12 +20,12 @@ Each mutant is written into a copy of the package in a temporary directory and a
 *killed* if the campaign reports a violation (exit 1) or the model crashes; it *survives* if the
 budget runs out clean.  The kernel should be one that carries no catalogued bug.
 
-With ``--tests``, every mutant that a campaign let through is also run against the model's own
-tests (:data:`MODEL_TESTS`: every vma_merge() case drawn, the kernel's VMA tests and selftests
-restated, split, mremap, fork, COW and swap).  They state what the kernel does, layouts and answers
-included, where the judge only states what is safe: a mutant that merges less than the kernel does
-is invisible to any safety rule but fails a test that draws the merge.  The second score says which
-survivors only the judge misses.
+With ``--tests``, every mutant is also run against the model's own tests (:data:`MODEL_TESTS`:
+every vma_merge() case drawn, the kernel's VMA tests and selftests restated, split, mremap, fork,
+COW and swap; about 600 tests, a second or two).  They state what the kernel does, layouts and
+answers included, where the judge only states what is safe: a mutant that merges less than the
+kernel does is invisible to any safety rule but fails a test that draws the merge.  The second
+score says which survivors only the judge misses, and the tests' own score what they miss.
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ def run_mutant(site: Site | None, kernel: str, budget: float, seed: int, strat: 
     return {1: "killed", 0: "survived"}.get(code, "crashed")
 
 
-TESTS_TIMEOUT = 900.0  # seconds: the model's tests take about a minute on a quiet machine
+TESTS_TIMEOUT = 300.0  # seconds: the model's tests take a second or two on a quiet machine
 
 
 def run_tests(site: Site | None, names: Sequence[str] = MODEL_TESTS) -> str:
@@ -350,7 +350,7 @@ def report(
     tests: bool = False,
 ) -> str:
     """Run the unmutated model and ``count`` drawn mutants, each under every strategy (and, with
-    ``tests``, every survivor against the model's own tests); the markdown report."""
+    ``tests``, every mutant against the model's own tests too); the markdown report."""
     for strat in strategies:
         baseline = run_mutant(None, kernel, budget, seed, strat)
         if baseline != "survived":
@@ -364,9 +364,8 @@ def report(
     with ThreadPoolExecutor(jobs) as ex:
         results = list(ex.map(lambda run: run_mutant(run[0], kernel, budget, seed, run[1]), runs))
     by = {run: result for run, result in zip(runs, results, strict=True)}
-    survivors = [site for site in chosen if any(by[site, strat] == "survived" for strat in strategies)]
     with ThreadPoolExecutor(jobs) as ex:
-        tested = dict(zip(survivors, ex.map(run_tests, survivors), strict=True)) if tests else {}
+        tested = dict(zip(chosen, ex.map(run_tests, chosen), strict=True)) if tests else {}
     scores = []
     for strat in strategies:
         parts = []
@@ -379,6 +378,9 @@ def report(
         if tests:
             either = sum(by[site, strat] != "survived" or tested[site] == "killed" for site in chosen)
             scores[-1] += f", with the model's own tests {either}/{len(chosen)}"
+    if tests:
+        alone = sum(tested[site] == "killed" for site in chosen)
+        scores.append(f"the model's own tests alone: killed {alone}/{len(chosen)}")
     in_overlays = sum(site.file.startswith("kernels/") for site in pool)
     lines = [
         f"### Mutation score on {kernel} ({len(chosen)} of {len(pool)} generated mutants, "
@@ -393,16 +395,12 @@ def report(
         "",
         "| mutant | " + " | ".join(strategies) + (" | model's own tests |" if tests else " |"),
         "|---|" + "---|" * (len(strategies) + tests),
-        *(
-            _row(site, [by[site, strat] for strat in strategies], tested.get(site, "-") if tests else None)
-            for site in chosen
-        ),
+        *(_row(site, [by[site, strat] for strat in strategies], tested[site] if tests else None) for site in chosen),
     ]
     if tests:
         lines += [
             "",
-            f"The model's own tests ({', '.join(MODEL_TESTS)}) ran on every mutant a campaign "
-            "let through (`-`: not run, every campaign killed it); they pass on the unmutated model.",
+            f"The model's own tests: {', '.join(MODEL_TESTS)} (in tests/); they pass on the unmutated model.",
         ]
     return "\n".join(lines)
 
@@ -420,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=None, help="default: drawn fresh and printed")
     parser.add_argument("--strategy", action="append", help="strategies to compare (default: default)")
-    parser.add_argument("--tests", action="store_true", help="run the model's own tests on every survivor too")
+    parser.add_argument("--tests", action="store_true", help="run the model's own tests on every mutant too")
     parser.add_argument("--out", default=str(Path(__file__).with_name("MUTANTS.md")))
     args = parser.parse_args(argv)
     seed = fresh_seed(args.seed)

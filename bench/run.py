@@ -29,7 +29,7 @@ Sections:
 * equivalence: the incremental judge against the whole-state judge on every generation.
 * scale: ``--workers 2`` against one (bench/scale.py).
 * mutants: the mutation score of the default campaign and of the classic strategy on the same
-  mutants, and of the model's own tests on the mutants both campaigns let through (bench/mutants.py).
+  mutants, and of the model's own tests (bench/mutants.py).
 * minimal: what ``rmapfuzz minimize --exhaustive`` proved about each corpus entry.
 * long: a long campaign on a kernel that should be clean; anything it finds is news.
 
