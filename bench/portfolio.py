@@ -308,7 +308,8 @@ Ran = list[tuple[str, int, bytes]]  # each test case a campaign ran: its arm, it
 
 def _cases_run(kernel: str, seed: int, bug: str, budget: float | None, examples: int | None) -> tuple[Ran, int | None]:
     """Each test case a default campaign hunting ``bug`` on ``kernel`` ran (arm, source, bytes), and
-    how many had run when the one that found the bug did (None: not found)."""
+    how many had run when the one that found the bug did (None: not found).  Every arm of the
+    default runs its test cases through ``Hunt.run_case``, which counts them for ``examples_before``."""
     from rmapfuzz import campaign
 
     ran: Ran = []
